@@ -1,0 +1,88 @@
+"""Database engines for the two backends: PostGIS (production) and SpatiaLite (embedded).
+
+The stdlib ``sqlite3`` of many CPython builds cannot load extensions, so the
+embedded store uses ``pysqlite3`` (which can) and loads Debian's
+``mod_spatialite``. A new SpatiaLite file gets ``InitSpatialMetadata(1)`` so SRIDs
+resolve. PostgreSQL URLs are routed to psycopg 3 and get a statement timeout so a
+slow query is cut instead of holding a worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+
+from twin.errors import StoreUnavailable
+
+SPATIALITE_MODULE = "mod_spatialite"
+
+
+def normalise_url(url: str | URL) -> URL:
+    """``postgresql://`` → ``postgresql+psycopg://``; other URLs unchanged."""
+    u = make_url(url) if isinstance(url, str) else url
+    if u.drivername in ("postgresql", "postgres", "postgis"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def make_engine(url: str | URL, *, statement_timeout_ms: int = 15_000, echo: bool = False) -> Engine:
+    """Create the engine for ``url`` with the backend's connection set-up."""
+    u = normalise_url(url)
+    if u.get_backend_name() == "sqlite":
+        return _spatialite_engine(u, echo=echo)
+    if u.get_backend_name() == "postgresql":
+        return create_engine(
+            u,
+            echo=echo,
+            pool_size=8,
+            max_overflow=8,
+            pool_pre_ping=True,
+            connect_args={
+                "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+                "application_name": "twin",
+                "connect_timeout": 10,
+            },
+        )
+    raise StoreUnavailable(f"unsupported database URL scheme {u.drivername!r}; use postgresql:// or sqlite:///")
+
+
+def _spatialite_engine(u: URL, *, echo: bool) -> Engine:
+    try:
+        import pysqlite3.dbapi2 as sqlite_module  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - platforms without the wheel
+        import sqlite3 as sqlite_module
+
+    if u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        u,
+        module=sqlite_module,
+        echo=echo,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _load_spatialite(dbapi_conn, _record):  # noqa: ANN001 - DBAPI callback
+        dbapi_conn.enable_load_extension(True)
+        try:
+            dbapi_conn.load_extension(SPATIALITE_MODULE)
+        except Exception as exc:  # the Debian package libsqlite3-mod-spatialite is missing
+            raise StoreUnavailable(
+                "cannot load SpatiaLite (mod_spatialite); install libsqlite3-mod-spatialite",
+                detail=str(exc),
+            ) from exc
+        dbapi_conn.enable_load_extension(False)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA cache_size=-65536")
+        has_meta = cur.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='spatial_ref_sys'"
+        ).fetchone()[0]
+        if not has_meta:
+            cur.execute("SELECT InitSpatialMetadata(1)")
+        cur.close()
+
+    return engine

@@ -1,0 +1,288 @@
+"""The layer tables of the spatial core (SQLAlchemy 2 + GeoAlchemy2).
+
+One table per layer kind. Geometry is stored in EPSG:4326 (CGCS2000 / EPSG:4490
+is accepted as equal at map scale), in the column ``geom`` of every table, with a
+spatial index. Every table has an integer ``id`` (the stable OGC feature id and
+MVT feature id) and a business ``code`` unique within the layer.
+
+Units are in the column names where they matter: ``_m`` metres, ``_mm``
+millimetres, ``_m2`` square metres, ``_mpa`` megapascal. Elevations are metres
+above the national height datum (1985 国家高程基准).
+
+The schema is created and changed by the Alembic migrations in
+``twin/migrations``; these classes describe it for queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from geoalchemy2 import Geometry
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SRID = 4326
+
+naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=naming_convention)
+
+
+def _geom(kind: str) -> Mapped[object]:
+    return mapped_column(Geometry(kind, srid=SRID, spatial_index=True), nullable=False)
+
+
+def _code() -> Mapped[str]:
+    return mapped_column(String(64), unique=True, nullable=False)
+
+
+class LayerVersion(Base):
+    """Data version per layer: bumped by database triggers on every insert/update/delete.
+
+    Tiles and caches key on it, so any write (through twin or straight into the
+    database) invalidates exactly that layer's cached output.
+    """
+
+    __tablename__ = "layer_versions"
+    layer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    updated_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class Grid(Base):
+    """Management grid: town → village/community → unit grid (单元网格)."""
+
+    __tablename__ = "grids"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    level: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # town|village|unit
+    parent_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    village_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    population: Mapped[int | None] = mapped_column(Integer)
+    grid_worker: Mapped[str | None] = mapped_column(String(64))  # duty role/badge, not a person's name
+    geom = _geom("MULTIPOLYGON")
+
+
+class EvaluationGrid(Base):
+    """Evaluation grid (评价网格, CJJ/T 312 §2.0.5): a set of unit grids inspected together."""
+
+    __tablename__ = "evaluation_grids"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    village_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    unit_grid_codes: Mapped[list[str] | None] = mapped_column(JSON)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("MULTIPOLYGON")
+
+
+class EvaluationPoint(Base):
+    """Evaluation point (评价点位, §2.0.6) with its indicator and inspection items."""
+
+    __tablename__ = "evaluation_points"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    indicator: Mapped[str | None] = mapped_column(String(128))
+    inspection_items: Mapped[list[str] | None] = mapped_column(JSON)
+    evaluation_grid_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    score: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("POINT")
+
+
+class Building(Base):
+    """Building footprint (楼栋). Households are a count only: no names or ID numbers."""
+
+    __tablename__ = "buildings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str | None] = mapped_column(String(128))
+    address: Mapped[str | None] = mapped_column(String(256), index=True)
+    use: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    floors: Mapped[int] = mapped_column(Integer, nullable=False)
+    height_m: Mapped[float] = mapped_column(Float, nullable=False)
+    households: Mapped[int | None] = mapped_column(Integer)
+    year_built: Mapped[int | None] = mapped_column(Integer)
+    village_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    grid_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    ground_elev_m: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("MULTIPOLYGON")
+
+
+class Pipeline(Base):
+    """Underground pipe segment between two pipe nodes (地下管线)."""
+
+    __tablename__ = "pipelines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    utility: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    material: Mapped[str] = mapped_column(String(32), nullable=False)
+    diameter_mm: Mapped[float] = mapped_column(Float, nullable=False)
+    start_node_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    end_node_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    start_invert_m: Mapped[float | None] = mapped_column(Float)  # elevation of the pipe bottom
+    end_invert_m: Mapped[float | None] = mapped_column(Float)
+    start_depth_m: Mapped[float | None] = mapped_column(Float)  # ground to pipe top
+    end_depth_m: Mapped[float | None] = mapped_column(Float)
+    gravity: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    pressure_mpa: Mapped[float | None] = mapped_column(Float)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    year_laid: Mapped[int | None] = mapped_column(Integer)
+    length_m: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("LINESTRING")
+
+
+class PipeNode(Base):
+    """Pipe network node: manhole, valve, hydrant, junction, outfall, …"""
+
+    __tablename__ = "pipe_nodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    utility: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    ground_elev_m: Mapped[float | None] = mapped_column(Float)
+    invert_elev_m: Mapped[float | None] = mapped_column(Float)
+    depth_m: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("POINT")
+
+
+class Farmland(Base):
+    """Farmland parcel with quality grade (1 best … 10), permanent-basic flag, contract, crop."""
+
+    __tablename__ = "farmland"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    grade: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    is_permanent_basic: Mapped[bool] = mapped_column(Boolean, nullable=False, index=True)
+    contract_code: Mapped[str | None] = mapped_column(String(64))
+    crop: Mapped[str | None] = mapped_column(String(32))
+    village_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("MULTIPOLYGON")
+
+
+class Zone(Base):
+    """"Three zones" planning space (三区): ecological, agricultural or urban."""
+
+    __tablename__ = "zones"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("MULTIPOLYGON")
+
+
+class ControlLine(Base):
+    """"Three lines" (三线): ecological red line, permanent basic farmland, urban development boundary.
+
+    Stored as the polygons the lines enclose, as the planning data is delivered.
+    """
+
+    __tablename__ = "control_lines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    geom = _geom("MULTIPOLYGON")
+
+
+class Device(Base):
+    """IoT sensor (000 App. A): dust/PM10, water level, smoke, combustible gas, voltage, EV charger."""
+
+    __tablename__ = "devices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    metrics: Mapped[list[str] | None] = mapped_column(JSON)  # e.g. ["pm10", "pm25"]
+    thresholds: Mapped[dict[str, float] | None] = mapped_column(JSON)  # alarm limit per metric
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="online", index=True)
+    grid_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    installed_on: Mapped[dt.date | None] = mapped_column(Date)
+    geom = _geom("POINT")
+
+
+class Camera(Base):
+    """Video camera with position, heading (degrees clockwise from north), field of view and range."""
+
+    __tablename__ = "cameras"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    heading_deg: Mapped[float] = mapped_column(Float, nullable=False)
+    fov_deg: Mapped[float] = mapped_column(Float, nullable=False)
+    range_m: Mapped[float] = mapped_column(Float, nullable=False)
+    mount_height_m: Mapped[float | None] = mapped_column(Float)
+    stream_url: Mapped[str | None] = mapped_column(String(512))
+    protocol: Mapped[str | None] = mapped_column(String(16))  # hls|rtsp|gb28181
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="online", index=True)
+    grid_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    geom = _geom("POINT")
+
+
+class Event(Base):
+    """Event with closed-loop status: reported → verified → dispatched → handled → closed."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    source: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    category: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    title: Mapped[str] = mapped_column(String(256), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    grid_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_code: Mapped[str | None] = mapped_column(String(64))
+    reported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    geom = _geom("POINT")
+
+
+class Road(Base):
+    """Road centreline with class and average daily traffic (vehicles/day)."""
+
+    __tablename__ = "roads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str | None] = mapped_column(String(128))
+    road_class: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    lanes: Mapped[int | None] = mapped_column(Integer)
+    traffic_volume: Mapped[int | None] = mapped_column(Integer)  # vehicles per day
+    heavy_share: Mapped[float | None] = mapped_column(Float)  # share of heavy vehicles, 0..1
+    geom = _geom("LINESTRING")
+
+
+class ConstructionSite(Base):
+    """Construction site: a dust factor in the dust heat map (002 §5.1.5)."""
+
+    __tablename__ = "construction_sites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = _code()
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    dust_controlled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    start_date: Mapped[dt.date | None] = mapped_column(Date)
+    end_date: Mapped[dt.date | None] = mapped_column(Date)
+    geom = _geom("MULTIPOLYGON")
+
+
+LAYER_MODELS: dict[str, type[Base]] = {
+    m.__tablename__: m  # type: ignore[misc]
+    for m in (
+        Grid, EvaluationGrid, EvaluationPoint, Building, Pipeline, PipeNode, Farmland, Zone,
+        ControlLine, Device, Camera, Event, Road, ConstructionSite,
+    )
+}

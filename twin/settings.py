@@ -1,0 +1,79 @@
+"""Runtime settings, read once from ``TWIN_*`` environment variables.
+
+Everything configurable lives here so that nothing else reads ``os.environ``.
+``twin config`` prints :func:`get_settings` with secrets masked.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TwinSettings(BaseSettings):
+    """Settings of one twin server or CLI process."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
+
+    home: Path = Field(
+        default=Path.home() / ".twin",
+        description="Folder for the embedded database, rasters and caches.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://… for PostGIS; empty for the embedded SpatiaLite file under home.",
+    )
+    redis_url: str | None = Field(default=None, description="Optional Redis tier for the tile cache.")
+    statement_timeout_ms: int = Field(default=15_000, ge=100, description="Per-statement timeout on PostGIS.")
+    max_items_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted by /items.")
+    default_items_limit: int = Field(default=100, ge=1)
+    max_bbox_area_deg2: float = Field(
+        default=4.0, gt=0, description="Largest bbox (in square degrees) a feature query may ask for."
+    )
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    tile_cache_mb: int = Field(default=256, ge=0, description="In-process tile cache size.")
+    demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
+    public_url: str | None = Field(
+        default=None, description="Base URL used in links when behind a proxy (else taken from the request)."
+    )
+
+    @property
+    def raster_dir(self) -> Path:
+        return self.home / "rasters"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL actually used: the configured one or the embedded SpatiaLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'twin.sqlite'}"
+
+    def masked(self) -> dict[str, object]:
+        """Settings as a dict with passwords and secrets masked (for ``twin config``)."""
+        out: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif name in {"database_url", "redis_url"} and value:
+                value = _mask_url_password(str(value))
+            out[name] = str(value) if isinstance(value, Path) else value
+        out["effective_database_url"] = _mask_url_password(self.effective_database_url)
+        return out
+
+
+def _mask_url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL we understand: show it as given
+        return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> TwinSettings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return TwinSettings()
