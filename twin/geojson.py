@@ -1,0 +1,36 @@
+"""GeoJSON encoding of feature pages: vectorised geometry encoding, orjson for the rest.
+
+Geometry JSON comes from ``shapely.to_geojson`` over the whole array and is
+embedded with ``orjson.Fragment``, so a 500-feature page costs one pass, not 500
+dict conversions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+
+OPTS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z | orjson.OPT_SERIALIZE_NUMPY
+
+
+def geometry_fragments(geoms: np.ndarray, precision: int | None = None) -> list[orjson.Fragment]:
+    if len(geoms) == 0:
+        return []
+    if precision is not None:
+        geoms = shapely.set_precision(geoms, 10.0 ** (-precision), mode="pointwise")
+    return [orjson.Fragment(s) for s in shapely.to_geojson(geoms)]
+
+
+def features(ids: list[int], props: list[dict[str, Any]], geoms: np.ndarray) -> list[dict[str, Any]]:
+    frags = geometry_fragments(geoms)
+    return [
+        {"type": "Feature", "id": fid, "geometry": g, "properties": p}
+        for fid, p, g in zip(ids, props, frags, strict=True)
+    ]
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=OPTS)

@@ -1,0 +1,287 @@
+"""The spatial store: one interface over PostGIS and SpatiaLite.
+
+Callers (HTTP routers, tiles, the loader, the CLI) ask the store; it asks
+:mod:`twin.dialect` for the few things that differ per backend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+from sqlalchemy import Boolean, Date, DateTime, Float, Integer, and_, delete, func, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from twin import migrate
+from twin.catalog import LAYERS, LayerSpec, get_layer
+from twin.db import make_engine
+from twin.dialect import BBox, SpatialDialect, dialect_for
+from twin.geometry import coerce_array
+from twin.errors import FeatureNotFound, InvalidParameter, StoreUnavailable
+from twin.settings import TwinSettings, get_settings
+from twin.versioning import layer_versions
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """A feature query. ``bbox`` is CRS84 lon/lat; ``datetime`` bounds are inclusive."""
+
+    layer: str
+    bbox: BBox | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+    datetime: tuple[dt.datetime | None, dt.datetime | None] | None = None
+    limit: int = 100
+    offset: int = 0
+    properties: Sequence[str] | None = None
+
+
+@dataclass
+class FeaturePage:
+    """Rows of one query: ids, property dicts and CRS84 geometries (shapely array)."""
+
+    ids: list[int]
+    properties: list[dict[str, Any]]
+    geometries: np.ndarray
+    number_matched: int
+
+    @property
+    def number_returned(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    count: int
+    extent: BBox | None
+    version: int
+    temporal_extent: tuple[dt.datetime | None, dt.datetime | None] | None = None
+
+
+def _aware(value: Any) -> Any:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+class SpatialStore:
+    """Access to the layer tables of one database."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect: SpatialDialect = dialect_for(engine)
+        self._summary_cache: dict[str, tuple[int, LayerSummary]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: TwinSettings | None = None) -> SpatialStore:
+        s = settings or get_settings()
+        return cls(make_engine(s.effective_database_url, statement_timeout_ms=s.statement_timeout_ms))
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> SpatialStore:
+        return cls(make_engine(url, **kw))
+
+    # --- schema and health -------------------------------------------------
+    def migrate(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailable("database unreachable", detail=str(exc.orig)) from exc
+
+    # --- versions and summaries --------------------------------------------
+    def versions(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return layer_versions(conn)
+
+    def version(self, layer: str) -> int:
+        return self.versions().get(get_layer(layer).id, 0)
+
+    def summary(self, layer: str) -> LayerSummary:
+        """Count, extent and temporal extent of ``layer``; recomputed only when its version moves."""
+        spec = get_layer(layer)
+        version = self.version(spec.id)
+        cached = self._summary_cache.get(spec.id)
+        if cached and cached[0] == version:
+            return cached[1]
+        tbl = spec.table
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(tbl)).scalar_one()
+            extent = self.dialect.extent(conn, tbl) if count else None
+            temporal = None
+            if spec.temporal:
+                col = tbl.c[spec.temporal]
+                lo, hi = conn.execute(select(func.min(col), func.max(col))).one()
+                temporal = (_aware(lo), _aware(hi))
+        summary = LayerSummary(count=count, extent=extent, version=version, temporal_extent=temporal)
+        with self._lock:
+            self._summary_cache[spec.id] = (version, summary)
+        return summary
+
+    # --- reading --------------------------------------------------------------
+    def query(self, q: FeatureQuery) -> FeaturePage:
+        spec = get_layer(q.layer)
+        tbl = spec.table
+        where = self._where(spec, q)
+        prop_cols = self._selected_columns(spec, q.properties)
+        stmt = (
+            select(tbl.c.id, *prop_cols, self.dialect.geometry_wkb(tbl).label("wkb"))
+            .where(*where)
+            .order_by(tbl.c.id)
+            .limit(q.limit)
+            .offset(q.offset)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+            if q.offset == 0 and len(rows) < q.limit:
+                matched = len(rows)
+            else:
+                matched = conn.execute(select(func.count()).select_from(tbl).where(*where)).scalar_one()
+        return self._page(rows, prop_cols, matched)
+
+    def get(self, layer: str, feature_id: int) -> FeaturePage:
+        spec = get_layer(layer)
+        tbl = spec.table
+        prop_cols = spec.property_columns
+        stmt = select(tbl.c.id, *prop_cols, self.dialect.geometry_wkb(tbl).label("wkb")).where(
+            tbl.c.id == feature_id
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            raise FeatureNotFound(f"no feature {feature_id} in layer {spec.id!r}")
+        return self._page(rows, prop_cols, 1)
+
+    @staticmethod
+    def _page(rows: Sequence[Any], prop_cols: Sequence[Any], matched: int) -> FeaturePage:
+        names = [c.name for c in prop_cols]
+        ids = [r[0] for r in rows]
+        props = [{n: _aware(v) for n, v in zip(names, r[1:-1], strict=True)} for r in rows]
+        geoms = shapely.from_wkb([bytes(r[-1]) for r in rows]) if rows else np.array([], dtype=object)
+        return FeaturePage(ids=ids, properties=props, geometries=geoms, number_matched=matched)
+
+    @staticmethod
+    def _selected_columns(spec: LayerSpec, properties: Sequence[str] | None) -> list[Any]:
+        cols = spec.property_columns
+        if properties is None:
+            return cols
+        by_name = {c.name: c for c in cols}
+        unknown = [p for p in properties if p not in by_name]
+        if unknown:
+            raise InvalidParameter(
+                f"unknown properties {unknown} for layer {spec.id!r}", detail={"queryables": sorted(by_name)}
+            )
+        return [by_name[p] for p in properties]
+
+    def _where(self, spec: LayerSpec, q: FeatureQuery) -> list[Any]:
+        tbl = spec.table
+        where: list[Any] = []
+        if q.bbox is not None:
+            where.append(self.dialect.bbox_clause(tbl, q.bbox))
+        for name, raw in q.filters.items():
+            col = tbl.c.get(name)
+            if col is None or name == "geom":
+                raise InvalidParameter(
+                    f"unknown property {name!r} for layer {spec.id!r}",
+                    detail={"queryables": sorted(queryables(spec))},
+                )
+            where.append(col == _cast_filter(col, raw))
+        if q.datetime is not None:
+            if not spec.temporal:
+                raise InvalidParameter(f"layer {spec.id!r} has no time dimension; datetime does not apply")
+            col = tbl.c[spec.temporal]
+            start, end = q.datetime
+            if start is not None:
+                where.append(col >= start.astimezone(dt.UTC))
+            if end is not None:
+                where.append(col <= end.astimezone(dt.UTC))
+        return [and_(*where)] if where else []
+
+    # --- writing --------------------------------------------------------------
+    def write_features(
+        self,
+        layer: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        mode: str = "append",
+        conn: Connection | None = None,
+        batch_size: int = 20_000,
+    ) -> int:
+        """Insert ``rows`` (column values + ``geom`` as a shapely geometry in EPSG:4326).
+
+        ``mode='replace'`` empties the layer first. Runs in one transaction (the
+        given ``conn``'s, or a new one): a failure leaves the layer as it was.
+        """
+        if mode not in ("append", "replace"):
+            raise InvalidParameter(f"mode must be 'append' or 'replace', not {mode!r}")
+        spec = get_layer(layer)
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.write_features(layer, rows, mode=mode, conn=own, batch_size=batch_size)
+        if rows and any(r["geom"].geom_type != spec.geometry_type for r in rows):
+            geoms = coerce_array([r["geom"] for r in rows], spec.geometry_type)
+            rows = [{**r, "geom": g} for r, g in zip(rows, geoms, strict=True)]
+        if mode == "replace":
+            conn.execute(delete(spec.table))
+        written = 0
+        for start in range(0, len(rows), batch_size):
+            written += self.dialect.bulk_insert(conn, spec.table, rows[start : start + batch_size])
+        return written
+
+    def clear(self, layers: Iterable[str] | None = None) -> None:
+        with self.engine.begin() as conn:
+            for name in layers or LAYERS:
+                conn.execute(delete(get_layer(name).table))
+
+
+def queryables(spec: LayerSpec) -> dict[str, str]:
+    """Filterable properties of a layer with their JSON-schema type names."""
+    out: dict[str, str] = {}
+    for c in spec.property_columns:
+        t = c.type
+        if isinstance(t, Boolean):
+            out[c.name] = "boolean"
+        elif isinstance(t, Integer):
+            out[c.name] = "integer"
+        elif isinstance(t, Float):
+            out[c.name] = "number"
+        elif isinstance(t, (DateTime, Date)):
+            out[c.name] = "string"
+        elif getattr(t, "python_type", None) is str or t.__class__.__name__ in ("String", "Text"):
+            out[c.name] = "string"
+    return out
+
+
+def _cast_filter(col: Any, raw: str) -> Any:
+    t = col.type
+    try:
+        if isinstance(t, Boolean):
+            low = raw.lower()
+            if low not in ("true", "false", "1", "0"):
+                raise ValueError
+            return low in ("true", "1")
+        if isinstance(t, Integer):
+            return int(raw)
+        if isinstance(t, Float):
+            return float(raw)
+        if isinstance(t, DateTime):
+            from twin.params import parse_datetime
+
+            return parse_datetime(raw).astimezone(dt.UTC)
+        if isinstance(t, Date):
+            return dt.date.fromisoformat(raw)
+    except (ValueError, InvalidParameter):
+        raise InvalidParameter(f"filter {col.name}={raw!r} is not a valid {t.__class__.__name__.lower()}") from None
+    if t.__class__.__name__ == "JSON":
+        raise InvalidParameter(f"property {col.name!r} holds a list or object and cannot be filtered by value")
+    return raw
