@@ -1,0 +1,70 @@
+"""The FastAPI application: assembles the routers; holds no endpoint logic itself."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from gis_api import errors
+from gis_api.metrics import MetricsMiddleware
+from gis_api.routers import features, landing, ops
+from twin.settings import TwinSettings, get_settings
+from twin.store import SpatialStore
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: TwinSettings | None = None, store: SpatialStore | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: from the environment) and an optional ready store."""
+    settings = settings or get_settings()
+    store = store or SpatialStore.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        yield
+        store.engine.dispose()
+
+    app = FastAPI(
+        title="twin",
+        version="0.1.0",
+        description="Geospatial digital-twin map server and scene service.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    errors.install(app)
+    app.include_router(landing.router)
+    app.include_router(features.router)
+    app.include_router(ops.router)
+    _include_optional_routers(app)
+
+    @app.get("/", include_in_schema=False)
+    async def viewer() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
+        expose_headers=["ETag", "Content-Crs"],
+    )
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    """Routers of the other services (tiles, scenes, live, analysis) register here as they land."""
+    try:
+        from gis_api.routers import tiles  # noqa: PLC0415
+    except ImportError:
+        return
+    tiles.register(app)

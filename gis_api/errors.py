@@ -1,0 +1,78 @@
+"""One table from core exceptions to HTTP status codes, and JSON error bodies.
+
+Every error leaves as ``{"code": ..., "message": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from gis_api.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from twin import errors as E
+
+log = logging.getLogger("twin.api")
+
+STATUS: dict[type[E.TwinError], int] = {
+    E.InvalidParameter: 400,
+    E.LayerNotFound: 404,
+    E.FeatureNotFound: 404,
+    E.LimitExceeded: 400,
+    E.InvalidGeometry: 422,
+    E.LoadFailed: 422,
+    E.UnsupportedFormat: 415,
+    E.StoreUnavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, detail: object = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "detail": detail}, status_code=status)
+
+
+def status_for(exc: E.TwinError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(E.TwinError)
+    async def _twin_error(_: Request, exc: E.TwinError) -> JSONResponse:
+        return error_response(status_for(exc), exc.code, exc.message, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+        ]
+        first = errs[0] if errs else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"][1:]) or "request"
+        return error_response(400, "invalid_parameter", f"{where}: {first['msg']}", errs)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database error: %s", exc.orig)
+        msg = "query cancelled: it took too long" if "statement timeout" in str(exc.orig) else "database unavailable"
+        return error_response(503, "store_unavailable", msg)
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        log.exception("database error")
+        if "canceling statement due to statement timeout" in str(exc.orig):
+            return error_response(503, "query_timeout", "query cancelled: it took too long")
+        return error_response(500, "internal_error", "database error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")
