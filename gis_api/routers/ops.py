@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from gis_api.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import StoreDep
+from gis_api.responses import JSONResponse
 from twin.errors import StoreUnavailable
 
 router = APIRouter(tags=["Operations"])
