@@ -61,10 +61,17 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     return app
 
 
+#: Service routers beyond features; each module exposes ``register(app)``.
+SERVICE_ROUTERS = ("tiles", "raster", "wmts", "ogc_tiles", "scenes", "live", "analysis")
+
+
 def _include_optional_routers(app: FastAPI) -> None:
-    """Routers of the other services (tiles, scenes, live, analysis) register here as they land."""
-    try:
-        from gis_api.routers import tiles  # noqa: PLC0415
-    except ImportError:
-        return
-    tiles.register(app)
+    """Register the routers of the other services present in ``gis_api.routers``."""
+    import importlib
+    import importlib.util
+
+    for name in SERVICE_ROUTERS:
+        module_name = f"gis_api.routers.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(app)
