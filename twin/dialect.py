@@ -47,7 +47,7 @@ class SpatialDialect:
 
     @staticmethod
     def _processors(conn: Connection, cols: Sequence[Column]) -> list[Any]:
-        return [c.type.bind_processor(conn.dialect) for c in cols]
+        return [c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in cols]
 
 
 def _utc(value: Any) -> Any:

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# twin quick start. Two commands, from a fresh clone on Debian/Ubuntu:
+#   ./run.sh demo   install what is needed, build the sample town, serve API + viewer
+#   ./run.sh test   install what is needed, start PostgreSQL/PostGIS and Redis, run the suite
+# Options after the command go to `twin demo` or to pytest respectively.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY=${PYTHON:-python3}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+  # Install Debian packages that are missing (apt-get update only when needed).
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup_python() {
+  if ! "$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+    apt_install python3 python3-venv python3-dev
+    PY=python3
+  fi
+  "$PY" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+  local stamp="$VENV/.twin-installed" want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing Python packages into $VENV"
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q -e ".[dev]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+setup_spatialite() {
+  apt_install libsqlite3-mod-spatialite
+}
+
+pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
+
+setup_postgis() {
+  if [ -z "$(pg_version)" ]; then
+    apt_install postgresql postgresql-contrib
+  fi
+  local v; v=$(pg_version)
+  apt_install "postgresql-$v-postgis-3" postgresql-client
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    log "starting PostgreSQL $v"
+    if command -v pg_ctlcluster >/dev/null; then
+      [ -d "/etc/postgresql/$v/main" ] || $SUDO pg_createcluster "$v" main >/dev/null
+      $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main start || $SUDO pg_ctlcluster "$v" main start
+    fi
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  # Tests connect as postgres over TCP; use trust if allowed, else set a password.
+  if [ -z "${TWIN_TEST_POSTGRES_URL:-}" ]; then
+    if psql -h 127.0.0.1 -U postgres -d postgres -w -Atc 'select 1' >/dev/null 2>&1; then
+      export TWIN_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:5432/postgres"
+    else
+      log "setting a password for the postgres role (local test server)"
+      $SUDO -u postgres psql -q -c "ALTER ROLE postgres PASSWORD 'postgres'" 2>/dev/null \
+        || su postgres -c "psql -q -c \"ALTER ROLE postgres PASSWORD 'postgres'\""
+      export TWIN_TEST_POSTGRES_URL="postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+    fi
+  fi
+}
+
+setup_redis() {
+  command -v redis-server >/dev/null || apt_install redis-server
+  if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    for _ in $(seq 1 20); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+  export TWIN_TEST_REDIS_URL="${TWIN_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  demo)
+    setup_spatialite
+    setup_python
+    exec "$VENV/bin/twin" demo "$@"
+    ;;
+  test)
+    setup_spatialite
+    setup_python
+    setup_postgis
+    setup_redis
+    log "running the test suite (SpatiaLite and PostGIS)"
+    set +e
+    "$VENV/bin/python" -m pytest -m "not slow" -n 2 -p no:cacheprovider "$@"
+    rc=$?
+    set -e
+    [ $rc -eq 5 ] && { echo "no tests were collected" >&2; exit 1; }
+    exit $rc
+    ;;
+  *)
+    echo "usage: ./run.sh demo [--port 8000]   |   ./run.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac
