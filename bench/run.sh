@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One-command benchmarks:  bash bench/run.sh features | tiles | all | data | setup
+# Sets up peers (bench/setup.sh), ensures the twin_bench database, runs the bench,
+# prints ratios and rewrites its section of docs/benchmarks.md.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+PY="$ROOT/.venv/bin/python"
+cd "$ROOT"
+bash "$HERE/setup.sh"
+what="${1:-all}"; shift || true
+case "$what" in
+  setup) ;;
+  data) "$PY" "$HERE/data.py" "$@" ;;
+  features) "$PY" "$HERE/features.py" "$@" ;;
+  tiles) "$PY" "$HERE/tiles.py" "$@" ;;
+  all) "$PY" "$HERE/features.py" "$@"; "$PY" "$HERE/tiles.py" "$@" ;;
+  *) echo "usage: bash bench/run.sh features|tiles|all|data|setup [args]" >&2; exit 2 ;;
+esac
