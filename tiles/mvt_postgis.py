@@ -1,0 +1,166 @@
+"""MVT encoding pushed into PostGIS: one SQL statement per (composite) tile.
+
+Each layer is ``ST_AsMVT`` over ``ST_AsMVTGeom`` of its rows that hit the buffered
+tile envelope; the per-layer results are concatenated with ``||`` (an MVT is a
+sequence of layer messages, so concatenation is a valid multi-layer tile).
+
+Where migration 0003 added the stored ``geom_3857`` column (with a GiST index) the
+query filters and encodes that column; otherwise it transforms on the fly.
+
+The statements run on this module's own psycopg connections, one per worker
+thread (no pool checkout or pre-ping per tile), as server-side prepared
+statements; every connection carries the PostGIS statement timeout, and a cut
+query surfaces as :class:`twin.errors.StoreUnavailable` (HTTP 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+import psycopg
+from sqlalchemy import Date, DateTime
+from sqlalchemy.engine import Engine
+
+from twin.errors import StoreUnavailable
+
+from tiles.mvt import LayerPlan
+from tiles.tms import BUFFER, EXTENT, Tile
+
+log = logging.getLogger("twin.tiles")
+
+
+def _column_sql(col) -> str:  # noqa: ANN001 - a SQLAlchemy Column
+    name = f't."{col.name}"'
+    if isinstance(col.type, DateTime):
+        return f"""to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS "{col.name}\""""
+    if isinstance(col.type, Date):
+        return f'{name}::text AS "{col.name}"'
+    return name
+
+
+def layer_sql(plan: LayerPlan, index: int, projected: bool, feature_cap: int) -> str:
+    """The ``(SELECT ST_AsMVT(...))`` sub-select of one layer; parameters ``z``, ``x``, ``y``, ``aN``, ``lN``, ``sN``."""
+    spec = plan.spec
+    tbl = spec.table
+    cols = [_column_sql(tbl.c[name]) for name in spec.tile_properties if name in tbl.c]
+    env = "ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int)"
+    margin = BUFFER / EXTENT
+    if projected:
+        geom = "t.geom_3857"
+        where = [f"t.geom_3857 && ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => {margin})"]
+    else:
+        geom = "ST_Transform(t.geom, 3857)"
+        where = [
+            f"t.geom && ST_Transform(ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => {margin}), 4326)"
+        ]
+    if plan.min_area > 0:
+        where.append(f"ST_Area({geom}) >= %(a{index})s::float8")
+    if plan.min_length > 0:
+        where.append(f"ST_Length({geom}) >= %(l{index})s::float8")
+    shape = f"ST_Simplify({geom}, %(s{index})s::float8, true)" if plan.simplify > 0 else geom
+    select_cols = ", ".join(["t.id", *cols, f"ST_AsMVTGeom({shape}, {env}, {EXTENT}, {BUFFER}, true) AS geom"])
+    return (
+        f"(SELECT COALESCE(ST_AsMVT(q, '{spec.id}', {EXTENT}, 'geom', 'id'), ''::bytea) FROM ("
+        f"SELECT {select_cols} FROM {tbl.name} t WHERE {' AND '.join(where)} LIMIT {int(feature_cap)}"
+        f") q WHERE q.geom IS NOT NULL)"
+    )
+
+
+class PostgisTileEncoder:
+    """Encodes tiles with ``ST_AsMVT`` on thread-local psycopg connections."""
+
+    def __init__(self, engine: Engine, *, statement_timeout_ms: int = 15_000):
+        url = engine.url.set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._timeout_ms = int(statement_timeout_ms)
+        self._local = threading.local()
+        self._all: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+        self._sql_cache: dict[tuple, str] = {}
+        self.projected = self._has_projected_column()
+
+    # --- connections -----------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(
+                self._conninfo,
+                autocommit=True,
+                options=f"-c statement_timeout={self._timeout_ms}",
+                application_name="twin-tiles",
+                connect_timeout=10,
+            )
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable("database unreachable", detail=str(exc)) from exc
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _conn(self) -> psycopg.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _has_projected_column(self) -> bool:
+        """True when every layer table has the stored ``geom_3857`` column (migration 0003)."""
+        rows = self._conn().execute(
+            "SELECT count(DISTINCT table_name) FROM information_schema.columns "
+            "WHERE column_name = 'geom_3857' AND table_schema = current_schema()"
+        ).fetchone()
+        from twin.catalog import LAYERS
+
+        return bool(rows and rows[0] >= len(LAYERS))
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            try:
+                c.close()
+            except Exception:  # pragma: no cover - closing a broken connection
+                pass
+
+    # --- encoding --------------------------------------------------------------
+    def sql(self, plans: Sequence[LayerPlan], feature_cap: int) -> str:
+        key = (tuple((p.id, p.min_area > 0, p.min_length > 0, p.simplify > 0) for p in plans), feature_cap)
+        text = self._sql_cache.get(key)
+        if text is None:
+            parts = [layer_sql(p, i, self.projected, feature_cap) for i, p in enumerate(plans)]
+            text = "SELECT " + " || ".join(parts)
+            self._sql_cache[key] = text
+        return text
+
+    def encode(self, tile: Tile, plans: Sequence[LayerPlan], feature_cap: int) -> bytes:
+        if not plans:
+            return b""
+        params: dict[str, float | int] = {"z": tile.z, "x": tile.x, "y": tile.y}
+        for i, p in enumerate(plans):
+            if p.min_area > 0:
+                params[f"a{i}"] = p.min_area
+            if p.min_length > 0:
+                params[f"l{i}"] = p.min_length
+            if p.simplify > 0:
+                params[f"s{i}"] = p.simplify
+        sql = self.sql(plans, feature_cap)
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                row = conn.execute(sql, params, prepare=True).fetchone()  # type: ignore[arg-type]
+                return bytes(row[0]) if row and row[0] is not None else b""
+            except psycopg.errors.QueryCanceled as exc:
+                raise StoreUnavailable(
+                    f"tile {tile} query cancelled: it took longer than {self._timeout_ms} ms",
+                    detail={"tile": str(tile)},
+                    code="query_timeout",
+                ) from exc
+            except psycopg.OperationalError as exc:  # connection lost: reconnect once
+                log.warning("tile connection lost (%s); reconnecting", exc)
+                self._local.conn = None
+                if attempt == 2:
+                    raise StoreUnavailable("database unavailable", detail=str(exc)) from exc
+        return b""  # pragma: no cover
+
+
+__all__ = ["PostgisTileEncoder", "layer_sql"]

@@ -1,0 +1,204 @@
+"""The vector tile service: validated request → cached, compressed MVT bytes with an ETag.
+
+This is what the HTTP routers, the seeder and the PMTiles exporter call; it knows no
+HTTP. A tile's identity is ``(layers with their data versions, z/x/y, encoding
+version)``; that hash is both the cache key and the ETag, so a conditional request
+can be answered before any cache or database is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twin.catalog import LayerSpec, get_layer
+from twin.dialect import BBox
+
+from tiles.cache import LayerVersions, TileCache, tile_key
+from tiles.mvt import DEFAULT_FEATURE_CAP, ENCODING_VERSION, TileEncoder, encoder_for, plan_tile
+from tiles.tms import Tile, parse_layer_list
+
+try:  # optional: br when the client accepts it
+    import brotli
+except ImportError:  # pragma: no cover - brotli is a declared dependency
+    brotli = None  # type: ignore[assignment]
+
+#: Most layers one composite tile may name.
+MAX_LAYERS_PER_TILE = 20
+ENCODINGS = ("br", "gzip", "identity") if brotli is not None else ("gzip", "identity")
+
+
+@functools.lru_cache(maxsize=256)
+def choose_encoding(accept_encoding: str) -> str:
+    """``br`` or ``gzip`` if the client accepts it (br first), else ``identity``."""
+    accepted = set()
+    for part in accept_encoding.lower().split(","):
+        name, _, params = part.strip().partition(";")
+        q = params.replace(" ", "")
+        if q.startswith("q=") and q[2:] in ("0", "0.0", "0.00", "0.000"):
+            continue
+        accepted.add(name.strip())
+    if "br" in accepted and brotli is not None:
+        return "br"
+    if "gzip" in accepted or "*" in accepted:
+        return "gzip"
+    return "identity"
+
+
+def gzip_bytes(raw: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return c.compress(raw) + c.flush()
+
+
+def gunzip_bytes(data: bytes) -> bytes:
+    return zlib.decompress(data, 47)
+
+
+def compress(raw: bytes, encoding: str) -> bytes:
+    if not raw or encoding == "identity":
+        return raw
+    if encoding == "gzip":
+        return gzip_bytes(raw)
+    if encoding == "br":
+        return brotli.compress(raw, quality=5)
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TileResult:
+    """A tile as sent: ``body`` compressed with ``encoding`` (``b""`` = empty tile)."""
+
+    body: bytes
+    etag: str
+    encoding: str
+
+
+class TileService:
+    """Vector tiles of one store, with the cache and the data-version bookkeeping.
+
+    ``feature_cap`` bounds the features per layer per tile; ``version_ttl`` is the
+    longest an edit made by another process stays unseen (s); ``workers`` threads
+    render uncached tiles (each holds one database connection on PostGIS).
+    """
+
+    def __init__(
+        self,
+        store,  # noqa: ANN001 - a SpatialStore
+        *,
+        cache: TileCache | None = None,
+        feature_cap: int = DEFAULT_FEATURE_CAP,
+        max_layers: int = MAX_LAYERS_PER_TILE,
+        version_ttl: float = 1.0,
+        statement_timeout_ms: int = 15_000,
+        workers: int | None = None,
+    ):
+        self.store = store
+        self.cache = cache if cache is not None else TileCache(0)
+        self.feature_cap = feature_cap
+        self.max_layers = max_layers
+        self.versions = LayerVersions(store, ttl=version_ttl)
+        self._statement_timeout_ms = statement_timeout_ms
+        self._encoder: TileEncoder | None = None
+        self._encoder_lock = threading.Lock()
+        self._extents: dict[str, tuple[int, BBox | None]] = {}
+        self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # --- parts -----------------------------------------------------------------
+    @property
+    def encoder(self) -> TileEncoder:
+        if self._encoder is None:
+            with self._encoder_lock:
+                if self._encoder is None:
+                    self._encoder = encoder_for(self.store, self._statement_timeout_ms)
+        return self._encoder
+
+    def layer_specs(self, layers: str | Sequence[str]) -> tuple[LayerSpec, ...]:
+        """Parse ``a,b`` (or take a sequence) into layer specs; unknown → LayerNotFound, too many → 400."""
+        names = parse_layer_list(layers, self.max_layers) if isinstance(layers, str) else tuple(layers)
+        if len(names) > self.max_layers:
+            parse_layer_list(",".join(names), self.max_layers)
+        return tuple(get_layer(n) for n in names)
+
+    def extents(self, specs: Sequence[LayerSpec], versions: dict[str, int]) -> dict[str, BBox | None]:
+        """Data extents (lon/lat) of the layers, recomputed only when a layer's version moves."""
+        out: dict[str, BBox | None] = {}
+        for spec in specs:
+            v = versions.get(spec.id, 0)
+            cached = self._extents.get(spec.id)
+            if cached is None or cached[0] != v:
+                cached = (v, self.store.summary(spec.id).extent)
+                self._extents[spec.id] = cached
+            out[spec.id] = cached[1]
+        return out
+
+    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int]) -> str:
+        return tile_key((s.id for s in specs), versions, tile.z, tile.x, tile.y, ENCODING_VERSION)
+
+    # --- rendering ---------------------------------------------------------------
+    def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> bytes:
+        """Uncompressed MVT of ``tile`` (``b""`` when empty), bypassing the cache."""
+        versions = versions if versions is not None else self.versions.get()
+        plans = plan_tile(tile, specs, self.extents(specs, versions))
+        if not plans:
+            return b""
+        return self.encoder.encode(tile, plans, self.feature_cap)
+
+    def cached(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str) -> TileResult | None:
+        """Memory-cache lookup that never blocks on I/O: ``None`` if versions are stale or the tile is not cached.
+
+        ``TileResult.body`` is ``None``-free: a result is only returned on a hit.
+        """
+        versions = self.versions.peek()
+        if versions is None:
+            return None
+        key = self.etag(specs, tile, versions)
+        body = self.cache.get_memory(f"{key}:{encoding}")
+        return None if body is None else TileResult(body, key, encoding)
+
+    def etag_if_fresh(self, specs: Sequence[LayerSpec], tile: Tile) -> str | None:
+        versions = self.versions.peek()
+        return None if versions is None else self.etag(specs, tile, versions)
+
+    def tile(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str = "gzip") -> TileResult:
+        """The tile compressed for ``encoding``: memory → Redis → render, filling the tiers on the way."""
+        versions = self.versions.get()
+        key = self.etag(specs, tile, versions)
+        body = self.cache.get(f"{key}:{encoding}")
+        if body is not None:
+            return TileResult(body, key, encoding)
+        canonical = self.cache.get(f"{key}:gzip") if encoding != "gzip" else None
+        if canonical is not None:
+            raw = gunzip_bytes(canonical) if canonical else b""
+        else:
+            raw = self.render(specs, tile, versions)
+            if encoding != "gzip":
+                self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
+        body = compress(raw, encoding)
+        # gzip is the shared form (Redis); other encodings stay in this process
+        self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
+        return TileResult(body, key, encoding)
+
+    async def tile_async(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str) -> TileResult:
+        """:meth:`tile` on the render threads (the event loop never waits on the database)."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="twin-tiles")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.tile, specs, tile, encoding)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._encoder is not None:
+            self._encoder.close()
+        self.cache.close()
+
+
+__all__ = ["ENCODINGS", "MAX_LAYERS_PER_TILE", "TileResult", "TileService", "choose_encoding", "compress"]
