@@ -46,6 +46,25 @@ setup_spatialite() {
   apt_install libsqlite3-mod-spatialite
 }
 
+setup_viewer() {
+  # MapLibre and friends for the web viewer, from the npm registry (versions in package-lock.json).
+  command -v npm >/dev/null || apt_install nodejs npm
+  local dir="$ROOT/gis_api/static" stamp want
+  stamp="$dir/node_modules/.twin-installed"
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing the viewer's browser libraries (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" > "$stamp"
+  fi
+}
+
+setup_browser() {
+  # Debian's Chromium for the viewer tests (Playwright drives it; no browser download).
+  command -v chromium >/dev/null || apt_install chromium
+  export TWIN_TEST_CHROMIUM="${TWIN_TEST_CHROMIUM:-$(command -v chromium)}"
+}
+
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
 
 setup_postgis() {
@@ -91,11 +110,14 @@ case "$cmd" in
   demo)
     setup_spatialite
     setup_python
+    setup_viewer
     exec "$VENV/bin/twin" demo "$@"
     ;;
   test)
     setup_spatialite
     setup_python
+    setup_viewer
+    setup_browser
     setup_postgis
     setup_redis
     log "running the test suite (SpatiaLite and PostGIS)"

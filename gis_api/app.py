@@ -51,6 +51,9 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     async def viewer() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    vendor = STATIC / "node_modules"
+    if vendor.is_dir():  # browser libraries installed by run.sh (npm ci in gis_api/static)
+        app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(
