@@ -1,0 +1,114 @@
+"""The MapLibre GL style (v8) that draws the whole twin over the orthophoto.
+
+One vector source (the composite tile of every layer, via its TileJSON) and one
+raster source (``/raster/ortho``). Colours follow the usual planning conventions:
+ecological green, agricultural yellow, urban red; pipelines by utility as in
+Chinese pipeline survey maps (water blue, rain/sewage brown, gas pink-red, heat
+orange, power red, telecom green).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twin.catalog import LAYERS
+
+SOURCE = "twin"
+ORTHO = "ortho"
+STYLE_VERSION = "1"
+
+
+def _match(prop: str, pairs: dict[str, str], default: str) -> list[Any]:
+    expr: list[Any] = ["match", ["to-string", ["get", prop]]]
+    for k, v in pairs.items():
+        expr += [k, v]
+    return expr + [default]
+
+
+ZONE_COLORS = {"ecological": "#2e9d4a", "agricultural": "#e3c74f", "urban": "#d9534f"}
+LINE_COLORS = {"ecological_red_line": "#c1121f", "permanent_basic_farmland": "#f2b705",
+               "urban_development_boundary": "#7b2cbf"}
+UTILITY_COLORS = {"water": "#1f78b4", "water_supply": "#1f78b4", "rain": "#8c564b", "stormwater": "#8c564b",
+                  "sewage": "#5c3d2e", "gas": "#e7298a", "heat": "#ff7f00", "power": "#e31a1c",
+                  "electric": "#e31a1c", "telecom": "#33a02c"}
+USE_COLORS = {"residential": "#e8d7c3", "commercial": "#9ecae1", "industrial": "#bdbdbd", "public": "#fdae6b"}
+DEVICE_COLORS = {"online": "#2ca25f", "offline": "#969696", "alarm": "#e31a1c", "fault": "#ff7f00"}
+EVENT_COLORS = {"reported": "#e31a1c", "verified": "#ff7f00", "dispatched": "#fdd835", "handled": "#43a047",
+                "closed": "#9e9e9e"}
+
+
+def _fill(id_: str, layer: str, color: Any, opacity: float = 0.35, minzoom: int | None = None) -> dict[str, Any]:
+    out = {"id": id_, "type": "fill", "source": SOURCE, "source-layer": layer,
+           "paint": {"fill-color": color, "fill-opacity": opacity}}
+    if minzoom is not None:
+        out["minzoom"] = minzoom
+    return out
+
+
+def _line(id_: str, layer: str, color: Any, width: Any = 1.5, dash: list[float] | None = None,
+          minzoom: int | None = None) -> dict[str, Any]:
+    paint: dict[str, Any] = {"line-color": color, "line-width": width}
+    if dash:
+        paint["line-dasharray"] = dash
+    out = {"id": id_, "type": "line", "source": SOURCE, "source-layer": layer,
+           "layout": {"line-cap": "round", "line-join": "round"}, "paint": paint}
+    if minzoom is not None:
+        out["minzoom"] = minzoom
+    return out
+
+
+def _circle(id_: str, layer: str, color: Any, radius: Any = 5) -> dict[str, Any]:
+    return {"id": id_, "type": "circle", "source": SOURCE, "source-layer": layer,
+            "paint": {"circle-color": color, "circle-radius": radius,
+                      "circle-stroke-color": "#ffffff", "circle-stroke-width": 1}}
+
+
+def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom: float = 13) -> dict[str, Any]:
+    """The style document; every URL absolute under ``base_url`` (no trailing slash)."""
+    layer_ids = ",".join(LAYERS)
+    layers: list[dict[str, Any]] = [
+        {"id": "background", "type": "background", "paint": {"background-color": "#f4f1ea"}},
+        {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9}},
+        _fill("zones", "zones", _match("kind", ZONE_COLORS, "#888888"), 0.18),
+        _fill("farmland", "farmland",
+              ["case", ["==", ["get", "is_permanent_basic"], True], "#f6d55c", "#cfe8a9"], 0.45),
+        _fill("construction_sites", "construction_sites",
+              ["case", ["==", ["get", "dust_controlled"], True], "#a1887f", "#ff7043"], 0.5),
+        _line("control_lines", "control_lines", _match("kind", LINE_COLORS, "#555555"), 2.5, [3, 2]),
+        _line("grids", "grids", "#3f51b5", ["match", ["get", "level"], "town", 3, "village", 2, 0.8],
+              [4, 2]),
+        _line("evaluation_grids", "evaluation_grids", "#00897b", 1.2, [1, 1]),
+        _line("roads", "roads", "#ffffff",
+              ["interpolate", ["linear"], ["zoom"], 10, 1, 16,
+               ["match", ["get", "road_class"], "arterial", 10, "collector", 6, 3]]),
+        _line("pipelines", "pipelines", _match("utility", UTILITY_COLORS, "#607d8b"),
+              ["interpolate", ["linear"], ["zoom"], 12, 0.8, 18, 3]),
+        {"id": "buildings", "type": "fill-extrusion", "source": SOURCE, "source-layer": "buildings",
+         "paint": {"fill-extrusion-color": _match("use", USE_COLORS, "#d9d9d9"),
+                   "fill-extrusion-height": ["coalesce", ["get", "height_m"], 3],
+                   "fill-extrusion-base": 0, "fill-extrusion-opacity": 0.85}},
+        _circle("pipe_nodes", "pipe_nodes", _match("utility", UTILITY_COLORS, "#607d8b"), 3),
+        _circle("evaluation_points", "evaluation_points", "#00897b", 4),
+        _circle("devices", "devices", _match("status", DEVICE_COLORS, "#2ca25f"), 5),
+        _circle("cameras", "cameras", _match("status", DEVICE_COLORS, "#1565c0"), 5),
+        _circle("events", "events", _match("status", EVENT_COLORS, "#e31a1c"), 6),
+    ]
+    style: dict[str, Any] = {
+        "version": 8,
+        "name": "twin",
+        "metadata": {"twin:style-version": STYLE_VERSION},
+        "sources": {
+            ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png"],
+                    "tileSize": 256, "attribution": "twin orthophoto"},
+            SOURCE: {"type": "vector", "url": f"{base_url}/tiles/{layer_ids}/tilejson.json"},
+        },
+        "layers": layers,
+    }
+    if center is not None:
+        style["center"] = [round(center[0], 6), round(center[1], 6)]
+        style["zoom"] = zoom
+        style["pitch"] = 45
+    return style
+
+
+__all__ = ["twin_style"]
