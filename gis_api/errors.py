@@ -26,6 +26,7 @@ STATUS: dict[type[E.TwinError], int] = {
     E.LoadFailed: 422,
     E.UnsupportedFormat: 415,
     E.StoreUnavailable: 503,
+    E.Unauthorized: 401,
 }
 
 

@@ -48,7 +48,25 @@ def make_engine(url: str | URL, *, statement_timeout_ms: int = 15_000, echo: boo
     raise StoreUnavailable(f"unsupported database URL scheme {u.drivername!r}; use postgresql:// or sqlite:///")
 
 
+#: Wheels that bundle their own GDAL, PROJ or GEOS. They must be loaded before the
+#: first SpatiaLite connection: SQLite loads extensions with RTLD_GLOBAL, which puts
+#: the system PROJ/GEOS that mod_spatialite links into the global symbol scope, and a
+#: bundled GDAL loaded after that binds to the wrong PROJ and crashes the process.
+NATIVE_WHEELS = ("shapely", "pyproj", "rasterio", "rasterio.crs", "pyogrio")
+
+
+def _preload_native_wheels() -> None:
+    import importlib
+
+    for name in NATIVE_WHEELS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # optional for a given deployment
+            pass
+
+
 def _spatialite_engine(u: URL, *, echo: bool) -> Engine:
+    _preload_native_wheels()
     try:
         import pysqlite3.dbapi2 as sqlite_module  # type: ignore[import-not-found]
     except ImportError:  # pragma: no cover - platforms without the wheel

@@ -60,3 +60,9 @@ class StoreUnavailable(TwinError):
     """The database cannot be reached or timed out."""
 
     code = "store_unavailable"
+
+
+class Unauthorized(TwinError):
+    """The caller is not identified (no or wrong credentials)."""
+
+    code = "unauthorized"

@@ -36,6 +36,10 @@ class TwinSettings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     tile_cache_mb: int = Field(default=256, ge=0, description="In-process tile cache size.")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for write endpoints (uploads). Unset: writes over HTTP are refused.",
+    )
     public_url: str | None = Field(
         default=None, description="Base URL used in links when behind a proxy (else taken from the request)."
     )

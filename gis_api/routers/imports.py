@@ -1,0 +1,91 @@
+"""Upload a file into a layer: ``POST /collections/{layer}/import`` (authenticated).
+
+The upload is streamed to a temporary file with a size cap, then loaded by
+:func:`twin.loader.load_file` in one transaction: a truncated or broken file, a
+wrong CRS or a bad row answers 4xx JSON and leaves the layer as it was.
+"""
+
+from __future__ import annotations
+
+import hmac
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from gis_api.deps import LayerDep, SettingsDep, StoreDep
+from gis_api.responses import JSONResponse
+from twin.errors import InvalidParameter, LimitExceeded, Unauthorized, UnsupportedFormat
+
+router = APIRouter(tags=["Import"])
+
+SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".csv", ".shp"}
+
+
+def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    if not token:
+        raise Unauthorized("writes over HTTP are disabled on this server (set TWIN_ADMIN_TOKEN)")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not given or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("missing or wrong bearer token")
+
+
+@router.post(
+    "/collections/{layer}/import",
+    summary="Load an uploaded GeoJSON, GeoPackage, zipped Shapefile or CSV into a layer",
+    description="Send the file as the raw request body with its name in `filename` (the suffix picks "
+    "the format). Needs `Authorization: Bearer <TWIN_ADMIN_TOKEN>`. One transaction: any error leaves "
+    "the layer unchanged.",
+    dependencies=[Depends(require_admin)],
+)
+async def import_file(
+    request: Request,
+    spec: LayerDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    filename: Annotated[str, Query(description="Name of the uploaded file, e.g. buildings.gpkg")],
+    crs: Annotated[str | None, Query(description="Source CRS when the file does not say")] = None,
+    mode: Annotated[str, Query(pattern="^(append|replace)$")] = "append",
+    on_invalid: Annotated[str, Query(alias="on-invalid", pattern="^(repair|refuse)$")] = "repair",
+    max_rejects: Annotated[int, Query(alias="max-rejects", ge=0)] = 0,
+    source_layer: Annotated[str | None, Query(alias="source-layer")] = None,
+) -> JSONResponse:
+    from twin.loader import load_file
+
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UnsupportedFormat(f"cannot load {filename!r}: use one of {sorted(SUFFIXES)}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise LimitExceeded(f"upload of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
+    with tempfile.TemporaryDirectory(prefix="twin-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        size = 0
+        try:
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_upload_bytes:
+                        raise LimitExceeded(f"upload exceeds the limit of {settings.max_upload_bytes} bytes")
+                    out.write(chunk)
+        except ClientDisconnect:
+            raise InvalidParameter("the upload was cut off before it ended; nothing was loaded") from None
+        if declared and declared.isdigit() and size != int(declared):
+            raise InvalidParameter(f"upload truncated: got {size} of {declared} bytes; nothing was loaded")
+        if size == 0:
+            raise InvalidParameter("empty upload; send the file as the request body")
+        report = await run_in_threadpool(
+            load_file, store, path, spec.id, crs=crs, mode=mode, on_invalid=on_invalid,
+            max_rejects=max_rejects, source_layer=source_layer,
+        )
+    body = report.to_dict()
+    body["path"] = filename
+    return JSONResponse(body)
+
+
+def register(app: FastAPI) -> None:
+    app.include_router(router)
