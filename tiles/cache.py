@@ -181,6 +181,13 @@ class LayerVersions:
         if record is not None and record.info.pop("twin_tiles_dirty", False):
             self.invalidate()
 
+    def close(self) -> None:
+        """Stop listening to the engine's commits."""
+        for target, name, fn in ((self.store.engine, "commit", self._on_commit),
+                                 (self.store.engine.pool, "checkin", self._on_checkin)):
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+
     def invalidate(self) -> None:
         """Forget the cached versions (call after writing through another engine or process)."""
         self._gen += 1

@@ -198,6 +198,7 @@ class TileService:
             self._executor = None
         if self._encoder is not None:
             self._encoder.close()
+        self.versions.close()
         self.cache.close()
 
 
