@@ -33,6 +33,20 @@ from twin.io_formats import SourceData, read_source
 from twin.load_crs import SourceCRS, resolve_source_crs, to_wgs84_checked
 from twin.load_fields import FieldPlan, convert_column, null_mask, plan_fields
 
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """SQLAlchemy's wrapped errors plus the raw driver errors COPY raises outside SQLAlchemy."""
+    errors: list[type[BaseException]] = [DBAPIError]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:  # SpatiaLite-only installs
+        pass
+    return tuple(errors)
+
+
+_DRIVER_ERRORS = _driver_errors()
+
 #: How many rejected / repaired rows a report and an error detail list in full.
 MAX_LISTED = 100
 
@@ -156,10 +170,11 @@ def load_file(
     rows = _rows(columns, plan.defaults, geoms, keep)
     try:
         written = store.write_features(spec.id, rows, mode=mode)
-    except DBAPIError as exc:
-        msg = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    except _DRIVER_ERRORS as exc:
+        orig = getattr(exc, "orig", None) or exc
+        msg = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         raise LoadFailed(f"the database refused the load ({msg}); nothing was written",
-                         detail={"database_error": str(exc.orig)}) from exc
+                         detail={"database_error": str(orig)}) from exc
     except InvalidGeometry as exc:
         raise LoadFailed(f"{exc.message}; nothing was written") from exc
     return LoadReport(
@@ -201,6 +216,7 @@ def _prepare_geometries(
         else:
             g[k] = fixed
             repaired.append({"row": int(i) + 1, "reason": reason})
+    g = _coerce_bulk(g, spec.geometry_type)
     want = _TYPE_IDS[spec.geometry_type]
     types = shapely.get_type_id(g)
     for k in np.flatnonzero(types != want):
@@ -212,6 +228,23 @@ def _prepare_geometries(
             errors.add(idx[k], exc.message)
     out[idx] = g
     return out
+
+
+def _coerce_bulk(g: np.ndarray, geometry_type: str) -> np.ndarray:
+    """Vectorised single → multi promotion and one-part multi → single demotion; the rest is left as is."""
+    want = _TYPE_IDS[geometry_type]
+    types = shapely.get_type_id(g)
+    if geometry_type.startswith("Multi"):
+        single = np.flatnonzero(types == want - 3)
+        if len(single):
+            make = {4: shapely.multipoints, 5: shapely.multilinestrings, 6: shapely.multipolygons}[want]
+            g[single] = make(g[single], indices=np.arange(len(single)))
+    else:
+        multi = np.flatnonzero(types == want + 3)
+        if len(multi):
+            one = multi[shapely.get_num_geometries(g[multi]) == 1]
+            g[one] = shapely.get_geometry(g[one], 0)
+    return g
 
 
 def _convert_fields(src: SourceData, spec: LayerSpec, plan: FieldPlan, errors: _RowErrors) -> dict[str, list[Any]]:
