@@ -33,6 +33,7 @@ from twin.io_formats import SourceData, read_source
 from twin.load_crs import SourceCRS, resolve_source_crs, to_wgs84_checked
 from twin.load_fields import FieldPlan, convert_column, null_mask, plan_fields
 
+
 def _driver_errors() -> tuple[type[BaseException], ...]:
     """SQLAlchemy's wrapped errors plus the raw driver errors COPY raises outside SQLAlchemy."""
     errors: list[type[BaseException]] = [DBAPIError]
