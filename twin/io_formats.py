@@ -96,7 +96,29 @@ def read_source(
         ) from exc
     geoms = shapely.from_wkb(wkb, on_invalid="ignore") if len(wkb) else np.array([], dtype=object)
     fields = {str(name): arr for name, arr in zip(meta["fields"], values, strict=True)}
+    if fmt == "Shapefile" and str(meta.get("encoding", "")).upper() in ("ISO-8859-1", "LATIN1"):
+        _redecode_latin1(fields)
     return SourceData(format=fmt, layer_name=layer, geometries=geoms, fields=fields, crs=meta.get("crs"))
+
+
+def _redecode_latin1(fields: dict[str, np.ndarray]) -> None:
+    """A shapefile with no .cpg and no code page in its .dbf is read as Latin-1 by GDAL; Chinese
+    shapefiles like that are UTF-8 or GBK. Re-decode the text as UTF-8 if all of it is valid UTF-8,
+    else as GB18030 (a superset of GBK)."""
+    text = {k: a for k, a in fields.items() if a.dtype == object}
+    raw = [v.encode("latin-1") for a in text.values() for v in a if isinstance(v, str) and not v.isascii()]
+    if not raw:
+        return
+    try:
+        for b in raw:
+            b.decode("utf-8")
+        enc = "utf-8"
+    except UnicodeDecodeError:
+        enc = "gb18030"
+    for a in text.values():
+        for i, v in enumerate(a):
+            if isinstance(v, str) and not v.isascii():
+                a[i] = v.encode("latin-1").decode(enc, errors="replace")
 
 
 def _first_line(exc: Exception) -> str:

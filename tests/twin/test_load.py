@@ -395,3 +395,16 @@ def test_replace_with_an_empty_file_is_refused(empty_store: SpatialStore, tmp_pa
     with pytest.raises(LoadFailed, match="no features"):
         load_file(empty_store, path, "buildings", mode="replace")
     assert empty_store.summary("buildings").count == 5
+
+
+def test_shapefile_without_code_page_reads_gbk_text(empty_store: SpatialStore, tmp_path: Path):
+    fields, names = building_fields(2)
+    shp = tmp_path / "gbk.shp"
+    pyogrio.raw.write(str(shp), shapely.to_wkb(building_boxes(2)), fields, names, driver="ESRI Shapefile",
+                      crs="EPSG:4490", geometry_type="Polygon", encoding="GBK")
+    (tmp_path / "gbk.cpg").unlink(missing_ok=True)
+    dbf = bytearray((tmp_path / "gbk.dbf").read_bytes())
+    dbf[29] = 0  # no code page mark either, as many Chinese shapefiles are delivered
+    (tmp_path / "gbk.dbf").write_bytes(bytes(dbf))
+    load_file(empty_store, shp, "buildings")
+    assert by_code(all_features(empty_store, "buildings"))["B0001"][0]["address"] == "人民路1号"
