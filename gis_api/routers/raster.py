@@ -160,12 +160,13 @@ class RasterTilesFactory:
         key = "raster:" + etag.strip('"')
         body = cache.get_memory(key)
         if body is None:
-            body = await run_in_threadpool(_render_or_fetch, cache, key, catalog, ds, z, x, y, params)
+            body = await run_in_threadpool(render_cached, cache, key, catalog, ds, z, x, y, params)
         return Response(body, media_type=params.media_type, headers=headers)
 
 
-def _render_or_fetch(cache: Any, key: str, catalog: RasterCatalog, ds: RasterDataset,
-                     z: int, x: int, y: int, params: TileParams) -> bytes:
+def render_cached(cache: Any, key: str, catalog: RasterCatalog, ds: RasterDataset,
+                  z: int, x: int, y: int, params: TileParams) -> bytes:
+    """The tile from the shared cache tier, else rendered and stored (runs in a worker thread)."""
     body = cache.get(key)  # the shared (Redis) tier, if any
     if body is None:
         body = catalog.render_tile(ds, z, x, y, params)
