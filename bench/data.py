@@ -75,6 +75,16 @@ def building_count(store: SpatialStore) -> int:
 
 
 def sample_town_available() -> bool:
+    """True once ``build_sample_town`` is committed (a half-written working copy is not used)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "grep", "-l", "def build_sample_town", "HEAD", "--",
+                              "sample_data"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    if not out.strip():
+        return False
     try:
         from sample_data import build_sample_town  # noqa: F401
     except ImportError:
