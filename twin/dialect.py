@@ -83,6 +83,11 @@ class PostgisDialect(SpatialDialect):
                     values.append(v)
                 values.append(hexgeom)
                 copy.write_row(values)
+        if any(c.name == "id" for c in cols):  # explicit ids: move the sequence past them
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{tbl.name}', 'id'), "
+                f"(SELECT coalesce(max(id), 1) FROM {tbl.name}))"
+            )
         return len(rows)
 
     def extent(self, conn: Connection, tbl: Table) -> BBox | None:

@@ -22,7 +22,7 @@ from twin.errors import InvalidParameter, LimitExceeded, Unauthorized, Unsupport
 
 router = APIRouter(tags=["Import"])
 
-SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".csv", ".shp"}
+SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".csv"}  # a Shapefile comes zipped with its .shx/.dbf/.prj
 
 
 def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -53,9 +53,18 @@ async def import_file(
     on_invalid: Annotated[str, Query(alias="on-invalid", pattern="^(repair|refuse)$")] = "repair",
     max_rejects: Annotated[int, Query(alias="max-rejects", ge=0)] = 0,
     source_layer: Annotated[str | None, Query(alias="source-layer")] = None,
+    map: Annotated[list[str] | None, Query(description="Rename a source field: src=dst (repeatable)")] = None,
+    lon_field: Annotated[str | None, Query(alias="lon-field")] = None,
+    lat_field: Annotated[str | None, Query(alias="lat-field")] = None,
 ) -> JSONResponse:
     from twin.loader import load_file
 
+    mapping = {}
+    for pair in map or []:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src or not dst:
+            raise InvalidParameter(f"map takes src=dst, not {pair!r}")
+        mapping[src] = dst
     suffix = Path(filename).suffix.lower()
     if suffix not in SUFFIXES:
         raise UnsupportedFormat(f"cannot load {filename!r}: use one of {sorted(SUFFIXES)}")
@@ -80,7 +89,8 @@ async def import_file(
             raise InvalidParameter("empty upload; send the file as the request body")
         report = await run_in_threadpool(
             load_file, store, path, spec.id, crs=crs, mode=mode, on_invalid=on_invalid,
-            max_rejects=max_rejects, source_layer=source_layer,
+            max_rejects=max_rejects, source_layer=source_layer, mapping=mapping or None,
+            lon_field=lon_field, lat_field=lat_field,
         )
     body = report.to_dict()
     body["path"] = filename

@@ -83,3 +83,25 @@ def test_wrong_crs_file_is_refused(client, empty_store):
 def test_empty_upload_is_a_400(client):
     r = _post(client, b"")
     assert r.status_code == 400
+
+
+def test_csv_upload_with_field_mapping_and_coordinate_columns(empty_store, client_for):
+    c = client_for(empty_store, admin_token=TOKEN)
+    csv = "编号,名称,类型,东经,北纬\nD1,扬尘1,dust,120.91,31.71\nD2,扬尘2,dust,120.92,31.72\n".encode()
+    r = c.post("/collections/devices/import", content=csv, headers={"Authorization": f"Bearer {TOKEN}"},
+               params={"filename": "d.csv", "map": ["编号=code", "名称=name", "类型=kind"],
+                       "lon-field": "东经", "lat-field": "北纬"})
+    assert r.status_code == 200, r.text
+    fc = c.get("/collections/devices/items", params={"code": "D2"}).json()
+    assert fc["features"][0]["geometry"]["coordinates"] == [120.92, 31.72]
+
+
+def test_explicit_ids_then_append_does_not_collide(empty_store):
+    import shapely
+
+    rows = [{"id": 500 + i, "code": f"I{i}", "use": "public", "floors": 1, "height_m": 4.0,
+             "geom": shapely.box(120.9, 31.7, 120.9001, 31.7001)} for i in range(3)]
+    empty_store.write_features("buildings", rows)
+    empty_store.write_features("buildings", [{"code": "next", "use": "public", "floors": 1, "height_m": 4.0,
+                                              "geom": shapely.box(120.9, 31.7, 120.9001, 31.7001)}])
+    assert empty_store.summary("buildings").count == 4
