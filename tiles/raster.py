@@ -20,8 +20,9 @@ import hashlib
 import os
 import re
 import threading
+import time
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ class TileParams:
     def media_type(self) -> str:
         return FORMATS[self.fmt][1]
 
+    @cached_property
     def key(self) -> str:
         """A canonical text of every parameter, for cache keys and ETags."""
         return "|".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
@@ -183,7 +185,7 @@ class RasterDataset:
         return f"{self.path.name}:{self.mtime_ns}:{self.size}"
 
     def etag(self, z: int, x: int, y: int, params: TileParams) -> str:
-        text = f"{self.name}|{self.fingerprint}|{z}/{x}/{y}|{params.key()}"
+        text = f"{self.name}|{self.fingerprint}|{z}/{x}/{y}|{params.key}"
         return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
 
 
@@ -230,8 +232,12 @@ class RasterInfo:
 class RasterCatalog:
     """The raster datasets of one folder, with per-thread open readers and cached info."""
 
+    #: how long a looked-up file's mtime/size is trusted before the next ``stat``
+    recheck_s = 1.0
+
     def __init__(self, directory: Path):
         self.directory = Path(directory)
+        self._recent: dict[str, tuple[float, RasterDataset]] = {}
         self._local = threading.local()
         self._info: dict[str, RasterInfo] = {}
         self._lock = threading.Lock()
@@ -246,7 +252,21 @@ class RasterCatalog:
         return RasterDataset(name, path, st.st_mtime_ns, st.st_size, algorithm)
 
     def get(self, name: str) -> RasterDataset:
-        """The dataset ``name``; :class:`DatasetNotFound` listing the known names otherwise."""
+        """The dataset ``name``; :class:`DatasetNotFound` listing the known names otherwise.
+
+        A found dataset is remembered for :attr:`recheck_s` seconds, so a replaced file is
+        noticed within that time without a ``stat`` on every tile request.
+        """
+        now = time.monotonic()
+        hit = self._recent.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        ds = self._lookup(name)
+        if len(self._recent) < 1024:
+            self._recent[name] = (now + self.recheck_s, ds)
+        return ds
+
+    def _lookup(self, name: str) -> RasterDataset:
         if _NAME.match(name):
             ds = self._file(name)
             if ds is not None:

@@ -238,6 +238,7 @@ def test_colormap_on_a_three_band_dataset_is_refused(catalog: RasterCatalog) -> 
 def test_replaced_file_is_reopened(tmp_path: Path) -> None:
     write_cog(tmp_path / "ortho.tif", make_ortho(256, 256), res=4.0, photometric="RGB")
     cat = RasterCatalog(tmp_path)
+    cat.recheck_s = 0.0  # notice the new file at once (default: within a second)
     t = centre_tile(14)
     first = cat.render_tile(cat.get("ortho"), t.z, t.x, t.y, TileParams())
     etag = cat.get("ortho").etag(t.z, t.x, t.y, TileParams())
