@@ -129,10 +129,26 @@ def make_pipes(rng: np.random.Generator, lay: Layout, roads: list[Road]):
         if not sel:
             continue
         dx, dy = OFFSET[util]
-        sel_lines = [shapely.transform(pieces[i], lambda c, dx=dx, dy=dy: c + np.array([dx, dy])) for i in sel]
+        # merge runs through degree-2 nodes so segments are not cut short where two road pieces meet
+        merged = list(shapely.get_parts(shapely.line_merge(shapely.MultiLineString([pieces[i] for i in sel]))))
+        sel_tree = shapely.STRtree(np.array([pieces[i] for i in sel], dtype=object))
+        mm = shapely.line_interpolate_point(np.array(merged, dtype=object), 0.5, normalized=True)
+        near_sel = sel_tree.query_nearest(mm, all_matches=False)
+        piece_of = np.zeros(len(merged), int)
+        piece_of[near_sel[0]] = np.asarray(sel)[near_sel[1]]
+        sel = piece_of.tolist()
+        sel_lines = [shapely.transform(g, lambda c, dx=dx, dy=dy: c + np.array([dx, dy])) for g in merged]
         edges, xy = endpoints_graph(sel_lines)
-        comp = components(len(xy), edges)
         lens = np.array([ln.length for ln in sel_lines])
+        # drop dangling stubs shorter than a pipe segment
+        deg = np.bincount(edges.ravel(), minlength=len(xy))
+        stub = (lens < 30) & ((deg[edges[:, 0]] == 1) | (deg[edges[:, 1]] == 1))
+        if stub.any() and (~stub).any():
+            sel = [s_ for s_, k in zip(sel, stub, strict=True) if not k]
+            sel_lines = [ln for ln, k in zip(sel_lines, stub, strict=True) if not k]
+            edges, xy = endpoints_graph(sel_lines)
+            lens = lens[~stub]
+        comp = components(len(xy), edges)
         comp_len = np.bincount(comp[edges[:, 0]], weights=lens, minlength=len(xy))
         if util in GRAVITY:
             keep_edge = comp_len[comp[edges[:, 0]]] >= 150

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.enums
 import rasterio.features
 import rasterio.shutil
 import shapely
@@ -42,7 +43,13 @@ def _grid(town, res_m: float, margin: float = 150.0):
 
 
 def _cog(tmp: Path, dst: Path, resampling: str) -> None:
-    rasterio.shutil.copy(tmp, dst, driver="COG", compress="DEFLATE", blocksize=512, overview_resampling=resampling,
+    with rasterio.open(tmp, "r+") as ds:
+        factors, f = [], 2
+        while max(ds.width, ds.height) / f >= 128 or not factors:
+            factors.append(f)
+            f *= 2
+        ds.build_overviews(factors, getattr(rasterio.enums.Resampling, resampling))
+    rasterio.shutil.copy(tmp, dst, driver="COG", compress="DEFLATE", blocksize=512, OVERVIEWS="FORCE_USE_EXISTING",
                          BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
     tmp.unlink()
 

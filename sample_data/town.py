@@ -52,16 +52,21 @@ def _rng(seed: int, k: int) -> np.random.Generator:
 def _attach(rows: list[dict], geoms, frame: Frame) -> list[dict]:
     ll = frame.to_lonlat(np.asarray(list(geoms), dtype=object)) if len(rows) else []
     for r, g in zip(rows, ll, strict=True):
+        if g.geom_type == "MultiPolygon" and not g.is_valid:  # a sliver folded by the reprojection
+            g = _mp(g, min_area=0.0)
         r["geom"] = g
     return rows
 
 
-def _mp(g):
-    if g.geom_type == "MultiPolygon":
-        return g
-    if g.geom_type == "Polygon":
-        return shapely.MultiPolygon([g])
-    return shapely.MultiPolygon([p for p in shapely.get_parts(g) if p.geom_type == "Polygon"])
+def _mp(g, min_area: float = 0.01):
+    """A valid MultiPolygon of the polygonal parts of ``g`` (slivers under ``min_area`` dropped)."""
+    if not g.is_valid:
+        g = shapely.make_valid(g)
+    parts = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon") and p.area > min_area]
+    if len(parts) > 1 or (parts and parts[0].geom_type == "MultiPolygon"):
+        u = shapely.union_all(parts)
+        parts = [p for p in shapely.get_parts(u) if p.geom_type == "Polygon" and p.area > min_area]
+    return shapely.MultiPolygon(parts)
 
 
 def generate_town(seed: int = DEFAULT_SEED, scale: float = 1.0) -> Town:
