@@ -87,7 +87,9 @@ class PostgisTileEncoder:
             conn = psycopg.connect(
                 self._conninfo,
                 autocommit=True,
-                options=f"-c statement_timeout={self._timeout_ms}",
+                # one tile = one short query: no parallel workers (they cost more than they save
+                # under concurrent load) and no JIT (compiling takes longer than the query)
+                options=f"-c statement_timeout={self._timeout_ms} -c max_parallel_workers_per_gather=0 -c jit=off",
                 application_name="twin-tiles",
                 connect_timeout=10,
             )
