@@ -325,3 +325,21 @@ def test_gdal_reads_the_dem_layer_and_the_kvp_capabilities(server_url: str) -> N
         h, w = ds.height, ds.width
         arr = ds.read(window=Window(w // 2 - 32, h // 2 - 32, 64, 64))
         assert (arr[3] == 255).all() and arr[:3].std() > 0
+
+
+# --- the sample town (both backends, the lead's fixtures) ------------------------------------
+
+
+def test_sample_town_rasters_and_layers_are_served(town_client: TestClient) -> None:
+    names = [d["name"] for d in town_client.get("/raster").json()["datasets"]]
+    assert {"dem", "ortho", "dem-hillshade"} <= set(names)
+    info = town_client.get("/raster/ortho/info").json()
+    lon = (info["bounds"][0] + info["bounds"][2]) / 2
+    lat = (info["bounds"][1] + info["bounds"][3]) / 2
+    t = TMS.tile(lon, lat, min(info["maxzoom"], 17))
+    arr = decode(town_client.get(f"/raster/ortho/{t.z}/{t.x}/{t.y}.png").content)
+    assert (arr[3] == 255).any()
+    root = ET.fromstring(town_client.get("/wmts/1.0.0/WMTSCapabilities.xml").content)
+    layers = {el.findtext("ows:Identifier", namespaces=NS): el for el in root.iterfind("wmts:Contents/wmts:Layer", NS)}
+    low = [float(v) for v in layers["buildings"].findtext("ows:WGS84BoundingBox/ows:LowerCorner", namespaces=NS).split()]
+    assert info["bounds"][0] - 0.1 < low[0] < info["bounds"][2]
