@@ -69,7 +69,7 @@ def candidates(rng, roads: list[Road]) -> Candidates:
         elif r.area == "park" and r.road_class == "local":
             parts += _frontage(rng, r.line, i, [hw + 10, hw + 95], (50, 140), (30, 70), (14, 30), 2)
         elif r.area == "hamlet" and r.width <= 4.0:
-            parts += _frontage(rng, r.line, i, [hw + 2.5], (10, 15), (9, 12), (3, 9), 3)
+            parts += _frontage(rng, r.line, i, [hw + 2.5], (9, 14), (9, 12), (2, 6), 3)
     return _concat(parts)
 
 

@@ -89,7 +89,7 @@ def make_villages(rng: np.random.Generator, lay: Layout) -> list[Village]:
 
 def place_hamlets(rng: np.random.Generator, lay: Layout, villages: list[Village], target_houses: int) -> None:
     """Place hamlets in every rural village until their expected house count reaches the target."""
-    rural = [v for v in villages if not v.community]
+    rural = list(villages)  # the community has farmland and hamlets outside the town centre too
     if not rural:
         return
     agri = lay.zones["agricultural"]
@@ -111,20 +111,20 @@ def place_hamlets(rng: np.random.Generator, lay: Layout, villages: list[Village]
                 cx, cy = v.seed[0] + rng.normal(0, 30), v.seed[1] + rng.normal(0, 30)
             else:
                 cx, cy = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
-            hl = rng.uniform(110, 300) * min(1.0, 0.5 + lay.lin)
+            hl = rng.uniform(130, 340) * min(1.0, 0.5 + lay.lin)
             hw = rng.uniform(55, 150) * min(1.0, 0.5 + lay.lin)
             ang = v.angle + rng.normal(0, 0.12)
             env = rect_polygons([cx], [cy], [2 * hl + 24], [2 * hw + 24], [ang])[0]
             if not ok_area.contains(env):
                 continue
-            if any(env.distance(t) < 90 for t in taken):
+            if any(env.distance(t) < 60 for t in taken):
                 continue
             group += 1
             h = Hamlet(village=v.index, group=group, cx=cx, cy=cy, angle=ang, half_len=hl, half_wid=hw, envelope=env)
             _lanes(rng, h)
             taken.append(env)
             v.hamlets.append(h)
-            got += sum(ln.length for ln in h.lanes) * 2 / 19.0 * 0.45
+            got += sum(ln.length for ln in h.lanes) * 2 / 19.0 * 0.3
 
 
 def _lanes(rng, h: Hamlet) -> None:
