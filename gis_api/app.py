@@ -28,6 +28,9 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         yield
+        tiles = getattr(app.state, "tiles", None)
+        if tiles is not None:
+            tiles.close()
         store.engine.dispose()
 
     app = FastAPI(

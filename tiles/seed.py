@@ -83,7 +83,7 @@ def seed_tiles(
 
         s = settings or get_settings()
         cache = TileCache(int(s.tile_cache_mb) * 2**20, s.redis_url,
-                          redis_prefix=getattr(s, "tile_redis_prefix", "twin:tile:"))
+                          redis_prefix=s.tile_redis_prefix)
     service = TileService(store, cache=cache)
     try:
         specs = service.layer_specs(list(layers))

@@ -8,7 +8,35 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from geoalchemy2 import alembic_helpers
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: Columns the database maintains itself (migration 0003, PostgreSQL only), not in the models.
+DATABASE_MAINTAINED_COLUMNS = {"geom_3857"}
+
+
+def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001 - Alembic hook
+    """What autogenerate compares: the models' objects, not the database-maintained extras."""
+    if type_ == "table" and reflected and compare_to is None:
+        return False  # SpatiaLite / PostGIS system tables (spatial_ref_sys, data_licenses, …)
+    if type_ == "column" and name in DATABASE_MAINTAINED_COLUMNS:
+        return False
+    if type_ == "index" and name and name.endswith("_geom_3857"):
+        return False
+    return alembic_helpers.include_object(obj, name, type_, reflected, compare_to)
+
+
+def schema_drift(engine: Engine) -> list:
+    """Differences between the models and the migrated database (empty when they agree)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from twin.schema import Base
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"include_object": include_object})
+        return compare_metadata(ctx, Base.metadata)
 
 
 def alembic_config(connection) -> Config:  # noqa: ANN001 - a SQLAlchemy Connection

@@ -34,7 +34,14 @@ class TwinSettings(BaseSettings):
         default=4.0, gt=0, description="Largest bbox (in square degrees) a feature query may ask for."
     )
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
-    tile_cache_mb: int = Field(default=256, ge=0, description="In-process tile cache size.")
+    tile_cache_mb: int = Field(default=256, ge=0, description="In-process tile cache size (0 disables it).")
+    tile_feature_cap: int = Field(default=20_000, ge=1, description="Most features one layer puts in one tile.")
+    tile_max_age_s: int = Field(default=60, ge=0, description="Cache-Control max-age of tiles.")
+    tile_version_ttl_s: float = Field(
+        default=1.0, ge=0, description="How long a worker trusts the layer versions it read (edit→tile staleness bound)."
+    )
+    tile_workers: int | None = Field(default=None, ge=1, description="Threads rendering tiles (default: per CPU).")
+    tile_redis_prefix: str = Field(default="twin:tile:", description="Key prefix of the Redis tile tier.")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

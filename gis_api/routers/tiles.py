@@ -39,15 +39,15 @@ def tile_service(app: FastAPI) -> TileService:
         cache = TileCache(
             int(s.tile_cache_mb) * 2**20,
             s.redis_url,
-            redis_prefix=getattr(s, "tile_redis_prefix", "twin:tile:"),
+            redis_prefix=s.tile_redis_prefix,
         )
         svc = TileService(
             app.state.store,
             cache=cache,
-            feature_cap=getattr(s, "tile_feature_cap", 20_000),
-            version_ttl=getattr(s, "tile_version_ttl_s", 1.0),
+            feature_cap=s.tile_feature_cap,
+            version_ttl=s.tile_version_ttl_s,
             statement_timeout_ms=s.statement_timeout_ms,
-            workers=getattr(s, "tile_workers", None),
+            workers=s.tile_workers,
         )
         app.state.tiles = svc
     return svc
@@ -99,7 +99,7 @@ async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
 
 
 def _cache_control(settings) -> str:  # noqa: ANN001
-    return f"public, max-age={int(getattr(settings, 'tile_max_age_s', 60))}"
+    return f"public, max-age={int(settings.tile_max_age_s)}"
 
 
 def _not_modified(key: str, encoding: str, settings) -> Response:  # noqa: ANN001
