@@ -30,8 +30,10 @@ from tiles.raster import (
 )
 from twin.errors import InvalidParameter
 
-#: Browsers and proxies may reuse a tile this long without asking; the ETag settles the rest.
-CACHE_CONTROL = "public, max-age=3600"
+
+def cache_control(settings: object) -> str:
+    """``Cache-Control`` of tiles: ``TWIN_TILE_MAX_AGE_S`` (shared with vector tiles); the ETag settles the rest."""
+    return f"public, max-age={int(getattr(settings, 'tile_max_age_s', 60))}"
 
 TileFormat = Literal["png", "webp", "jpg", "jpeg"]
 
@@ -161,7 +163,7 @@ async def serve_tile(request: Request, dataset: str, z: int, x: int, y: int, par
     catalog = catalog_for(request.app.state.settings.raster_dir)
     ds = catalog.get(dataset)
     etag = ds.etag(z, x, y, params)
-    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    headers = {"ETag": etag, "Cache-Control": cache_control(request.app.state.settings)}
     inm = request.headers.get("if-none-match")
     if inm is not None and (etag in inm or inm.strip() == "*"):
         return Response(status_code=304, headers=headers)

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BaseUrlDep, SettingsDep, StoreDep
-from gis_api.routers.raster import CACHE_CONTROL, CatalogDep, render_cached, tile_cache
+from gis_api.routers.raster import CatalogDep, cache_control, render_cached, tile_cache
 from tiles.raster import RasterCatalog, TileOutsideBounds, TileParams, catalog_for
 from tiles.wmts import (
     MVT,
@@ -76,11 +76,12 @@ async def kvp(request: Request, settings: SettingsDep, store: StoreDep, base: Ba
 
 async def _raster_tile(request: Request, catalog: RasterCatalog, tile: GetTile) -> Response:
     params = TileParams(fmt=RASTER_FORMATS[tile.media_type])
+    caching = cache_control(request.app.state.settings)
     try:
         ds = catalog.get(tile.layer)
         etag = ds.etag(tile.z, tile.x, tile.y, params)
         if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": caching})
         cache = tile_cache(request)
         key = "raster:" + etag.strip('"')
         body = cache.get_memory(key) or await run_in_threadpool(
@@ -90,7 +91,7 @@ async def _raster_tile(request: Request, catalog: RasterCatalog, tile: GetTile) 
         return _ows_error(OwsException("TileOutOfRange", exc.message, "TILEROW"))
     except TwinError as exc:
         return _ows_error(OwsException("NoApplicableCode", exc.message))
-    return Response(body, media_type=tile.media_type, headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
+    return Response(body, media_type=tile.media_type, headers={"ETag": etag, "Cache-Control": caching})
 
 
 def register(app: FastAPI) -> None:
