@@ -18,7 +18,7 @@ def make_farmland(rng: np.random.Generator, lay: Layout, villages: list[Village]
                   buildings: np.ndarray, sites: list) -> tuple[list[dict], np.ndarray]:
     agri_in = lay.zones["agricultural"].buffer(-3.0)
     excl = [shapely.buffer(np.array([r.line for r in roads], dtype=object), np.array([r.width / 2 + 2.0 for r in roads])),
-            np.array([h.envelope.buffer(15) for v in villages for h in v.hamlets], dtype=object),
+            np.array([h.envelope.buffer(4) for v in villages for h in v.hamlets], dtype=object),
             shapely.buffer(np.asarray(buildings, dtype=object), 5.0),
             np.asarray(sites, dtype=object)]
     excl = np.concatenate([e for e in excl if len(e)])
@@ -35,8 +35,8 @@ def make_farmland(rng: np.random.Generator, lay: Layout, villages: list[Village]
         r = np.hypot(region.bounds[2] - region.bounds[0], region.bounds[3] - region.bounds[1]) / 2 + 50
         plen = rng.uniform(80, 110)
         pwid = rng.uniform(26, 36)
-        us = np.arange(-r, r, plen + 4.0)
-        vs_ = np.arange(-r, r, pwid + 2.5)
+        us = np.arange(-r, r, plen + 3.0)
+        vs_ = np.arange(-r, r, pwid + 2.0)
         vs_ = vs_ + (np.arange(len(vs_)) // 6) * 4.0  # a farm track every six strips
         U, V = np.meshgrid(us, vs_)
         U, V = U.ravel(), V.ravel()
