@@ -62,6 +62,7 @@ setup_viewer() {
 setup_browser() {
   # Debian's Chromium for the viewer tests (Playwright drives it; no browser download).
   command -v chromium >/dev/null || apt_install chromium
+  apt_install fonts-wqy-microhei   # Chinese glyphs for names and labels in screenshots
   export TWIN_TEST_CHROMIUM="${TWIN_TEST_CHROMIUM:-$(command -v chromium)}"
 }
 

@@ -28,9 +28,10 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         yield
-        tiles = getattr(app.state, "tiles", None)
-        if tiles is not None:
-            tiles.close()
+        for name in ("tiles", "raster_tile_cache"):  # services that hold connections
+            service = getattr(app.state, name, None)
+            if service is not None:
+                service.close()
         store.engine.dispose()
 
     app = FastAPI(

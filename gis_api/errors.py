@@ -19,8 +19,7 @@ log = logging.getLogger("twin.api")
 
 STATUS: dict[type[E.TwinError], int] = {
     E.InvalidParameter: 400,
-    E.LayerNotFound: 404,
-    E.FeatureNotFound: 404,
+    E.NotFound: 404,
     E.LimitExceeded: 400,
     E.InvalidGeometry: 422,
     E.LoadFailed: 422,

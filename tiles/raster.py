@@ -34,7 +34,7 @@ from rio_tiler.utils import render
 
 from tiles.colormaps import DEFAULT_COLORMAP, ColorMap, get_colormap
 from tiles.hillshade import hillshade
-from twin.errors import FeatureNotFound, InvalidParameter, LayerNotFound
+from twin.errors import InvalidParameter, NotFound
 
 #: GDAL settings for serving COGs; applied once as process defaults (an explicit
 #: environment variable wins).
@@ -75,13 +75,13 @@ FORMATS: dict[str, tuple[str, str, dict[str, Any]]] = {
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-class DatasetNotFound(LayerNotFound):
+class DatasetNotFound(NotFound):
     """No raster dataset of that name in the raster folder (HTTP 404)."""
 
     code = "dataset_not_found"
 
 
-class TileOutsideBounds(FeatureNotFound):
+class TileOutsideBounds(NotFound):
     """The requested tile does not touch the dataset (HTTP 404, TiTiler's behaviour)."""
 
     code = "tile_outside_bounds"

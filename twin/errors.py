@@ -28,11 +28,17 @@ class InvalidParameter(TwinError):
     code = "invalid_parameter"
 
 
-class LayerNotFound(TwinError):
+class NotFound(TwinError):
+    """Something named in the request does not exist (base of the specific *NotFound errors)."""
+
+    code = "not_found"
+
+
+class LayerNotFound(NotFound):
     code = "layer_not_found"
 
 
-class FeatureNotFound(TwinError):
+class FeatureNotFound(NotFound):
     code = "feature_not_found"
 
 

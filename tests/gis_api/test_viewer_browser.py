@@ -114,6 +114,6 @@ def test_clicking_a_building_shows_its_card(browser, live_url, town_store, tmp_p
     assert target is not None, "no building rendered at z16 over the town centre"
     page.mouse.click(target["x"], target["y"])
     page.wait_for_selector("#card:not([hidden])", timeout=10_000)
-    assert page.inner_text("#card-title") == f"buildings #{target['id']}"
+    assert page.text_content("#card-title") == f"buildings #{target['id']}"
     card = page.inner_text("#card-props")
     assert "height_m" in card and "address" in card  # full attributes fetched from the feature service
