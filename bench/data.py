@@ -13,7 +13,6 @@ and the buildings count matches. Rasters (COGs) go to ``bench/results/rasters``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -93,12 +92,12 @@ def sample_town_available() -> bool:
 
 
 def sample_town_version() -> str:
-    """Version of the sample town generator: a hash of the committed sample_data sources."""
-    h = hashlib.sha256()
-    for p in sorted((ROOT / "sample_data").glob("*.py")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return f"sample_town-scale{SCALE:g}-seed{SEED}-{h.hexdigest()[:12]}"
+    """Version of the sample town generator: the git tree hash of the committed ``sample_data``."""
+    import subprocess
+
+    tree = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD:sample_data"],
+                          capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
+    return f"sample_town-scale{SCALE:g}-seed{SEED}-{tree}"
 
 
 # --------------------------------------------------------------------------- synthetic town

@@ -118,6 +118,7 @@ def bench_load(args: argparse.Namespace) -> dict[str, Any]:
         print("  twin.loader.load_file missing: GeoPackage load not timed (TODO: re-run when it lands)")
         return {"status": "loader missing"}
     from data import ensure_database, get_meta
+
     from twin.store import SpatialStore
 
     src = SpatialStore.from_url(DB_URL)
