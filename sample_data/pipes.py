@@ -119,7 +119,7 @@ def make_pipes(rng: np.random.Generator, lay: Layout, roads: list[Road]):
     seg_rows, seg_geoms, node_rows, node_geoms = [], [], [], []
     for util in UTILITIES:
         sel = []
-        for i, p in enumerate(pieces):
+        for i in range(len(pieces)):
             r = roads[road_of[i]]
             d = draws[util][r.hamlet] if r.hamlet is not None else 0.0
             if util in GRAVITY and crosses_eco[i]:
@@ -175,7 +175,6 @@ def _network(rng, lay, util, sel, sel_lines, edges, xy, comp, roads, road_of, zo
     remap[used] = np.arange(len(used))
     node_xy = [tuple(p) for p in xy[used]]
     graph_node = [True] * len(node_xy)
-    degree = np.bincount(remap[edges].ravel(), minlength=len(used))
     node_comp = list(comp[used])
     node_mid = [False] * len(node_xy)
     segs = []  # (a, b, coords, piece index)
@@ -268,7 +267,7 @@ def _network(rng, lay, util, sel, sel_lines, edges, xy, comp, roads, road_of, zo
         for o in outlets:
             kind[o] = "outfall" if util == "rain" else "treatment_plant"
     else:
-        for e, (a, b, c, pi) in enumerate(segs):
+        for e, (_a, _b, _c, pi) in enumerate(segs):
             r = roads[road_of[pi]]
             d, m, p = _pressure_attrs(util, r, zone[pi], rng)
             dn[e], material[e], pressure[e] = d, m, p

@@ -140,7 +140,7 @@ def write_ortho(town, path: Path, res_m: float | None = None) -> Path:
             for c, base in enumerate((118, 132, 84)):
                 rgb[c] = base + 10 * low + grain
 
-            def burn(name, geoms):
+            def burn(name, geoms, box=box, shape=shape, wt=wt):
                 idx = trees[name].query(box)
                 if len(idx) == 0:
                     return np.zeros(shape, dtype="int32"), idx

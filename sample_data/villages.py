@@ -96,7 +96,6 @@ def place_hamlets(rng: np.random.Generator, lay: Layout, villages: list[Village]
     avoid = shapely.union(lay.zones["urban"].buffer(80), lay.zones["ecological"].buffer(60))
     weights = np.array([v.poly.intersection(agri).area for v in rural])
     weights = weights / weights.sum()
-    taken: list[BaseGeometry] = []
     for v, w in zip(rural, weights, strict=True):
         want = target_houses * w * 1.3
         ok_area = v.poly.buffer(-25).intersection(agri).difference(avoid)
@@ -104,27 +103,34 @@ def place_hamlets(rng: np.random.Generator, lay: Layout, villages: list[Village]
             continue
         shapely.prepare(ok_area)
         minx, miny, maxx, maxy = ok_area.bounds
-        got, group, tries = 0.0, 0, 0
-        while got < want and tries < 3000:
-            tries += 1
-            if group == 0 and tries < 20:
-                cx, cy = v.seed[0] + rng.normal(0, 30), v.seed[1] + rng.normal(0, 30)
-            else:
-                cx, cy = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
-            hl = rng.uniform(130, 340) * min(1.0, 0.5 + lay.lin)
-            hw = rng.uniform(55, 150) * min(1.0, 0.5 + lay.lin)
-            ang = v.angle + rng.normal(0, 0.12)
-            env = rect_polygons([cx], [cy], [2 * hl + 24], [2 * hw + 24], [ang])[0]
-            if not ok_area.contains(env):
-                continue
-            if any(env.distance(t) < 60 for t in taken):
-                continue
-            group += 1
-            h = Hamlet(village=v.index, group=group, cx=cx, cy=cy, angle=ang, half_len=hl, half_wid=hw, envelope=env)
-            _lanes(rng, h)
-            taken.append(env)
-            v.hamlets.append(h)
-            got += sum(ln.length for ln in h.lanes) * 2 / 19.0 * 0.3
+        got, group = 0.0, 0
+        taken_v: list[BaseGeometry] = []
+        for batch in range(15):
+            if got >= want:
+                break
+            m = 200
+            cx, cy = rng.uniform(minx, maxx, m), rng.uniform(miny, maxy, m)
+            if batch == 0:  # the first hamlet sits at the village seat
+                cx[:20] = v.seed[0] + rng.normal(0, 30, 20)
+                cy[:20] = v.seed[1] + rng.normal(0, 30, 20)
+            f = min(1.0, 0.5 + lay.lin)
+            hl = rng.uniform(130, 340, m) * f
+            hw = rng.uniform(55, 150, m) * f
+            ang = v.angle + rng.normal(0, 0.12, m)
+            envs = rect_polygons(cx, cy, 2 * hl + 24, 2 * hw + 24, ang)
+            for i in np.flatnonzero(shapely.contains(ok_area, envs)):
+                if got >= want:
+                    break
+                env = envs[i]
+                if any(env.distance(t) < 60 for t in taken_v):
+                    continue
+                group += 1
+                h = Hamlet(village=v.index, group=group, cx=float(cx[i]), cy=float(cy[i]), angle=float(ang[i]),
+                           half_len=float(hl[i]), half_wid=float(hw[i]), envelope=env)
+                _lanes(rng, h)
+                taken_v.append(env)
+                v.hamlets.append(h)
+                got += sum(ln.length for ln in h.lanes) * 2 / 19.0 * 0.3
 
 
 def _lanes(rng, h: Hamlet) -> None:
