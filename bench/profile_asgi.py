@@ -65,12 +65,20 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--no-middleware", action="store_true")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--app", help="module:attr of another ASGI app to profile instead (e.g. bare_starlette:app)")
     args = ap.parse_args()
     os.environ.setdefault("TWIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/twin_bench")
     os.environ.setdefault("TWIN_HOME", str(BENCH / "results"))
-    from gis_api.app import create_app
+    if args.app:
+        import importlib
 
-    app = create_app()
+        sys.path.insert(0, str(BENCH))
+        mod, _, attr = args.app.partition(":")
+        app = getattr(importlib.import_module(mod), attr)
+    else:
+        from gis_api.app import create_app
+
+        app = create_app()
     if args.no_middleware:
         app.user_middleware = []
         app.middleware_stack = None
@@ -81,6 +89,8 @@ def main() -> None:
         print(f"warm-up: HTTP {status}, {size} bytes")
         us = await run(app, args.path, args.n)
         print(f"{args.n} calls: {us:.1f} µs/request ({1e6 / us:,.0f}/s ceiling for one core, no HTTP parsing)")
+        if args.top <= 0:
+            return
         prof = cProfile.Profile()
         prof.enable()
         await run(app, args.path, args.n)

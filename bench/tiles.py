@@ -226,7 +226,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 def pick_cached_tile(port: int, template: str, tiles: list[tuple[int, int, int, int]]) -> tuple[int, int, int, float]:
     """The tile (among ``tiles``) whose body is closest to 70 KB: comparable to the bare body."""
     best = None
-    for t in tiles[:40]:
+    for t in tiles[:200]:
         status, _, body = h.http_get(port, template.format(z=t[0], x=t[1], y=t[2]))
         if status != 200:
             continue
