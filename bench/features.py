@@ -311,6 +311,21 @@ table. Treat them as indicative; the lead re-runs them on a quiet machine at the
   counted and reported.
 * Both servers get a warm-up pass first; PostgreSQL's buffer cache is therefore warm
   for both (the table fits in memory).
+* Data: `bench/data.py` builds the 10× sample town
+  (`sample_data.build_sample_town(store, bench/results/rasters, seed=20261123, scale=10)`,
+  ~200,000 buildings, DEM/ortho COGs) into `twin_bench` once; the table `bench_meta`
+  records the data version (git tree hash of `sample_data`) and later runs skip the
+  rebuild (≈2–8 min) while it matches. `--synthetic` writes 200,000 rectangles instead.
+* GeoPackage load: the buildings are exported once with pyogrio to
+  `bench/results/buildings-<version>.gpkg`, then timed through
+  `twin.loader.load_file(store, path, "buildings", mode="replace")` into a separate
+  database `twin_bench_load`, so the benchmark data is never touched.
+* Uncached tiles: a second twin server with `TWIN_TILE_CACHE_MB=0` (no tile cache for
+  vector or raster); the script checks that the same tile asked again costs the same.
+  Cached tiles: the default twin server, one tile asked again and again.
+* In-process profiling of one URL without sockets:
+  `.venv/bin/python bench/profile_asgi.py '/tiles/buildings/14/13692/6663.mvt' [--no-middleware]`
+  (`--app bare_starlette:app` for the ceiling); prints µs/request and a cProfile top list.
 """
 
 
