@@ -8,7 +8,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import FileResponse
+from fastapi import Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gis_api import errors
@@ -52,8 +53,23 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     _include_optional_routers(app)
 
     @app.get("/", include_in_schema=False)
-    async def viewer() -> FileResponse:
+    async def viewer(request: Request) -> Response:
+        """The viewer for browsers; the OGC API landing page for JSON clients (GDAL, QGIS)."""
+        accept = request.headers.get("accept", "")
+        if request.query_params.get("f") == "json" or (
+            "json" in accept and "text/html" not in accept
+        ):
+            return await landing.landing(landing.base_url(request))
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/collections", include_in_schema=False)
+    @app.get("/api/collections/{rest:path}", include_in_schema=False)
+    @app.get("/api/conformance", include_in_schema=False)
+    async def api_prefix_redirect(request: Request) -> RedirectResponse:
+        """Clients given the landing page URL (/api) append /collections to it: send them on."""
+        target = request.url.path.removeprefix("/api")
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(target + query, status_code=308)
 
     vendor = STATIC / "node_modules"
     if vendor.is_dir():  # browser libraries installed by run.sh (npm ci in gis_api/static)

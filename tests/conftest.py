@@ -113,3 +113,74 @@ def client_for():
         return c
 
     yield make
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_url(town_store, town_settings):
+    """A real uvicorn server on a free loopback port over the sample town, for real clients
+    (Chromium, GDAL)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from gis_api.app import create_app
+
+    app = create_app(town_settings, store=town_store)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_process_url(town_settings):
+    """The app served by uvicorn in its own process, for clients that hold the GIL while they
+    wait on the network (GDAL through pyogrio/rasterio)."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "TWIN_HOME": str(town_settings.home), "TWIN_DATABASE_URL": town_settings.database_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "gis_api.app:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not start in 30 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

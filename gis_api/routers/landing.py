@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from gis_api.responses import JSONResponse
 
-from gis_api.deps import BaseUrlDep
+from gis_api.deps import BaseUrlDep, base_url  # noqa: F401 - base_url re-used by the app's root
 
 router = APIRouter(tags=["Discovery"])
 

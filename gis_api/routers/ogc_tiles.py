@@ -66,6 +66,24 @@ async def tile_matrix_set(tileMatrixSetId: str) -> JSONResponse:  # noqa: N803 -
     return JSONResponse(_tms_document())
 
 
+def _limits(extent: Any, min_zoom: int, max_zoom: int) -> list[dict[str, Any]]:
+    """Per zoom, the rows and columns that hold data (the whole matrix when the layer is empty).
+
+    Clients (GDAL's OGCAPI driver, QGIS) read these to know where the data is."""
+    tms = morecantile.tms.get(TMS_ID)
+    out = []
+    for z in range(min_zoom, max_zoom + 1):
+        if extent is None:
+            lo_col, lo_row, hi_col, hi_row = 0, 0, (1 << z) - 1, (1 << z) - 1
+        else:
+            top_left = tms.tile(extent[0], extent[3], z)
+            bottom_right = tms.tile(extent[2], extent[1], z)
+            lo_col, lo_row, hi_col, hi_row = top_left.x, top_left.y, bottom_right.x, bottom_right.y
+        out.append({"tileMatrix": str(z), "minTileRow": lo_row, "maxTileRow": hi_row,
+                    "minTileCol": lo_col, "maxTileCol": hi_col})
+    return out
+
+
 def _tileset(base: str, layer: str, extent: Any) -> dict[str, Any]:
     spec = get_layer(layer)
     doc: dict[str, Any] = {
@@ -85,19 +103,17 @@ def _tileset(base: str, layer: str, extent: Any) -> dict[str, Any]:
             {"href": f"{base}/tiles/{layer}/tilejson.json", "rel": "describedby", "type": "application/json",
              "title": "TileJSON"},
         ],
-        "tileMatrixSetLimits": [
-            {"tileMatrix": str(z), "minTileRow": 0, "maxTileRow": (1 << z) - 1, "minTileCol": 0,
-             "maxTileCol": (1 << z) - 1}
-            for z in range(spec.min_zoom, min(spec.max_zoom, MAX_ZOOM) + 1)
-        ],
+        "tileMatrixSetLimits": _limits(extent, spec.min_zoom, min(spec.max_zoom, MAX_ZOOM)),
         "layers": [{**vector_layer(spec), "dataType": "vector",
                     "propertiesSchema": {"type": "object", "properties": {
                         k: {"type": {"Number": "number", "Boolean": "boolean"}.get(v, "string")}
                         for k, v in vector_layer(spec)["fields"].items()}}}],
     }
-    if extent is not None:
-        doc["boundingBox"] = {"lowerLeft": [extent[0], extent[1]], "upperRight": [extent[2], extent[3]],
-                              "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}
+    if extent is not None:  # in the tileset's CRS (Web Mercator metres), as OGC API Tiles asks
+        tms = morecantile.tms.get(TMS_ID)
+        x0, y0 = tms.xy(extent[0], extent[1])
+        x1, y1 = tms.xy(extent[2], extent[3])
+        doc["boundingBox"] = {"lowerLeft": [x0, y0], "upperRight": [x1, y1], "crs": CRS_3857}
     return doc
 
 
