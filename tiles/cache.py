@@ -130,6 +130,11 @@ class TileCache:
         self.memory = MemoryTileCache(memory_bytes)
         self.redis = RedisTileCache(redis_url, prefix=redis_prefix) if redis_url else None
 
+    @property
+    def enabled(self) -> bool:
+        """False when neither tier keeps anything (``TWIN_TILE_CACHE_MB=0`` and no Redis)."""
+        return self.memory.max_bytes > 0 or self.redis is not None
+
     def get_memory(self, key: str) -> bytes | None:
         return self.memory.get(key)
 

@@ -14,7 +14,7 @@ layer id, feature id = table id, the layer's ``tile_properties`` as attributes
 (datetimes as ISO 8601 UTC text, nulls omitted), geometry in a 4096 grid with a
 64-unit buffer. Thinning: polygons smaller than ``min_area_px`` and lines shorter
 than ``min_length_px`` (in 256-px display pixels at the tile's zoom) are dropped;
-lines and polygons are simplified to half a pixel below zoom 16.
+lines and polygons are simplified to ``simplify_px`` (default half a pixel) below zoom 16.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from tiles.tms import BUFFER, Tile, bbox_intersects, pixel_size, tile_bounds_lon
 
 #: Bump when the tile content changes for the same data (encoding, properties, thinning):
 #: it is part of every ETag and cache key, so old cached tiles stop matching.
-ENCODING_VERSION = "mvt1"
+ENCODING_VERSION = "mvt2"
 #: Features at most per layer per tile.
 DEFAULT_FEATURE_CAP = 20_000
-#: Simplify lines and polygons (to ``SIMPLIFY_PX`` display pixels) below this zoom.
+#: Simplify lines and polygons (to the layer's ``simplify_px`` display pixels) below this zoom.
 SIMPLIFY_BELOW_ZOOM = 16
-SIMPLIFY_PX = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,7 @@ def plan_tile(
             continue
         kind = spec.geometry_type.lower()
         is_point = "point" in kind
-        simplify = SIMPLIFY_PX * px if (not is_point and tile.z < SIMPLIFY_BELOW_ZOOM) else 0.0
+        simplify = spec.simplify_px * px if (not is_point and tile.z < SIMPLIFY_BELOW_ZOOM) else 0.0
         plans.append(
             LayerPlan(
                 spec,

@@ -167,9 +167,16 @@ class TileService:
         return None if versions is None else self.etag(specs, tile, versions)
 
     def tile(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str = "gzip") -> TileResult:
-        """The tile compressed for ``encoding``: memory → Redis → render, filling the tiers on the way."""
+        """The tile compressed for ``encoding``: memory → Redis → render, filling the tiers on the way.
+
+        gzip is the form shared through Redis; other encodings are made from it (or from
+        the fresh render) and kept in this process only. With no cache at all nothing is
+        compressed that the client did not ask for.
+        """
         versions = self.versions.get()
         key = self.etag(specs, tile, versions)
+        if not self.cache.enabled:
+            return TileResult(compress(self.render(specs, tile, versions), encoding), key, encoding)
         body = self.cache.get(f"{key}:{encoding}")
         if body is not None:
             return TileResult(body, key, encoding)
@@ -181,7 +188,6 @@ class TileService:
             if encoding != "gzip":
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
         body = compress(raw, encoding)
-        # gzip is the shared form (Redis); other encodings stay in this process
         self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
         return TileResult(body, key, encoding)
 

@@ -22,7 +22,9 @@ class LayerSpec:
     ``tile_properties`` are the attributes a vector tile carries (the rest stay in
     the feature service); ``temporal`` names the datetime column ``datetime``
     filters on; ``min_area_px``/``min_length_px`` thin out features below that
-    size in pixels at the tile's zoom.
+    size in pixels at the tile's zoom; ``simplify_px`` is the simplification tolerance
+    (pixels) of lines and polygons below zoom 16 — 0 for shapes of a few vertices, such
+    as building outlines, where the tile grid's own snapping is enough.
     """
 
     id: str
@@ -35,6 +37,7 @@ class LayerSpec:
     temporal: str | None = None
     min_area_px: float = 0.0
     min_length_px: float = 0.0
+    simplify_px: float = 0.5
     keywords: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -57,7 +60,8 @@ LAYERS: dict[str, LayerSpec] = {
         LayerSpec("evaluation_points", "Evaluation points", "Evaluation points (评价点位) with indicator and inspection items.",
                   "Point", 12, 22, ("code", "name", "category", "score")),
         LayerSpec("buildings", "Buildings", "Building footprints with floors, height, use and address.",
-                  "MultiPolygon", 12, 22, ("code", "use", "floors", "height_m"), min_area_px=2.0),
+                  "MultiPolygon", 12, 22, ("code", "use", "floors", "height_m"), min_area_px=1.0,
+                  simplify_px=0.0),
         LayerSpec("pipelines", "Underground pipelines", "Pipe segments by utility with diameter, material and inverts.",
                   "LineString", 12, 22, ("code", "utility", "material", "diameter_mm"), min_length_px=1.0),
         LayerSpec("pipe_nodes", "Pipe nodes", "Manholes, valves, hydrants, junctions and outfalls.",
