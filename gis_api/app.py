@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gis_api import errors
 from gis_api.metrics import MetricsMiddleware
+from gis_api.tile_front import CachedTileFront
 from gis_api.routers import features, landing, ops
 from twin.settings import TwinSettings, get_settings
 from twin.store import SpatialStore
@@ -81,6 +82,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         expose_headers=["ETag", "Content-Crs"],
     )
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(CachedTileFront, fastapi_app=app)  # outermost: memory-cached tiles skip the stack
     return app
 
 

@@ -107,6 +107,7 @@ class TileService:
         self._encoder: TileEncoder | None = None
         self._encoder_lock = threading.Lock()
         self._extents: dict[str, tuple[int, BBox | None]] = {}
+        self._spec_memo: dict[str, tuple[LayerSpec, ...]] = {}
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -125,6 +126,15 @@ class TileService:
         if len(names) > self.max_layers:
             parse_layer_list(",".join(names), self.max_layers)
         return tuple(get_layer(n) for n in names)
+
+    def layer_specs_cached(self, raw: str) -> tuple[LayerSpec, ...]:
+        """:meth:`layer_specs` memoised per distinct ``{layers}`` string (bounded)."""
+        specs = self._spec_memo.get(raw)
+        if specs is None:
+            specs = self.layer_specs(raw)
+            if len(self._spec_memo) < 4096:
+                self._spec_memo[raw] = specs
+        return specs
 
     def extents(self, specs: Sequence[LayerSpec], versions: dict[str, int]) -> dict[str, BBox | None]:
         """Data extents (lon/lat) of the layers, recomputed only when a layer's version moves."""

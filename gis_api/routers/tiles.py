@@ -53,16 +53,8 @@ def tile_service(app: FastAPI) -> TileService:
     return svc
 
 
-_SPECS: dict[str, tuple[LayerSpec, ...]] = {}
-
-
 def _specs(svc: TileService, raw: str) -> tuple[LayerSpec, ...]:
-    specs = _SPECS.get(raw)
-    if specs is None:
-        specs = svc.layer_specs(raw)
-        if len(_SPECS) < 4096:
-            _SPECS[raw] = specs
-    return specs
+    return svc.layer_specs_cached(raw)
 
 
 def _etag_matches(if_none_match: str, key: str) -> bool:

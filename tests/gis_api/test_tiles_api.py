@@ -191,3 +191,21 @@ def test_seed_fills_the_cache_the_server_reads(api_store):
         assert svc.cached(svc.layer_specs("buildings"), t, "gzip") is not None
     finally:
         svc.close()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "identity"])
+def test_a_cached_tile_answered_up_front_matches_the_full_answer(client, encoding):
+    """The second request is a memory hit answered by the cached-tile front, before the middleware."""
+    from gis_api.metrics import REQUESTS
+
+    hdrs = {"Accept-Encoding": encoding, "Origin": "http://embedder.example"}
+    path = url("buildings,devices", tile_at(LON, LAT, 16))
+    first = client.get(path, headers=hdrs)
+    before = REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "200")._value.get()
+    second = client.get(path, headers=hdrs)
+    assert REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "200")._value.get() == before + 1
+    assert second.status_code == first.status_code == 200
+    assert second.content == first.content
+    for name in ("etag", "cache-control", "vary", "content-type", "access-control-allow-origin"):
+        assert second.headers.get(name) == first.headers.get(name), name
+    assert second.headers.get("content-encoding") == first.headers.get("content-encoding")

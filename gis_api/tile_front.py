@@ -1,0 +1,89 @@
+"""The cached-tile front: answers vector tiles already in memory before any middleware runs.
+
+Big screens re-request the same tiles all day; a memory hit should cost about what a
+bare ASGI app costs. This outermost layer recognises ``GET /tiles/{layers}/{z}/{x}/{y}.mvt``,
+asks the tile service's memory cache (no I/O, no database) and, on a hit, writes the
+response itself with the headers the full stack would add (CORS, cache, ETag) and the
+request metrics. Everything else — misses, conditional requests, malformed paths,
+errors — goes down the normal stack unchanged, so behaviour is identical either way.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gis_api.metrics import LATENCY, REQUESTS
+from tiles.service import choose_encoding
+from tiles.tms import parse_tile
+from twin.errors import TwinError
+
+TILE_PATH = "/tiles/{layers}/{z}/{x}/{y}.mvt"
+MVT = b"application/vnd.mapbox-vector-tile"
+
+
+class CachedTileFront:
+    def __init__(self, app: ASGIApp, fastapi_app) -> None:  # noqa: ANN001 - the FastAPI app (for its state)
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self._ok = REQUESTS.labels(TILE_PATH, "GET", "200")
+        self._empty = REQUESTS.labels(TILE_PATH, "GET", "204")
+        self._latency = LATENCY.labels(TILE_PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith("/tiles/") and path.endswith(".mvt") and await self._answer(scope, send):
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send) -> bool:
+        svc = getattr(self.fastapi_app.state, "tiles", None)
+        if svc is None:
+            return False
+        start = time.perf_counter()
+        parts = scope["path"][7:-4].split("/")
+        if len(parts) != 4:
+            return False
+        accept = b""
+        has_origin = False
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                return False  # conditional requests take the full path (304 logic lives there)
+            if name == b"accept-encoding":
+                accept = value
+            elif name == b"origin":
+                has_origin = True
+        try:
+            tile = parse_tile(parts[1], parts[2], parts[3])
+            specs = svc.layer_specs_cached(parts[0])
+        except TwinError:
+            return False  # the full stack answers with the proper JSON error
+        encoding = choose_encoding(accept.decode("latin-1"))
+        result = svc.cached(specs, tile, encoding)
+        if result is None:
+            return False
+        settings = self.fastapi_app.state.settings
+        headers = [
+            (b"etag", f'"{result.etag}-{encoding}"'.encode()),
+            (b"cache-control", f"public, max-age={int(settings.tile_max_age_s)}".encode()),
+            (b"vary", b"Accept-Encoding, Origin" if has_origin else b"Accept-Encoding"),
+        ]
+        if has_origin:  # as the CORS middleware would answer a simple cross-origin request
+            headers.append((b"access-control-allow-origin", b"*"))
+            headers.append((b"access-control-expose-headers", b"ETag, Content-Crs"))
+        body = result.body
+        if body:
+            headers.append((b"content-type", MVT))
+            headers.append((b"content-length", str(len(body)).encode()))
+            if encoding != "identity":
+                headers.append((b"content-encoding", encoding.encode()))
+            status = 200
+        else:
+            status = 204
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        (self._ok if status == 200 else self._empty).inc()
+        self._latency.observe(time.perf_counter() - start)
+        return True
