@@ -40,7 +40,10 @@ import harness as h  # noqa: E402
 from data import DB_URL, RASTER_DIR, ensure_data  # noqa: E402
 from features import DOC, write_doc_header  # noqa: E402
 
-TIPG_PROPS = "code,use,floors,height_m"  # what twin's buildings tiles carry (twin/catalog.py)
+from twin.catalog import LAYERS  # noqa: E402
+
+# TiPg is asked for exactly the attributes twin's building tiles carry
+TIPG_PROPS = ",".join(LAYERS["buildings"].tile_properties)
 REF = {"tipg_z14_rps": 85, "tipg_z16_rps": 235, "tipg_z12_kb": 317, "tipg_z12_ms": 1600, "bare_rps": 4200,
        "titiler_rps": 24}
 

@@ -30,7 +30,7 @@ from tiles.tms import BUFFER, Tile, bbox_intersects, pixel_size, tile_bounds_lon
 
 #: Bump when the tile content changes for the same data (encoding, properties, thinning):
 #: it is part of every ETag and cache key, so old cached tiles stop matching.
-ENCODING_VERSION = "mvt2"
+ENCODING_VERSION = "mvt3"
 #: Features at most per layer per tile.
 DEFAULT_FEATURE_CAP = 20_000
 #: Simplify lines and polygons (to the layer's ``simplify_px`` display pixels) below this zoom.

@@ -60,7 +60,7 @@ LAYERS: dict[str, LayerSpec] = {
         LayerSpec("evaluation_points", "Evaluation points", "Evaluation points (评价点位) with indicator and inspection items.",
                   "Point", 12, 22, ("code", "name", "category", "score")),
         LayerSpec("buildings", "Buildings", "Building footprints with floors, height, use and address.",
-                  "MultiPolygon", 12, 22, ("code", "use", "floors", "height_m"), min_area_px=1.0,
+                  "MultiPolygon", 12, 22, ("use", "floors", "height_m"), min_area_px=1.0,
                   simplify_px=0.0),
         LayerSpec("pipelines", "Underground pipelines", "Pipe segments by utility with diameter, material and inverts.",
                   "LineString", 12, 22, ("code", "utility", "material", "diameter_mm"), min_length_px=1.0),

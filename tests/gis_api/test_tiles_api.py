@@ -106,7 +106,7 @@ def test_tilejson_describes_layers_bounds_and_template(client):
     assert tj["tilejson"] == "3.0.0"
     assert tj["tiles"] == ["http://testserver/tiles/buildings,devices/{z}/{x}/{y}.mvt"]
     by_id = {v["id"]: v for v in tj["vector_layers"]}
-    assert by_id["buildings"]["fields"] == {"code": "String", "use": "String", "floors": "Number",
+    assert by_id["buildings"]["fields"] == {"use": "String", "floors": "Number",
                                             "height_m": "Number"}
     assert by_id["buildings"]["minzoom"] == LAYERS["buildings"].min_zoom
     assert tj["minzoom"] == 10 and tj["maxzoom"] == 22

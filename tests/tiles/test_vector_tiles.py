@@ -92,7 +92,7 @@ def test_building_polygon_carries_tile_properties_only(service):
     tile = tile_at(LON + 0.0001, LAT + 0.0001, 16)
     feats = {f["id"]: f for f in decode(service.render(service.layer_specs("buildings"), tile))["buildings"]["features"]}
     big = feats[BIG]
-    assert big["properties"] == {"code": "B-BIG", "use": "commercial", "floors": 6, "height_m": 19.5}
+    assert big["properties"] == {"use": "commercial", "floors": 6, "height_m": 19.5}  # no code: fetched by id
     assert big["geometry"]["type"] == "Polygon"
     xs = [p[0] for p in big["geometry"]["coordinates"][0]]
     ys = [p[1] for p in big["geometry"]["coordinates"][0]]
