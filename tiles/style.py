@@ -33,6 +33,7 @@ UTILITY_COLORS = {"water": "#1f78b4", "water_supply": "#1f78b4", "rain": "#8c564
                   "electric": "#e31a1c", "telecom": "#33a02c"}
 USE_COLORS = {"residential": "#e8d7c3", "commercial": "#9ecae1", "industrial": "#bdbdbd", "public": "#fdae6b"}
 DEVICE_COLORS = {"online": "#2ca25f", "offline": "#969696", "alarm": "#e31a1c", "fault": "#ff7f00"}
+CAMERA_COLORS = {"online": "#1565c0", "offline": "#969696", "fault": "#ff7f00"}
 EVENT_COLORS = {"reported": "#e31a1c", "verified": "#ff7f00", "dispatched": "#fdd835", "handled": "#43a047",
                 "closed": "#9e9e9e"}
 
@@ -57,10 +58,22 @@ def _line(id_: str, layer: str, color: Any, width: Any = 1.5, dash: list[float] 
     return out
 
 
-def _circle(id_: str, layer: str, color: Any, radius: Any = 5) -> dict[str, Any]:
-    return {"id": id_, "type": "circle", "source": SOURCE, "source-layer": layer,
-            "paint": {"circle-color": color, "circle-radius": radius,
-                      "circle-stroke-color": "#ffffff", "circle-stroke-width": 1}}
+def _radius(at_z12: float, at_z17: float) -> list[Any]:
+    """Circle radius growing with zoom, so a town overview is not buried under markers."""
+    return ["interpolate", ["linear"], ["zoom"], 12, at_z12, 17, at_z17]
+
+
+def _circle(id_: str, layer: str, color: Any, radius: Any = 5, *, minzoom: int | None = None,
+            filter_: list[Any] | None = None, opacity: float = 1.0) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": id_, "type": "circle", "source": SOURCE, "source-layer": layer,
+        "paint": {"circle-color": color, "circle-radius": radius, "circle-opacity": opacity,
+                  "circle-stroke-color": "#ffffff", "circle-stroke-width": 1, "circle-stroke-opacity": opacity}}
+    if minzoom is not None:
+        out["minzoom"] = minzoom
+    if filter_ is not None:
+        out["filter"] = filter_
+    return out
 
 
 def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom: float = 13) -> dict[str, Any]:
@@ -87,11 +100,16 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
          "paint": {"fill-extrusion-color": _match("use", USE_COLORS, "#d9d9d9"),
                    "fill-extrusion-height": ["coalesce", ["get", "height_m"], 3],
                    "fill-extrusion-base": 0, "fill-extrusion-opacity": 0.85}},
-        _circle("pipe_nodes", "pipe_nodes", _match("utility", UTILITY_COLORS, "#607d8b"), 3),
-        _circle("evaluation_points", "evaluation_points", "#00897b", 4),
-        _circle("devices", "devices", _match("status", DEVICE_COLORS, "#2ca25f"), 5),
-        _circle("cameras", "cameras", _match("status", DEVICE_COLORS, "#1565c0"), 5),
-        _circle("events", "events", _match("status", EVENT_COLORS, "#e31a1c"), 6),
+        _circle("pipe_nodes", "pipe_nodes", _match("utility", UTILITY_COLORS, "#607d8b"), _radius(1, 3.5),
+                minzoom=15),
+        _circle("evaluation_points", "evaluation_points", "#00897b", _radius(2, 5)),
+        _circle("devices", "devices", _match("status", DEVICE_COLORS, "#2ca25f"), _radius(2.5, 6)),
+        _circle("cameras", "cameras", _match("status", CAMERA_COLORS, "#1565c0"), _radius(2.5, 6)),
+        # closed events are history: small, faint, close up only; open ones stand out at every zoom
+        _circle("events-closed", "events", EVENT_COLORS["closed"], _radius(1.5, 4), minzoom=15,
+                filter_=["==", ["get", "status"], "closed"], opacity=0.6),
+        _circle("events", "events", _match("status", EVENT_COLORS, "#e31a1c"), _radius(4, 8),
+                filter_=["!=", ["get", "status"], "closed"]),
     ]
     style: dict[str, Any] = {
         "version": 8,
