@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
-from twin.catalog import LayerSpec, get_layer
+from twin.catalog import LAYERS, LayerSpec, get_layer
 from twin.crs import bbox_to_crs84, check_supported, parse_crs
 from twin.errors import InvalidParameter, LimitExceeded
 from twin.params import BBox, check_lonlat_bbox, parse_bbox
@@ -29,7 +29,9 @@ StoreDep = Annotated[SpatialStore, Depends(get_store)]
 SettingsDep = Annotated[TwinSettings, Depends(get_app_settings)]
 
 
-def layer_spec(layer: str) -> LayerSpec:
+def layer_spec(
+    layer: Annotated[str, Path(description="Layer id", json_schema_extra={"enum": list(LAYERS)})],
+) -> LayerSpec:
     return get_layer(layer)
 
 
