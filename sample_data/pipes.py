@@ -27,6 +27,10 @@ OWNER = {"water_supply": "江畔自来水有限公司", "rain": "江畔镇水务
          "gas": "江畔燃气有限公司", "heat": "园区热电有限公司", "power": "江畔供电所", "telecom": "江畔通信管道有限公司"}
 GRAVITY = ("rain", "sewage")
 MAX_SEG = 110.0
+MAX_SEG_GRAVITY = {"rain": 80.0, "sewage": 75.0}  # manhole spacing for DN <= 600 (GB 50014)
+# network coverage (~300 km in all at scale 1): share of hamlets / of centre and park streets served
+WATER_HAMLETS, SEWER_HAMLETS = 0.05, 0.03
+RAIN_STREETS, SEWER_STREETS, GAS_STREETS, HEAT_STREETS, TELECOM_STREETS = 0.6, 0.6, 0.5, 0.3, 0.25
 
 
 def _zone(lay: Layout, mids: np.ndarray) -> np.ndarray:
@@ -36,25 +40,28 @@ def _zone(lay: Layout, mids: np.ndarray) -> np.ndarray:
     return z
 
 
-def _wanted(util: str, r: Road, zone: str, hamlet_draw: float) -> bool:
+def _wanted(util: str, r: Road, zone: str, hamlet_draw: float, street_draw: float) -> bool:
+    """Whether ``util`` runs along road ``r``; ``hamlet_draw`` / ``street_draw`` are per-utility uniform draws
+    per hamlet / per road, so whole hamlets and whole streets get (or lack) a network."""
     urban = zone in ("centre", "park")
     lane = r.area == "hamlet" and not r.name.endswith("进村路")
     conn = r.area == "hamlet" and r.name.endswith("进村路")
     major = r.road_class in ("arterial", "collector") and r.area != "hamlet"
+    street = r.road_class == "local" and r.area != "hamlet"  # a centre or park street
     if util == "water_supply":
-        return urban or major or ((conn or lane) and hamlet_draw < 0.08)
+        return urban or (major and r.road_class == "collector") or ((conn or lane) and hamlet_draw < WATER_HAMLETS)
     if util == "rain":
-        return urban
+        return urban and (not street or street_draw < RAIN_STREETS)
     if util == "sewage":
-        return urban or (lane and hamlet_draw < 0.05)
+        return (urban and (not street or street_draw < SEWER_STREETS)) or (lane and hamlet_draw < SEWER_HAMLETS)
     if util == "gas":
-        return urban
+        return zone == "centre" and (not street or street_draw < GAS_STREETS)
     if util == "heat":
-        return zone == "park"
+        return zone == "park" and (not street or street_draw < HEAT_STREETS)
     if util == "power":
         return urban and r.road_class in ("arterial", "collector")
     if util == "telecom":
-        return r.road_class == "arterial" or (urban and r.road_class == "collector")
+        return urban and (not street or street_draw < TELECOM_STREETS)
     return False
 
 
@@ -101,6 +108,50 @@ def _gravity_dn(util: str, acc: float, rural: bool) -> tuple[float, str]:
     return float(dn), ("concrete" if dn >= 600 else "HDPE")
 
 
+def _merge(lines: list, ids: list[int]) -> tuple[list, list[int]]:
+    """Merge ``lines`` through degree-2 nodes; each merged run keeps the id of the line at its middle."""
+    merged = list(shapely.get_parts(shapely.line_merge(shapely.MultiLineString(lines))))
+    tree = shapely.STRtree(np.array(lines, dtype=object))
+    mm = shapely.line_interpolate_point(np.array(merged, dtype=object), 0.5, normalized=True)
+    near = tree.query_nearest(mm, all_matches=False)
+    of = np.zeros(len(merged), int)
+    of[near[0]] = np.asarray(ids)[near[1]]
+    return merged, of.tolist()
+
+
+def _find(parent: dict[int, int], a: int) -> int:
+    while parent.get(a, a) != a:
+        a = parent[a]
+    return a
+
+
+def _prune(pieces: list, sel: list[int], short: float = 30.0) -> tuple[list, list[int]]:
+    """Runs of the selected road pieces (merged through degree-2 nodes, so segments are not cut short where
+    two road pieces meet), without runs shorter than a pipe segment that dangle or that close a loop between
+    two junctions (two roads crossing close together: the pipe need not follow the short link)."""
+    runs, ids = _merge([pieces[i] for i in sel], sel)
+    for _ in range(4):
+        edges, xy = endpoints_graph(runs)
+        lens = np.array([ln.length for ln in runs])
+        deg = np.bincount(edges.ravel(), minlength=len(xy))
+        drop = (lens < short) & ((deg[edges[:, 0]] == 1) | (deg[edges[:, 1]] == 1))
+        cand = (lens < short) & ~drop & (deg[edges[:, 0]] >= 3) & (deg[edges[:, 1]] >= 3)
+        if cand.any():  # drop the short links whose ends stay joined without them
+            comp = components(len(xy), edges[~drop & ~cand])
+            parent: dict[int, int] = {}
+            for e in np.flatnonzero(cand)[np.argsort(-lens[cand], kind="stable")]:
+                ra, rb = _find(parent, int(comp[edges[e, 0]])), _find(parent, int(comp[edges[e, 1]]))
+                if ra == rb:
+                    drop[e] = True
+                else:
+                    parent[max(ra, rb)] = min(ra, rb)
+        if not drop.any() or drop.all():
+            break
+        runs, ids = _merge([r for r, d in zip(runs, drop, strict=True) if not d],
+                           [i for i, d in zip(ids, drop, strict=True) if not d])
+    return runs, ids
+
+
 def make_pipes(rng: np.random.Generator, lay: Layout, roads: list[Road]):
     pieces = node_lines([r.line for r in roads])
     lines = np.array(pieces, dtype=object)
@@ -115,6 +166,7 @@ def make_pipes(rng: np.random.Generator, lay: Layout, roads: list[Road]):
     crosses_eco = shapely.intersects(eco, lines)
     n_hamlets = max([r.hamlet for r in roads if r.hamlet is not None], default=-1) + 1
     draws = {u: rng.random(n_hamlets) for u in UTILITIES}
+    street_draws = {u: rng.random(len(roads)) for u in UTILITIES}
 
     seg_rows, seg_geoms, node_rows, node_geoms = [], [], [], []
     for util in UTILITIES:
@@ -124,30 +176,15 @@ def make_pipes(rng: np.random.Generator, lay: Layout, roads: list[Road]):
             d = draws[util][r.hamlet] if r.hamlet is not None else 0.0
             if util in GRAVITY and crosses_eco[i]:
                 continue
-            if _wanted(util, r, zone[i], d):
+            if _wanted(util, r, zone[i], d, street_draws[util][road_of[i]]):
                 sel.append(i)
         if not sel:
             continue
         dx, dy = OFFSET[util]
-        # merge runs through degree-2 nodes so segments are not cut short where two road pieces meet
-        merged = list(shapely.get_parts(shapely.line_merge(shapely.MultiLineString([pieces[i] for i in sel]))))
-        sel_tree = shapely.STRtree(np.array([pieces[i] for i in sel], dtype=object))
-        mm = shapely.line_interpolate_point(np.array(merged, dtype=object), 0.5, normalized=True)
-        near_sel = sel_tree.query_nearest(mm, all_matches=False)
-        piece_of = np.zeros(len(merged), int)
-        piece_of[near_sel[0]] = np.asarray(sel)[near_sel[1]]
-        sel = piece_of.tolist()
-        sel_lines = [shapely.transform(g, lambda c, dx=dx, dy=dy: c + np.array([dx, dy])) for g in merged]
+        runs, sel = _prune(pieces, sel)
+        sel_lines = [shapely.transform(g, lambda c, dx=dx, dy=dy: c + np.array([dx, dy])) for g in runs]
         edges, xy = endpoints_graph(sel_lines)
         lens = np.array([ln.length for ln in sel_lines])
-        # drop dangling stubs shorter than a pipe segment
-        deg = np.bincount(edges.ravel(), minlength=len(xy))
-        stub = (lens < 30) & ((deg[edges[:, 0]] == 1) | (deg[edges[:, 1]] == 1))
-        if stub.any() and (~stub).any():
-            sel = [s_ for s_, k in zip(sel, stub, strict=True) if not k]
-            sel_lines = [ln for ln, k in zip(sel_lines, stub, strict=True) if not k]
-            edges, xy = endpoints_graph(sel_lines)
-            lens = lens[~stub]
         comp = components(len(xy), edges)
         comp_len = np.bincount(comp[edges[:, 0]], weights=lens, minlength=len(xy))
         if util in GRAVITY:
@@ -181,7 +218,7 @@ def _network(rng, lay, util, sel, sel_lines, edges, xy, comp, roads, road_of, zo
     valves_wanted = util in ("water_supply", "gas", "heat")
     for (ga, gb), ln, pi in zip(remap[edges].tolist(), sel_lines, sel, strict=True):
         L = ln.length
-        n = max(1, int(np.ceil(L / MAX_SEG)))
+        n = max(1, int(np.ceil(L / MAX_SEG_GRAVITY.get(util, MAX_SEG))))
         if valves_wanted and L >= 60:
             n = max(2, n)
         pts, coords = split_line(ln, n)

@@ -7,6 +7,7 @@ import shapely
 
 from sample_data.layout import Layout
 
+RED_LINE = 0.6  # the ecological red line: the river buffered by RED_LINE x the ecological zone width
 ZONE_NAMES = {"ecological": "生态空间", "agricultural": "农业空间", "urban": "城镇空间"}
 LINE_NAMES = {"ecological_red_line": "生态保护红线", "permanent_basic_farmland": "永久基本农田",
               "urban_development_boundary": "城镇开发边界"}
@@ -32,7 +33,7 @@ def zones(lay: Layout) -> tuple[list[dict], list]:
 
 def control_lines(lay: Layout, perm_parcels: np.ndarray) -> tuple[list[dict], list]:
     eco, agri, urban = lay.zones["ecological"], lay.zones["agricultural"], lay.zones["urban"]
-    red = lay.river.buffer(0.6 * lay.eco_width).intersection(eco.buffer(-1.0))
+    red = lay.river.buffer(RED_LINE * lay.eco_width).intersection(eco.buffer(-1.0))
     if len(perm_parcels):
         pbf = shapely.union_all(shapely.buffer(perm_parcels, 2.0, join_style="mitre")).intersection(agri.buffer(-1.0))
     else:

@@ -135,6 +135,46 @@ def test_three_zones_three_lines_are_consistent(town):
         assert 1 <= f["grade"] <= 10 and 500 < f["area_m2"] < 10000
 
 
+def _farmland_is_clear(town) -> None:
+    """Fields lie off roads, buildings and the ecological red line; permanent-basic ones in the agricultural zone."""
+    farm = np.array([f["geom"] for f in town.layers["farmland"]], dtype=object)
+    tree = shapely.STRtree(farm)
+    for layer in ("roads", "buildings", "construction_sites"):
+        hit = tree.query(np.array([r["geom"] for r in town.layers[layer]], dtype=object), predicate="intersects")
+        assert hit.size == 0, layer
+    red = _poly(town.layers["control_lines"], kind="ecological_red_line")
+    assert not shapely.intersects(red, farm).any()
+    agri = _poly(town.layers["zones"], kind="agricultural")
+    perm = shapely.union_all([f["geom"] for f in town.layers["farmland"] if f["is_permanent_basic"]])
+    assert _inside(perm, agri)
+
+
+def test_farmland_is_clear_of_roads_buildings_and_the_red_line(town):
+    _farmland_is_clear(town)
+
+
+@pytest.mark.slow
+def test_scale_1_is_a_township():
+    """Scale 1 is a Jiangsu township of ~60 km²: ~300 km of pipelines, farmland on ~40 % of the land."""
+    t = generate_town(scale=1.0)
+    assert len(t.layers["buildings"]) == 20000
+    to_m = t.frame.to_xy  # EPSG:4528 metres
+    town_area = to_m([_poly(t.layers["grids"], level="town")])[0].area
+    assert 58e6 < town_area < 62e6
+    farm = shapely.area(to_m([f["geom"] for f in t.layers["farmland"]])).sum()
+    assert 0.38 <= farm / town_area <= 0.42, farm / town_area
+    pipes = t.layers["pipelines"]
+    lengths = shapely.length(to_m([p["geom"] for p in pipes]))
+    assert np.allclose(lengths, [p["length_m"] for p in pipes], atol=0.1)
+    km = {}
+    for p, m in zip(pipes, lengths, strict=True):
+        km[p["utility"]] = km.get(p["utility"], 0.0) + m / 1000
+    assert set(km) == {"water_supply", "rain", "sewage", "gas", "heat", "power", "telecom"}
+    assert all(v > 5 for v in km.values()), km
+    assert 280 <= sum(km.values()) <= 320, km
+    _farmland_is_clear(t)
+
+
 def test_events_are_a_closed_loop(town):
     ev = town.layers["events"]
     assert {e["source"] for e in ev} >= {"hotline_12345", "grid", "iot_alarm"}
