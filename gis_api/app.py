@@ -5,17 +5,17 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi import Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gis_api import errors
+from gis_api.deps import base_url
 from gis_api.metrics import MetricsMiddleware
-from gis_api.tile_front import CachedTileFront
 from gis_api.routers import features, landing, ops
+from gis_api.tile_front import CachedTileFront
 from twin.settings import TwinSettings, get_settings
 from twin.store import SpatialStore
 
@@ -60,7 +60,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         if request.query_params.get("f") == "json" or (
             "json" in accept and "text/html" not in accept
         ):
-            return await landing.landing(landing.base_url(request))
+            return await landing.landing(base_url(request))
         return FileResponse(STATIC / "index.html")
 
     @app.get("/api/collections", include_in_schema=False)

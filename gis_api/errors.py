@@ -9,10 +9,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from gis_api.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gis_api.responses import JSONResponse
 from twin import errors as E
 
 log = logging.getLogger("twin.api")

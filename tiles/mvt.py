@@ -23,10 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from tiles.tms import BUFFER, Tile, bbox_intersects, pixel_size, tile_bounds_lonlat
 from twin.catalog import LayerSpec
 from twin.dialect import BBox
-
-from tiles.tms import BUFFER, Tile, bbox_intersects, pixel_size, tile_bounds_lonlat
 
 #: Bump when the tile content changes for the same data (encoding, properties, thinning):
 #: it is part of every ETag and cache key, so old cached tiles stop matching.

@@ -23,10 +23,9 @@ import psycopg
 from sqlalchemy import Date, DateTime
 from sqlalchemy.engine import Engine
 
-from twin.errors import StoreUnavailable
-
 from tiles.mvt import LayerPlan
 from tiles.tms import BUFFER, EXTENT, Tile
+from twin.errors import StoreUnavailable
 
 log = logging.getLogger("twin.tiles")
 

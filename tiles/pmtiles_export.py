@@ -16,13 +16,12 @@ from pathlib import Path
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 
-from twin.dialect import BBox
-from twin.errors import InvalidParameter
-
 from tiles.cache import TileCache
 from tiles.seed import check_zooms, tiles_to_render
 from tiles.service import TileService, gzip_bytes
 from tiles.tilejson import vector_layer
+from twin.dialect import BBox
+from twin.errors import InvalidParameter
 
 
 @dataclass

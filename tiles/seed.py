@@ -14,14 +14,13 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from twin.catalog import LayerSpec
-from twin.dialect import BBox
-from twin.errors import InvalidParameter
-
 from tiles.cache import TileCache
 from tiles.service import TileService
 from tiles.tilejson import union_extent
 from tiles.tms import MAX_ZOOM, Tile, tiles_for_bbox
+from twin.catalog import LayerSpec
+from twin.dialect import BBox
+from twin.errors import InvalidParameter
 
 
 @dataclass

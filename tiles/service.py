@@ -17,12 +17,11 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from twin.catalog import LayerSpec, get_layer
-from twin.dialect import BBox
-
 from tiles.cache import LayerVersions, TileCache, tile_key
 from tiles.mvt import DEFAULT_FEATURE_CAP, ENCODING_VERSION, TileEncoder, encoder_for, plan_tile
 from tiles.tms import Tile, parse_layer_list
+from twin.catalog import LayerSpec, get_layer
+from twin.dialect import BBox
 
 try:  # optional: br when the client accepts it
     import brotli

@@ -9,7 +9,6 @@ because SpatiaLite functions do not use the index on their own.
 from __future__ import annotations
 
 import datetime as dt
-
 from collections.abc import Sequence
 from typing import Any
 

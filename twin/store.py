@@ -22,8 +22,8 @@ from twin import migrate
 from twin.catalog import LAYERS, LayerSpec, get_layer
 from twin.db import make_engine
 from twin.dialect import BBox, SpatialDialect, dialect_for
-from twin.geometry import coerce_array
 from twin.errors import FeatureNotFound, InvalidParameter, StoreUnavailable
+from twin.geometry import coerce_array
 from twin.settings import TwinSettings, get_settings
 from twin.versioning import layer_versions
 

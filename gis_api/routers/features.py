@@ -11,7 +11,14 @@ from starlette.concurrency import run_in_threadpool
 from gis_api.deps import BaseUrlDep, BBoxDep, LayerDep, PageDep, StoreDep
 from twin import geojson
 from twin.catalog import LAYERS, LayerSpec
-from twin.crs import CRS84_URI, SUPPORTED_CRS, check_supported, crs_uri, geometries_from_crs84, parse_crs
+from twin.crs import (
+    CRS84_URI,
+    SUPPORTED_CRS,
+    check_supported,
+    crs_uri,
+    geometries_from_crs84,
+    parse_crs,
+)
 from twin.errors import InvalidParameter
 from twin.params import parse_datetime_interval
 from twin.store import FeatureQuery, SpatialStore, queryables

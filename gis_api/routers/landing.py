@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from gis_api.responses import JSONResponse
 
-from gis_api.deps import BaseUrlDep, base_url  # noqa: F401 - base_url re-used by the app's root
+from gis_api.deps import BaseUrlDep
+from gis_api.responses import JSONResponse
 
 router = APIRouter(tags=["Discovery"])
 
