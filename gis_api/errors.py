@@ -62,8 +62,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database error: %s", exc.orig)
-        msg = "query cancelled: it took too long" if "statement timeout" in str(exc.orig) else "database unavailable"
-        return error_response(503, "store_unavailable", msg)
+        if "statement timeout" in str(exc.orig):
+            return error_response(503, "query_timeout", "query cancelled: it took too long")
+        return error_response(503, "store_unavailable", "database unavailable")
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
