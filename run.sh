@@ -121,6 +121,9 @@ case "$cmd" in
     setup_browser
     setup_postgis
     setup_redis
+    log "static checks (ruff, mypy on the core)"
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/mypy"
     log "running the test suite (SpatiaLite and PostGIS)"
     set +e
     "$VENV/bin/python" -m pytest -m "not slow" -n 2 -p no:cacheprovider "$@"

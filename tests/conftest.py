@@ -83,7 +83,7 @@ def town_store(backend: str, worker_id_suffix: str, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="session")
 def town_settings(town_store: SpatialStore) -> TwinSettings:
-    home = Path(getattr(town_store, "raster_dir")).parent
+    home = Path(town_store.raster_dir).parent  # type: ignore[attr-defined]
     return TwinSettings(home=home, database_url=town_store.engine.url.render_as_string(hide_password=False))
 
 

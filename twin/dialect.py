@@ -12,9 +12,11 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import shapely
 from sqlalchemy import Column, Table, column, func, select, table
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from twin.schema import SRID
@@ -72,7 +74,23 @@ class PostgisDialect(SpatialDialect):
         hexes = shapely.to_wkb(geoms, hex=True, include_srid=True)
         names = ", ".join(f'"{c.name}"' for c in cols) + (", " if cols else "") + "geom"
         raw = conn.connection.driver_connection  # psycopg.Connection inside this transaction
-        with raw.cursor() as cur, cur.copy(f"COPY {tbl.name} ({names}) FROM STDIN") as copy:
+        assert raw is not None
+        sql = f"COPY {tbl.name} ({names}) FROM STDIN"
+        try:
+            self._copy_rows(raw, sql, rows, cols, procs, hexes)
+        except psycopg.errors.IntegrityError as exc:  # same exception type as the SpatiaLite path
+            raise IntegrityError(sql, None, exc) from exc
+        if any(c.name == "id" for c in cols):  # explicit ids: move the sequence past them
+            conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{tbl.name}', 'id'), "
+                f"(SELECT coalesce(max(id), 1) FROM {tbl.name}))"
+            )
+        return len(rows)
+
+    @staticmethod
+    def _copy_rows(raw: Any, sql: str, rows: Sequence[dict[str, Any]], cols: Sequence[Column],
+                   procs: Sequence[Any], hexes: Sequence[str]) -> None:
+        with raw.cursor() as cur, cur.copy(sql) as copy:
             for row, hexgeom in zip(rows, hexes, strict=True):
                 values = []
                 for c, proc in zip(cols, procs, strict=True):
@@ -82,12 +100,6 @@ class PostgisDialect(SpatialDialect):
                     values.append(v)
                 values.append(hexgeom)
                 copy.write_row(values)
-        if any(c.name == "id" for c in cols):  # explicit ids: move the sequence past them
-            conn.exec_driver_sql(
-                f"SELECT setval(pg_get_serial_sequence('{tbl.name}', 'id'), "
-                f"(SELECT coalesce(max(id), 1) FROM {tbl.name}))"
-            )
-        return len(rows)
 
     def extent(self, conn: Connection, tbl: Table) -> BBox | None:
         e = select(func.ST_Extent(tbl.c.geom).label("e")).subquery()

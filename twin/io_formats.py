@@ -229,11 +229,12 @@ def _read_csv(p: Path, *, lon_field: str | None, lat_field: str | None) -> Sourc
         geoms = shapely.from_wkt(fields.pop(wkt), on_invalid="ignore")
         used: tuple[str, ...] = (wkt,)
     else:
+        assert lon is not None and lat is not None  # checked above: either WKT or both coordinates
         xs, x_err = _numbers(fields.pop(lon))
         ys, y_err = _numbers(fields.pop(lat))
-        for i in np.flatnonzero(x_err | y_err):
-            errors.setdefault(int(i), f"{lon}/{lat} are not numbers: {body[i][headers.index(lon)]!r}, "
-                                      f"{body[i][headers.index(lat)]!r}")
+        for bad in np.flatnonzero(x_err | y_err).tolist():
+            errors.setdefault(bad, f"{lon}/{lat} are not numbers: {body[bad][headers.index(lon)]!r}, "
+                                   f"{body[bad][headers.index(lat)]!r}")
         geoms = shapely.points(xs, ys)
         geoms[x_err | y_err] = None
         used = (lon, lat)

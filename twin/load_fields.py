@@ -65,10 +65,10 @@ def plan_fields(source_fields: list[str], spec: LayerSpec, mapping: dict[str, st
             skipped.append(f)
     defaults: dict[str, Any] = {}
     missing: list[str] = []
-    for name, col in columns.items():
-        if name == "id" or name in taken or col.nullable:
+    for name, column in columns.items():
+        if name == "id" or name in taken or column.nullable:
             continue
-        default = getattr(col.default, "arg", None) if col.default is not None else None
+        default = getattr(column.default, "arg", None) if column.default is not None else None
         if default is not None and not callable(default):
             defaults[name] = default
         else:

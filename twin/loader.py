@@ -197,7 +197,7 @@ def _prepare_geometries(
     missing = shapely.is_missing(geoms)
     missing[~missing] = shapely.is_empty(geoms[~missing])
     for i in np.flatnonzero(missing):
-        errors.add(i, "no geometry (missing, empty or unreadable)")
+        errors.add(int(i), "no geometry (missing, empty or unreadable)")
     idx = np.flatnonzero(~missing)
     if len(idx) == 0:
         return out
@@ -257,7 +257,7 @@ def _convert_fields(src: SourceData, spec: LayerSpec, plan: FieldPlan, errors: _
         if not col.nullable and col_name != "id":
             for i in np.flatnonzero(null_mask(values)):
                 if int(i) not in errs:
-                    errors.add(i, f"required column {col_name!r} (from {src_name!r}) is empty")
+                    errors.add(int(i), f"required column {col_name!r} (from {src_name!r}) is empty")
         columns[col_name] = values
     return columns
 

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 import shapely
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from twin.errors import FeatureNotFound, InvalidGeometry, InvalidParameter, LayerNotFound
 from twin.store import FeatureQuery, SpatialStore
@@ -43,7 +44,7 @@ def test_wrong_geometry_type_is_refused_and_nothing_written(empty_store: Spatial
 def test_failed_write_leaves_layer_and_version_unchanged(empty_store: SpatialStore):
     empty_store.write_features("buildings", [building(i) for i in range(5)])
     before = empty_store.version("buildings")
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError):
         # duplicate code violates the unique constraint half-way through the batch
         empty_store.write_features("buildings", [building(10), building(11), building(1)])
     assert empty_store.summary("buildings").count == 5
