@@ -18,7 +18,7 @@ from sqlalchemy import Boolean, Date, DateTime, Float, Integer, and_, delete, fu
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from twin import migrate
+from twin import cql, migrate
 from twin.catalog import LAYERS, LayerSpec, get_layer
 from twin.db import make_engine
 from twin.dialect import BBox, SpatialDialect, dialect_for
@@ -39,6 +39,10 @@ class FeatureQuery:
     limit: int = 100
     offset: int = 0
     properties: Sequence[str] | None = None
+    #: a parsed CQL2 filter (:func:`twin.cql.parse`), ANDed with everything above
+    filter: cql.CqlFilter | None = None
+    #: sort keys (:func:`twin.cql.parse_sortby`); ``id`` always breaks ties
+    sortby: tuple[cql.SortKey, ...] = ()
 
 
 @dataclass
@@ -134,10 +138,11 @@ class SpatialStore:
         tbl = spec.table
         where = self._where(spec, q)
         prop_cols = self._selected_columns(spec, q.properties)
+        order = cql.order_by(q.sortby, tbl, queryables(spec), spec.id) if q.sortby else [tbl.c.id]
         stmt = (
             select(tbl.c.id, *prop_cols, self.dialect.geometry_wkb(tbl).label("wkb"))
             .where(*where)
-            .order_by(tbl.c.id)
+            .order_by(*order)
             .limit(q.limit)
             .offset(q.offset)
         )
@@ -205,6 +210,8 @@ class SpatialStore:
                 where.append(col >= start.astimezone(dt.UTC))
             if end is not None:
                 where.append(col <= end.astimezone(dt.UTC))
+        if q.filter is not None:
+            where.append(cql.to_sql(q.filter, tbl, queryables(spec), self.dialect, spec.id))
         return [and_(*where)] if where else []
 
     # --- writing --------------------------------------------------------------

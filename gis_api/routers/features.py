@@ -1,4 +1,4 @@
-"""OGC API – Features (Part 1 core, GeoJSON; Part 2 CRS): collections, items, item."""
+"""OGC API – Features (Part 1 core, GeoJSON; Part 2 CRS; Part 3 CQL2 filter, sortby): collections, items, item."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BaseUrlDep, BBoxDep, LayerDep, PageDep, StoreDep
-from twin import geojson
+from twin import cql, geojson
 from twin.catalog import LAYERS, LayerSpec
 from twin.crs import (
     CRS84_URI,
@@ -26,7 +26,8 @@ from twin.store import FeatureQuery, SpatialStore, queryables
 router = APIRouter(tags=["Features"])
 
 GEOJSON = "application/geo+json"
-RESERVED = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "properties", "f"}
+RESERVED = {"bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "properties", "f",
+            "filter", "filter-lang", "filter-crs", "sortby"}
 
 
 def _json(obj: Any, media_type: str = "application/json", headers: dict[str, str] | None = None) -> Response:
@@ -123,8 +124,10 @@ def _page_links(request: Request, base: str, layer: str, limit: int, offset: int
 @router.get(
     "/collections/{layer}/items",
     summary="Features of a layer",
-    description="Filter by `bbox` (+`bbox-crs`), `datetime` (events), and any queryable as "
-    "`{property}=value`; choose output `crs`, `properties` and page with `limit`/`offset`.",
+    description="Filter by `bbox` (+`bbox-crs`), `datetime` (events), any queryable as "
+    "`{property}=value` and a CQL2 `filter` (`filter-lang` cql2-text or cql2-json, geometry "
+    "literals in `filter-crs`); order with `sortby` (`+prop`/`-prop`, comma-separated); choose "
+    "output `crs`, `properties` and page with `limit`/`offset`.",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
 )
@@ -138,10 +141,21 @@ async def items(
     crs: Annotated[str | None, Query(description="Output CRS URI (default CRS84)")] = None,
     datetime: Annotated[str | None, Query(description="RFC 3339 instant or interval a/b, ../b, a/..")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties to return")] = None,
+    filter: Annotated[str | None, Query(description="CQL2 expression on the queryables, e.g. "
+                                        "`floors >= 5 AND use = 'residential'`")] = None,
+    filter_lang: Annotated[str | None, Query(alias="filter-lang",
+                                             description="`cql2-text` (default) or `cql2-json`")] = None,
+    filter_crs: Annotated[str | None, Query(alias="filter-crs",
+                                            description="CRS URI of geometry literals in `filter` (default CRS84)")] = None,
+    sortby: Annotated[str | None, Query(description="Sort keys, e.g. `-height_m,floors`; "
+                                        "`-` descending, `+` or none ascending")] = None,
     f: str | None = None,
 ) -> Response:
     _check_format(f)
     limit, offset = page
+    if filter is None and (filter_lang is not None or filter_crs is not None):
+        raise InvalidParameter("filter-lang or filter-crs given without filter")
+    parsed = cql.parse(filter, filter_lang, filter_crs) if filter is not None else None
     out_crs = parse_crs(crs) if crs else None
     if out_crs is not None:
         check_supported(out_crs)
@@ -154,6 +168,8 @@ async def items(
         limit=limit,
         offset=offset,
         properties=[p.strip() for p in properties.split(",") if p.strip()] if properties is not None else None,
+        filter=parsed,
+        sortby=cql.parse_sortby(sortby),
     )
 
     def run() -> bytes:
