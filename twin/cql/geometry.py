@@ -1,0 +1,55 @@
+"""Geometry literals in filters: from ``filter-crs`` to CRS84, and metric distances."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import shapely
+from pyproj import CRS, Transformer
+
+from twin.cql.tree import Op
+from twin.crs import crs_uri, is_crs84
+from twin.errors import InvalidParameter
+
+# --- geometry literals: filter-crs and distances ------------------------------
+
+
+@lru_cache(maxsize=64)
+def _to_crs84(src: str) -> Transformer:
+    return Transformer.from_crs(src, "OGC:CRS84", always_xy=False)
+
+
+def _map_geometries(node: Any, src: CRS | None) -> Any:
+    if isinstance(node, shapely.Geometry):
+        g = node
+        if src is not None and not is_crs84(src):
+            t = _to_crs84(src.srs)
+            g = shapely.transform(g, lambda xy: _stack(t.transform(xy[:, 0], xy[:, 1])))
+            if not all(map(math.isfinite, g.bounds)):
+                raise InvalidParameter(f"a geometry in the filter lies outside the area of use of {crs_uri(src)}")
+        return g
+    if isinstance(node, Op):
+        return Op(node.op, tuple(_map_geometries(a, src) for a in node.args))
+    if isinstance(node, tuple):
+        return tuple(_map_geometries(a, src) for a in node)
+    return node
+
+
+def _stack(xy: tuple[Any, Any]) -> Any:
+    import numpy as np
+
+    return np.column_stack(xy)
+
+
+def _buffer_m(g: Any, metres: float) -> Any:
+    """``g`` (CRS84) grown by ``metres`` in an equidistant projection centred on it."""
+    c = g.centroid if not g.is_empty else g
+    aeqd = CRS.from_proj4(f"+proj=aeqd +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m")
+    fwd = Transformer.from_crs("OGC:CRS84", aeqd, always_xy=True)
+    back = Transformer.from_crs(aeqd, "OGC:CRS84", always_xy=True)
+    local = shapely.transform(g, lambda xy: _stack(fwd.transform(xy[:, 0], xy[:, 1])))
+    grown = shapely.buffer(local, metres, quad_segs=32)
+    return shapely.transform(grown, lambda xy: _stack(back.transform(xy[:, 0], xy[:, 1])))
+

@@ -1,0 +1,109 @@
+"""The parsed form of a CQL2 filter: operators, properties, literals (no SQLAlchemy)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import shapely
+
+LANGS = ("cql2-text", "cql2-json")
+MAX_FILTER_CHARS = 20_000
+MAX_DEPTH = 60
+
+# --- the tree ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prop:
+    name: str
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: dt.datetime | dt.date | None
+    end: dt.datetime | dt.date | None
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """An operator or function applied to ``args`` (names as in cql2-json, lower case)."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class CqlFilter:
+    """A parsed filter: the tree plus the text it came from (for error messages)."""
+
+    tree: Any
+    text: str
+    lang: str
+
+
+@dataclass(frozen=True)
+class SortKey:
+    name: str
+    descending: bool = False
+
+
+COMPARISONS = {"=", "<>", "<", "<=", ">", ">="}
+ARITHMETIC = {"+", "-", "*", "/"}
+SPATIAL = {"s_intersects", "s_within", "s_contains", "s_disjoint", "s_touches", "s_crosses",
+           "s_overlaps", "s_equals"}
+TEMPORAL = {"t_before", "t_after", "t_equals", "t_during", "t_intersects", "t_disjoint"}
+UNITS_M = {"m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
+           "km": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0, "kilometre": 1000.0,
+           "kilometres": 1000.0}
+
+
+
+class _Syntax(Exception):
+    def __init__(self, message: str, pos: int):
+        super().__init__(message)
+        self.message = message
+        self.pos = pos
+
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bbox(args: list[Any]) -> Any:
+    if len(args) == 6:
+        args = [args[0], args[1], args[3], args[4]]
+    x0, y0, x1, y1 = (float(a) for a in args)
+    if x0 > x1 or y0 > y1:
+        raise ValueError("BBOX corners must be minx, miny, maxx, maxy")
+    return shapely.box(x0, y0, x1, y1)
+
+
+def _timestamp(s: str) -> dt.datetime:
+    try:
+        v = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{s!r} is not an RFC 3339 timestamp") from None
+    if "T" not in s.upper() and " " not in s:
+        raise ValueError(f"{s!r} is not an RFC 3339 timestamp (use DATE for dates)")
+    return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+
+
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"{s!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _instant(v: Any) -> dt.datetime | dt.date | None:
+    if v is None or v == "..":
+        return None
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v
+    if isinstance(v, str):
+        return _timestamp(v) if ("T" in v.upper() or " " in v) else _date(v)
+    raise TypeError(f"{v!r} is not an instant")
+
