@@ -64,18 +64,16 @@ def install(app: FastAPI) -> None:
         return error_response(409, "conflict", "the write conflicts with data already stored",
                               str(exc.orig).splitlines()[0])
 
-    @app.exception_handler(OperationalError)
-    async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database error: %s", exc.orig)
-        if "statement timeout" in str(exc.orig):
-            return error_response(503, "query_timeout", "query cancelled: it took too long")
-        return error_response(503, "store_unavailable", "database unavailable")
-
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        log.exception("database error")
-        if "canceling statement due to statement timeout" in str(exc.orig):
+        """Statement timeout → 503 query_timeout; lost database → 503; anything else → 500 (logged)."""
+        if "statement timeout" in str(exc.orig):
+            log.warning("query cancelled by the statement timeout: %s", exc.statement)
             return error_response(503, "query_timeout", "query cancelled: it took too long")
+        if isinstance(exc, OperationalError):
+            log.warning("database unavailable: %s", exc.orig)
+            return error_response(503, "store_unavailable", "database unavailable")
+        log.exception("database error")
         return error_response(500, "internal_error", "database error")
 
     @app.exception_handler(Exception)
