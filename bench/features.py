@@ -232,9 +232,7 @@ def main() -> None:
         args.n, args.seconds = 60, 5
     h.ensure_setup()
     data = ensure_data()
-    meta = {"date": h.now(), "commit": h.git_commit(), "load_before": h.loadavg(), "data": data["version"],
-            "buildings": data["buildings"], "command": "bash bench/run.sh features" + (" --quick" if args.quick else "")}
-    print(f"features bench: {data['buildings']} buildings ({data['version']}), load avg {meta['load_before']}")
+    meta = h.run_meta("features", data, args.quick)
     res = bench_items(args)
     load = {"status": "skipped"} if args.skip_load else bench_load(args)
     meta["load_after"] = h.loadavg()

@@ -477,3 +477,11 @@ def save_json(name: str, data: Any) -> Path:
     p = RESULTS / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     p.write_text(json.dumps(data, indent=2, default=str))
     return p
+
+
+def run_meta(name: str, data: dict, quick: bool) -> dict:
+    """What every benchmark report records about its run: date, commit, load, data, command."""
+    meta = {"date": now(), "commit": git_commit(), "load_before": loadavg(), "data": data["version"],
+            "buildings": data["buildings"], "command": f"bash bench/run.sh {name}" + (" --quick" if quick else "")}
+    print(f"{name} bench: {data['buildings']} buildings ({data['version']}), load avg {meta['load_before']}")
+    return meta

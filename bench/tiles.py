@@ -374,9 +374,7 @@ def main() -> None:
         args.seconds, args.z16_tiles, args.raster_tiles, args.z12_n, args.seq_n = 4, 40, 40, 4, 30
     h.ensure_setup()
     data = ensure_data()
-    meta = {"date": h.now(), "commit": h.git_commit(), "load_before": h.loadavg(), "data": data["version"],
-            "buildings": data["buildings"], "command": "bash bench/run.sh tiles" + (" --quick" if args.quick else "")}
-    print(f"tiles bench: {data['buildings']} buildings ({data['version']}), load avg {meta['load_before']}")
+    meta = h.run_meta("tiles", data, args.quick)
     res = bench(args)
     meta["load_after"] = h.loadavg()
     body = report(res, meta, args)
