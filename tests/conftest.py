@@ -35,7 +35,8 @@ def _fresh_postgis_db(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def worker_id_suffix(request: pytest.FixtureRequest) -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # TWIN_TEST_DB_TAG keeps concurrent test runs on one server (several work trees) apart.
+    return os.environ.get("TWIN_TEST_DB_TAG", "") + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def make_backend_url(backend: str, name: str, tmp_dir: Path) -> str:
