@@ -44,6 +44,7 @@ setup_python() {
 
 setup_spatialite() {
   apt_install libsqlite3-mod-spatialite
+  apt_install fonts-wqy-microhei   # CJK font: map label glyphs (tiles/glyphs.py) and screenshots
 }
 
 setup_viewer() {

@@ -76,12 +76,39 @@ def _circle(id_: str, layer: str, color: Any, radius: Any = 5, *, minzoom: int |
     return out
 
 
-def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom: float = 13) -> dict[str, Any]:
-    """The style document; every URL absolute under ``base_url`` (no trailing slash)."""
+#: font stack of the label layers; glyphs come from the twin itself (``/fonts/…``, tiles/glyphs.py)
+FONT = ["Twin Sans"]
+
+
+def _label(id_: str, layer: str, field: Any, *, size: Any = 13, color: str = "#1b2a3a",
+           minzoom: int | None = None, filter_: list[Any] | None = None,
+           placement: str = "point") -> dict[str, Any]:
+    """A text label; CJK text is drawn from the server's glyphs (no CDN)."""
+    out: dict[str, Any] = {
+        "id": id_, "type": "symbol", "source": SOURCE, "source-layer": layer,
+        "layout": {"text-field": field, "text-font": FONT, "text-size": size,
+                   "symbol-placement": placement, "text-max-width": 8},
+        "paint": {"text-color": color, "text-halo-color": "rgba(255,255,255,0.85)", "text-halo-width": 1.4}}
+    if minzoom is not None:
+        out["minzoom"] = minzoom
+    if filter_ is not None:
+        out["filter"] = filter_
+    return out
+
+
+def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom: float = 13,
+               bounds: tuple[float, float, float, float] | None = None,
+               ortho: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The style document; every URL absolute under ``base_url`` (no trailing slash).
+
+    ``bounds`` (lon/lat) is the data extent, kept in ``metadata["twin:bounds"]`` so a client
+    can frame the town; ``ortho`` is the orthophoto's ``{"bounds", "minzoom", "maxzoom"}``, or
+    None when the twin has no orthophoto (then the style has no raster source at all, and a
+    client never asks for tiles that do not exist).
+    """
     layer_ids = ",".join(LAYERS)
     layers: list[dict[str, Any]] = [
         {"id": "background", "type": "background", "paint": {"background-color": "#f4f1ea"}},
-        {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9}},
         _fill("zones", "zones", _match("kind", ZONE_COLORS, "#888888"), 0.18),
         _fill("farmland", "farmland",
               ["case", ["==", ["get", "is_permanent_basic"], True], "#f6d55c", "#cfe8a9"], 0.45),
@@ -110,18 +137,27 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
                 filter_=["==", ["get", "status"], "closed"], opacity=0.6),
         _circle("events", "events", _match("status", EVENT_COLORS, "#e31a1c"), _radius(4, 8),
                 filter_=["!=", ["get", "status"], "closed"]),
+        _label("grids-label", "grids", ["get", "name"], size=14, filter_=["==", ["get", "level"], "village"]),
+        _label("roads-label", "roads", ["get", "name"], size=11, color="#3a3a3a", minzoom=15, placement="line"),
     ]
+    sources: dict[str, Any] = {SOURCE: {"type": "vector", "url": f"{base_url}/tiles/{layer_ids}/tilejson.json"}}
+    if ortho is not None:
+        layers.insert(1, {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9}})
+        sources = {ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png"],
+                           "tileSize": 256, "attribution": "twin orthophoto",
+                           "bounds": [round(v, 7) for v in ortho["bounds"]],
+                           "minzoom": int(ortho.get("minzoom", 0)),
+                           "maxzoom": int(ortho.get("maxzoom", 22))}, **sources}
     style: dict[str, Any] = {
         "version": 8,
         "name": "twin",
         "metadata": {"twin:style-version": STYLE_VERSION},
-        "sources": {
-            ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png"],
-                    "tileSize": 256, "attribution": "twin orthophoto"},
-            SOURCE: {"type": "vector", "url": f"{base_url}/tiles/{layer_ids}/tilejson.json"},
-        },
+        "glyphs": f"{base_url}/fonts/{{fontstack}}/{{range}}.pbf",
+        "sources": sources,
         "layers": layers,
     }
+    if bounds is not None:
+        style["metadata"]["twin:bounds"] = [round(v, 7) for v in bounds]
     if center is not None:
         style["center"] = [round(center[0], 6), round(center[1], 6)]
         style["zoom"] = zoom

@@ -142,7 +142,21 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     extents = await run_in_threadpool(lambda: svc.extents(specs, svc.versions.get()))
     box = union_extent(extents)
     center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
-    return JSONResponse(twin_style(base, center=center, zoom=14))
+    ortho = await run_in_threadpool(_ortho_extent, request.app.state.settings)
+    return JSONResponse(twin_style(base, center=center, zoom=14, bounds=box, ortho=ortho))
+
+
+def _ortho_extent(settings) -> dict | None:  # noqa: ANN001 - TwinSettings
+    """Bounds and zooms of the orthophoto, or None when this twin has none (the style then
+    declares no raster source, so no client asks for tiles that cannot exist)."""
+    from tiles.raster import DatasetNotFound, catalog_for
+
+    try:
+        catalog = catalog_for(settings.raster_dir)
+        info = catalog.info(catalog.get("ortho"))
+    except (DatasetNotFound, OSError):
+        return None
+    return {"bounds": info.bounds, "minzoom": info.minzoom, "maxzoom": 22}
 
 
 def register(app: FastAPI) -> None:

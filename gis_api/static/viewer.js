@@ -1,35 +1,100 @@
-// twin big-screen viewer: draws /styles/twin.json with MapLibre, layer toggles, feature cards.
+// twin big-screen viewer: draws /styles/twin.json with MapLibre, layer panel by group, statistics,
+// feature cards; Chinese first (i18n.js). Opens framed on the whole town whatever the URL.
 // window.twinMap is the map; window.twinViewer.ready resolves once the style and its tiles load.
 (function () {
   "use strict";
+  const I = window.twinI18n;
   const base = new URL(".", window.location.href).href.replace(/\/$/, "");
   const status = document.getElementById("status");
   const setStatus = (t) => { status.textContent = t; };
-
-  const map = new maplibregl.Map({
-    container: "map",
-    style: base + "/styles/twin.json",
-    hash: true,
-    attributionControl: { compact: true },
-    pitch: 45,
-    maxPitch: 75,
-  });
-  window.twinMap = map;
-  map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-left");
-  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
 
   let resolveReady, rejectReady;
   const ready = new Promise((res, rej) => { resolveReady = res; rejectReady = rej; });
   window.twinViewer = { ready, errors: [] };
 
-  map.on("error", (e) => {
-    const msg = (e && e.error && e.error.message) || String(e);
-    window.twinViewer.errors.push(msg);
-    setStatus("error: " + msg);
-  });
+  // The panel's groups: twin layer ids (vector source-layers) or raster source ids.
+  const GROUPS = [
+    ["group.base", ["ortho"]],
+    ["group.grids", ["grids", "evaluation_grids", "evaluation_points"]],
+    ["group.planning", ["zones", "control_lines", "farmland"]],
+    ["group.built", ["buildings", "roads", "construction_sites"]],
+    ["group.pipes", ["pipelines", "pipe_nodes"]],
+    ["group.iot", ["devices"]],
+    ["group.cameras", ["cameras"]],
+    ["group.events", ["events"]],
+  ];
 
-  // twin layer id (the vector tile source-layer) -> style layer ids drawing it
-  function styleLayersBySourceLayer() {
+  function translateStatic() {
+    document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = I.t(el.dataset.i18n); });
+    document.title = I.t("app.title") + " — twin";
+  }
+
+  /** The town's extent: the style's metadata (data extent), else its centre at its zoom. */
+  function initialView(style) {
+    const b = style.metadata && style.metadata["twin:bounds"];
+    if (Array.isArray(b) && b.length === 4 && b[2] > b[0] && b[3] > b[1]) {
+      return { bounds: [[b[0], b[1]], [b[2], b[3]]], fitBoundsOptions: { padding: 24 } };
+    }
+    if (style.center) return { center: style.center, zoom: style.zoom || 13 };
+    return { center: [0, 0], zoom: 1 };
+  }
+
+  async function start() {
+    translateStatic();
+    setStatus(I.t("status.loading"));
+    const style = await (await fetch(base + "/styles/twin.json")).json();
+    const hasHash = /^#\d/.test(window.location.hash);
+    const view = hasHash ? {} : initialView(style);
+    const map = new maplibregl.Map({
+      container: "map",
+      style,
+      hash: true,
+      attributionControl: { compact: true },
+      pitch: 0,
+      maxPitch: 75,
+      localIdeographFontFamily: false, // every glyph from the twin's own /fonts (no CDN, same on every screen)
+      ...view,
+    });
+    window.twinMap = map;
+    window.twinViewer.home = view.bounds || null;
+    map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-left");
+    map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+
+    map.on("error", (e) => {
+      const msg = (e && e.error && e.error.message) || String(e);
+      window.twinViewer.errors.push(msg);
+      setStatus(I.t("status.error") + ": " + msg);
+    });
+
+    map.on("click", (e) => {
+      const feats = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer);
+      if (feats.length) showCard(feats[0]);
+    });
+    map.on("mousemove", (e) => {
+      const hit = map.queryRenderedFeatures(e.point).some((f) => f.sourceLayer);
+      map.getCanvas().style.cursor = hit ? "pointer" : "";
+    });
+
+    document.getElementById("toggle-3d").addEventListener("change", (ev) => {
+      map.easeTo({ pitch: ev.target.checked ? 50 : 0 });
+    });
+    document.getElementById("home").addEventListener("click", () => {
+      if (window.twinViewer.home) map.fitBounds(window.twinViewer.home, { padding: 24, pitch: map.getPitch() });
+    });
+    document.getElementById("lang").addEventListener("click", () => {
+      I.set(I.lang === "zh" ? "en" : "zh");
+      window.location.reload();
+    });
+
+    map.once("load", async () => {
+      await Promise.all([buildLayerList(map), buildStats()]);
+      setStatus(I.t("status.loaded"));
+    });
+    map.once("idle", () => resolveReady(true));
+  }
+
+  // twin layer id (the vector tile source-layer, or the raster source) -> style layer ids drawing it
+  function styleLayersByKey(map) {
     const groups = new Map();
     for (const l of map.getStyle().layers) {
       const key = l["source-layer"] || (l.type === "raster" ? l.source : null);
@@ -40,34 +105,93 @@
     return groups;
   }
 
-  async function buildLayerList() {
+  async function buildLayerList(map) {
     const list = document.getElementById("layer-list");
     list.innerHTML = "";
-    let titles = {}, counts = {};
+    const counts = {};
     try {
       const doc = await (await fetch(base + "/collections")).json();
-      for (const c of doc.collections) { titles[c.id] = c.title; counts[c.id] = c.numberOfFeatures; }
+      for (const c of doc.collections) counts[c.id] = c.numberOfFeatures;
     } catch (err) { /* the map still works without the catalogue */ }
-    for (const [key, ids] of styleLayersBySourceLayer()) {
-      const li = document.createElement("li");
-      const box = document.createElement("input");
-      box.type = "checkbox";
-      box.checked = ids.some((id) => map.getLayoutProperty(id, "visibility") !== "none");
-      box.dataset.layer = key;
-      box.addEventListener("change", () => {
-        for (const id of ids) map.setLayoutProperty(id, "visibility", box.checked ? "visible" : "none");
-      });
-      const label = document.createElement("label");
-      label.append(box, " " + (titles[key] || key));
-      li.append(label);
-      if (counts[key] !== undefined) {
-        const span = document.createElement("span");
-        span.className = "count";
-        span.textContent = counts[key].toLocaleString();
-        li.append(span);
+    const byKey = styleLayersByKey(map);
+    const grouped = new Set(GROUPS.flatMap(([, keys]) => keys));
+    const extra = [...byKey.keys()].filter((k) => !grouped.has(k));
+    for (const [groupKey, keys] of [...GROUPS, ["group.other", extra]]) {
+      // a layer is listed when the style draws it and (for vector layers) it holds data
+      const present = keys.filter((k) => byKey.has(k) && (counts[k] === undefined || counts[k] > 0));
+      if (!present.length) continue;
+      const head = document.createElement("li");
+      head.className = "group";
+      head.textContent = I.t(groupKey);
+      list.append(head);
+      for (const key of present) {
+        const ids = byKey.get(key);
+        const li = document.createElement("li");
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.checked = ids.some((id) => map.getLayoutProperty(id, "visibility") !== "none");
+        box.dataset.layer = key;
+        box.addEventListener("change", () => {
+          for (const id of ids) map.setLayoutProperty(id, "visibility", box.checked ? "visible" : "none");
+        });
+        const label = document.createElement("label");
+        label.append(box, " " + I.t("layer." + key));
+        li.append(label);
+        if (counts[key] !== undefined) {
+          const span = document.createElement("span");
+          span.className = "count";
+          span.textContent = counts[key].toLocaleString(I.locale());
+          li.append(span);
+        }
+        list.append(li);
       }
-      list.append(li);
     }
+  }
+
+  async function countOf(layer, query) {
+    const r = await fetch(`${base}/collections/${layer}/items?limit=1&${query}`);
+    if (!r.ok) return null;
+    return (await r.json()).numberMatched;
+  }
+
+  async function buildStats() {
+    const box = document.getElementById("stats");
+    const statuses = ["reported", "verified", "dispatched", "handled", "closed"];
+    try {
+      const [total, online, devices, ...byStatus] = await Promise.all([
+        countOf("events", ""), countOf("devices", "status=online"), countOf("devices", ""),
+        ...statuses.map((s) => countOf("events", "status=" + s)),
+      ]);
+      const open = byStatus.slice(0, 4).reduce((a, b) => a + (b || 0), 0);
+      const fmt = (n) => (n === null || n === undefined ? "—" : n.toLocaleString(I.locale()));
+      box.innerHTML = "";
+      const kpis = document.createElement("div");
+      kpis.className = "kpis";
+      for (const [key, value] of [["stats.events_open", fmt(open)], ["stats.events_total", fmt(total)],
+                                  ["stats.devices_online", `${fmt(online)} / ${fmt(devices)}`]]) {
+        const k = document.createElement("div");
+        k.className = "kpi";
+        const v = document.createElement("b"); v.textContent = value;
+        const t = document.createElement("span"); t.textContent = I.t(key);
+        k.append(v, t);
+        kpis.append(k);
+      }
+      box.append(kpis);
+      const bars = document.createElement("div");
+      bars.className = "bars";
+      bars.setAttribute("aria-label", I.t("stats.by_status"));
+      const max = Math.max(1, ...byStatus.map((n) => n || 0));
+      statuses.forEach((s, i) => {
+        const row = document.createElement("div");
+        row.className = "bar " + s;
+        const name = document.createElement("span"); name.textContent = I.value(s);
+        const fill = document.createElement("i"); fill.style.width = `${(100 * (byStatus[i] || 0)) / max}%`;
+        const n = document.createElement("em"); n.textContent = fmt(byStatus[i]);
+        row.append(name, fill, n);
+        bars.append(row);
+      });
+      box.append(bars);
+    } catch (err) { box.textContent = "—"; }
   }
 
   async function showCard(feature) {
@@ -81,35 +205,25 @@
         if (r.ok) props = (await r.json()).properties;
       } catch (err) { /* fall back to the tile's attributes */ }
     }
-    document.getElementById("card-title").textContent = `${layer} #${feature.id ?? ""}`;
+    const title = props.name || props.address || props.code || "";
+    document.getElementById("card-title").textContent = `${I.t("layer." + layer)} #${feature.id ?? ""}`;
+    document.getElementById("card-name").textContent = title;
     table.innerHTML = "";
     for (const [k, v] of Object.entries(props)) {
       const tr = document.createElement("tr");
-      const a = document.createElement("td"); a.textContent = k;
-      const b = document.createElement("td"); b.textContent = typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
+      tr.dataset.field = k;
+      const a = document.createElement("td"); a.textContent = I.field(k);
+      const b = document.createElement("td"); b.textContent = I.value(v);
       tr.append(a, b);
       table.append(tr);
     }
     card.hidden = false;
   }
 
-  map.on("click", (e) => {
-    const feats = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer);
-    if (feats.length) showCard(feats[0]);
+  start().catch((err) => {
+    window.twinViewer.errors.push(String(err));
+    setStatus(I.t("status.error") + ": " + err);
+    rejectReady(err);
   });
-  map.on("mousemove", (e) => {
-    const hit = map.queryRenderedFeatures(e.point).some((f) => f.sourceLayer);
-    map.getCanvas().style.cursor = hit ? "pointer" : "";
-  });
-
-  document.getElementById("toggle-3d").addEventListener("change", (ev) => {
-    map.easeTo({ pitch: ev.target.checked ? 45 : 0 });
-  });
-
-  map.once("load", async () => {
-    await buildLayerList();
-    setStatus("loaded");
-  });
-  map.once("idle", () => resolveReady(true));
   setTimeout(() => rejectReady(new Error("map did not become idle in 60 s")), 60000);
 })();

@@ -119,7 +119,11 @@ def test_style_is_a_valid_maplibre_v8_document_over_existing_sources(client):
     style = client.get("/styles/twin.json").json()
     assert style["version"] == 8
     sources = style["sources"]
-    assert sources["ortho"]["tiles"] == ["http://testserver/raster/ortho/{z}/{x}/{y}.png"]
+    # this twin has no orthophoto: the style declares no raster source a client would ask in vain
+    assert "ortho" not in sources and not any(s["type"] == "raster" for s in sources.values())
+    assert style["glyphs"] == "http://testserver/fonts/{fontstack}/{range}.pbf"
+    minx, miny, maxx, maxy = style["metadata"]["twin:bounds"]
+    assert minx < LON + 0.0004 < maxx and miny < LAT + 0.0001 < maxy
     assert sources["twin"]["url"].startswith("http://testserver/tiles/")
     ids = [layer["id"] for layer in style["layers"]]
     assert len(ids) == len(set(ids))
@@ -138,6 +142,20 @@ def test_style_is_a_valid_maplibre_v8_document_over_existing_sources(client):
     tj = client.get(sources["twin"]["url"].removeprefix("http://testserver")).json()
     assert {layer["source-layer"] for layer in style["layers"] if "source-layer" in layer} <= {
         v["id"] for v in tj["vector_layers"]}
+
+
+def test_style_declares_the_orthophoto_with_its_bounds_and_zooms(town_client):
+    style = town_client.get("/styles/twin.json").json()
+    ortho = style["sources"]["ortho"]
+    assert ortho["tiles"] == ["http://testserver/raster/ortho/{z}/{x}/{y}.png"]
+    info = town_client.get("/raster/ortho/info").json()
+    assert ortho["bounds"] == pytest.approx(info["bounds"], abs=1e-6)
+    assert ortho["minzoom"] == info["minzoom"]
+    # a tile inside the declared bounds at the declared minzoom exists
+    lon, lat = info["center"]
+    t = tile_at(lon, lat, ortho["minzoom"])
+    assert town_client.get(f"/raster/ortho/{t.z}/{t.x}/{t.y}.png").status_code == 200
+    assert style["layers"][1]["id"] == "ortho"
 
 
 def test_ogc_api_tiles_serves_row_col_and_describes_tilesets(client):

@@ -1,14 +1,17 @@
-"""The big-screen viewer in a real headless Chromium: the style loads, the town is drawn,
-layers toggle and a click shows a feature card.
+"""The big-screen viewer in a real headless Chromium, opened as a person opens it: the bare
+URL, no ``#zoom/lat/lon``. The town is framed, nothing fails to load, the page speaks Chinese
+(English on the switch), layers toggle and a click shows a feature card.
 
 Chromium is Debian's (``run.sh test`` installs it); Playwright drives it, rendering
-WebGL with SwiftShader. Screenshots land in the test's tmp folder for a look.
+WebGL with SwiftShader. Screenshots land in ``TWIN_SCREENSHOT_DIR`` (default: the test's tmp
+folder) for a look and for ``docs/viewer.md``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,7 @@ CHROMIUM = os.environ.get("TWIN_TEST_CHROMIUM") or shutil.which("chromium") or "
 ARGS = ["--no-sandbox", "--disable-gpu-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
         "--ignore-gpu-blocklist", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
+pytestmark = pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -28,64 +32,123 @@ def browser():
         b.close()
 
 
-def _town_centre(town_store) -> tuple[float, float]:
-    minx, miny, maxx, maxy = town_store.summary("buildings").extent
-    return (minx + maxx) / 2, (miny + maxy) / 2
+def _shots(tmp_path: Path) -> Path:
+    d = Path(os.environ.get("TWIN_SCREENSHOT_DIR") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
-def _open(browser, live_url, town_store, zoom: float, tmp_path, name: str):
-    lon, lat = _town_centre(town_store)
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{live_url}/#{zoom}/{lat}/{lon}/0/0")
-    page.wait_for_function("window.twinViewer !== undefined", timeout=20_000)
-    page.evaluate("window.twinViewer.ready")
-    page.wait_for_function("window.twinMap.loaded() && window.twinMap.areTilesLoaded()", timeout=60_000)
-    page.screenshot(path=str(tmp_path / f"{name}.png"))
-    return page, errors
+class Visit:
+    """A page opened at the bare URL, with every console error, failed request and 4xx/5xx kept."""
+
+    def __init__(self, browser, url: str, *, locale: str = "zh-CN", size=(1920, 1080)):
+        self.context = browser.new_context(locale=locale, viewport={"width": size[0], "height": size[1]})
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+        self.page.goto(url)
+        self.page.wait_for_function("window.twinViewer !== undefined", timeout=20_000)
+        self.page.evaluate("window.twinViewer.ready")
+        self.settle()
+
+    def settle(self) -> None:
+        self.page.wait_for_function("window.twinMap.loaded() && window.twinMap.areTilesLoaded()", timeout=60_000)
+
+    def eval(self, js: str):
+        return self.page.evaluate(js)
+
+    def close(self) -> None:
+        self.context.close()
 
 
-@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
-def test_viewer_draws_the_whole_town_from_the_style(browser, live_url, town_store, tmp_path):
-    page, errors = _open(browser, live_url, town_store, 15, tmp_path, "town-z15")
-    assert errors == [] and page.evaluate("window.twinViewer.errors") == []
-    style_sources = page.evaluate("Object.keys(window.twinMap.getStyle().sources)")
-    assert style_sources, "the style has no sources"
-    drawn = set(page.evaluate(
-        "[...new Set(window.twinMap.queryRenderedFeatures().map(f => f.sourceLayer).filter(Boolean))]"))
-    # at z15 over the town centre: buildings, roads, grids and the planning layers are on screen
-    assert {"buildings", "roads", "grids"} <= drawn, drawn
-    assert drawn & {"zones", "control_lines", "farmland"}, drawn
-    # the raster base is part of the style and loads without errors
-    assert any(s.get("type") == "raster" for s in page.evaluate("Object.values(window.twinMap.getStyle().sources)"))
+def _town_bounds(town_store) -> tuple[float, float, float, float]:
+    return town_store.summary("buildings").extent
 
 
-@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_bare_url_frames_the_whole_town_in_chinese_with_nothing_failing(browser, live_url, town_store, tmp_path):
+    v = Visit(browser, live_url + "/")
+    try:
+        v.page.screenshot(path=str(_shots(tmp_path) / "viewer-first-view.png"))
+        assert v.problems == [], v.problems
+        assert v.eval("window.twinViewer.errors") == []
+        # the whole town is in view, and it fills a good part of the screen (not a world map)
+        west, south, east, north = v.eval("window.twinMap.getBounds().toArray().flat()")
+        minx, miny, maxx, maxy = _town_bounds(town_store)
+        assert west <= minx and east >= maxx and south <= miny and north >= maxy, "town not framed"
+        town_area = (maxx - minx) * (maxy - miny)
+        assert town_area / ((east - west) * (north - south)) > 0.15, "the town is a speck on the screen"
+        # something is drawn: the planning layers, grids and roads over the town
+        drawn = set(v.eval(
+            "[...new Set(window.twinMap.queryRenderedFeatures().map(f => f.sourceLayer).filter(Boolean))]"))
+        assert {"grids", "roads"} <= drawn and drawn & {"zones", "control_lines", "farmland"}, drawn
+        # Chinese first: page language, titles, layer names, and a village label drawn from our glyphs
+        assert v.eval("document.documentElement.lang") == "zh-CN"
+        panel = v.page.inner_text("#panel")
+        assert "图层" in panel and "建筑" in panel and "地下管线" in panel, panel
+        labels = v.eval("window.twinMap.queryRenderedFeatures({layers: ['grids-label']}).length")
+        assert labels > 0, "no grid name label rendered"
+        # the canvas is not blank
+        png = v.page.locator("#map canvas").screenshot()
+        assert len(set(png[1000:20000])) > 50
+    finally:
+        v.close()
+
+
+def test_english_switch_and_browser_language(browser, live_url, tmp_path):
+    v = Visit(browser, live_url + "/", locale="en-US")
+    try:
+        # an English-only browser gets English; the switch goes to Chinese and stays there
+        assert "Layers" in v.page.text_content("#panel")
+        v.page.click("#lang")
+        v.page.wait_for_load_state("load")
+        v.page.wait_for_function("window.twinViewer !== undefined && document.documentElement.lang === 'zh-CN'")
+        v.page.wait_for_function("document.querySelector('#layer-list li') !== null", timeout=30_000)
+        assert "图层" in v.page.text_content("#panel")
+        assert v.problems == [], v.problems
+    finally:
+        v.close()
+
+
 def test_layer_toggle_hides_a_layer(browser, live_url, town_store, tmp_path):
-    page, _ = _open(browser, live_url, town_store, 15, tmp_path, "toggle")
-    box = page.locator('#layer-list input[data-layer="buildings"]')
-    assert box.is_checked()
-    box.uncheck()
-    page.wait_for_function("window.twinMap.loaded()")
-    left = page.evaluate("window.twinMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'buildings').length")
-    assert left == 0
+    v = Visit(browser, live_url + "/")
+    try:
+        box = v.page.locator('#layer-list input[data-layer="roads"]')
+        assert box.is_checked()
+        assert v.eval("window.twinMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'roads').length") > 0
+        box.uncheck()
+        v.settle()
+        left = v.eval("window.twinMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'roads').length")
+        assert left == 0
+    finally:
+        v.close()
 
 
-@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
 def test_clicking_a_building_shows_its_card(browser, live_url, town_store, tmp_path):
-    page, _ = _open(browser, live_url, town_store, 16, tmp_path, "card")
-    target = page.evaluate("""() => {
-        const m = window.twinMap, c = m.getCanvas();
-        for (let y = 60; y < c.clientHeight - 60; y += 12)
-          for (let x = 60; x < c.clientWidth - 60; x += 12) {
-            const fs = m.queryRenderedFeatures([x, y]).filter(f => f.sourceLayer);
-            if (fs.length && fs[0].sourceLayer === 'buildings') return {x, y, id: fs[0].id};
-          }
-        return null; }""")
-    assert target is not None, "no building rendered at z16 over the town centre"
-    page.mouse.click(target["x"], target["y"])
-    page.wait_for_selector("#card:not([hidden])", timeout=10_000)
-    assert page.text_content("#card-title") == f"buildings #{target['id']}"
-    card = page.inner_text("#card-props")
-    assert "height_m" in card and "address" in card  # full attributes fetched from the feature service
+    v = Visit(browser, live_url + "/")
+    try:
+        minx, miny, maxx, maxy = _town_bounds(town_store)
+        # the user zooms into the centre (as with the scroll wheel), then clicks a building
+        v.eval(f"window.twinMap.jumpTo({{center: [{(minx + maxx) / 2}, {(miny + maxy) / 2}], zoom: 16.5}})")
+        v.settle()
+        target = v.eval("""() => {
+            const m = window.twinMap, c = m.getCanvas();
+            for (let y = 60; y < c.clientHeight - 60; y += 12)
+              for (let x = 60; x < c.clientWidth - 60; x += 12) {
+                const fs = m.queryRenderedFeatures([x, y]).filter(f => f.sourceLayer);
+                if (fs.length && fs[0].sourceLayer === 'buildings') return {x, y, id: fs[0].id};
+              }
+            return null; }""")
+        assert target is not None, "no building rendered at z16.5 over the town centre"
+        v.page.mouse.click(target["x"], target["y"])
+        v.page.wait_for_selector("#card:not([hidden])", timeout=10_000)
+        assert v.page.text_content("#card-title") == f"建筑 #{target['id']}"
+        # full attributes fetched from the feature service, labelled in Chinese
+        assert v.page.locator('#card-props tr[data-field="address"]').count() == 1
+        assert "高度（米）" in v.page.inner_text("#card-props")
+        v.page.screenshot(path=str(_shots(tmp_path) / "viewer-card.png"))
+        assert v.problems == [], v.problems
+    finally:
+        v.close()

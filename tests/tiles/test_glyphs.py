@@ -1,0 +1,96 @@
+"""Label glyphs served by the twin itself: the MapLibre glyphs protobuf, CJK included."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tiles.glyphs import GlyphRangeError, glyph_range, parse_range
+
+
+def _fields(buf: bytes):
+    """Decode one protobuf message level into (field number, value) pairs."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            val, i = _varint(buf, i)
+            yield num, val
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            yield num, buf[i:i + n]
+            i += n
+        else:  # pragma: no cover - the format uses only varints and bytes
+            raise AssertionError(f"unexpected wire type {wire}")
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _glyphs(pbf: bytes) -> dict[int, dict]:
+    (num, stack), = list(_fields(pbf))
+    assert num == 1
+    out = {}
+    for n, v in _fields(stack):
+        if n == 3:
+            g = {}
+            for fn, fv in _fields(v):
+                g[fn] = fv
+            unzig = lambda z: (z >> 1) ^ -(z & 1)  # noqa: E731
+            out[g[1]] = {"bitmap": g.get(2, b""), "width": g[3], "height": g[4], "left": unzig(g[5]),
+                         "top": unzig(g[6]), "advance": g[7]}
+    return out
+
+
+def test_latin_and_chinese_ranges_hold_sdf_glyphs():
+    latin = _glyphs(glyph_range(0, 255))
+    a = latin[ord("A")]
+    assert 10 <= a["width"] <= 24 and 10 <= a["height"] <= 24 and a["advance"] > 10
+    assert len(a["bitmap"]) == (a["width"] + 6) * (a["height"] + 6)  # 3 px buffer on each side
+    assert max(a["bitmap"]) > 192 > min(a["bitmap"])  # inside above the edge value, outside below
+    assert latin[ord(" ")]["bitmap"] == b"" and latin[ord(" ")]["advance"] > 0
+    cp = ord("江")
+    start = cp // 256 * 256
+    cjk = _glyphs(glyph_range(start, start + 255))
+    g = cjk[cp]
+    assert g["width"] >= 18 and g["height"] >= 18 and g["advance"] >= 22  # a full-width ideograph
+    assert g["top"] < 0  # measured from the ascender, as MapLibre expects
+
+
+def test_glyph_endpoint(town_client):
+    r = town_client.get("/fonts/Twin Sans/0-255.pbf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
+    assert ord("A") in _glyphs(r.content)
+    for bad in ("0-254", "1-256", "65536-65791", "a-b", "²-255", "0-255-511", "-1-254"):
+        r = town_client.get(f"/fonts/Twin Sans/{bad}.pbf")
+        assert r.status_code == 400, bad
+        assert r.json()["code"] and "range" in r.json()["message"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(min_size=0, max_size=20))
+def test_any_range_text_is_parsed_or_refused(text):
+    try:
+        start, end = parse_range(text)
+    except GlyphRangeError:
+        return
+    assert start % 256 == 0 and end == start + 255 <= 0xFFFF
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/?#%"), min_size=1,
+               max_size=12))
+def test_glyph_route_never_fails_on_user_text(town_client, text):
+    r = town_client.get(f"/fonts/Twin Sans/{text}.pbf")
+    assert r.status_code in (200, 400, 404), (text, r.status_code)
