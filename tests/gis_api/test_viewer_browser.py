@@ -38,6 +38,19 @@ def _shots(tmp_path: Path) -> Path:
     return d
 
 
+def wait_for(page, expression: str, timeout_s: float = 60.0) -> None:
+    """Poll ``expression`` with ``page.evaluate`` until it is truthy. (Playwright's
+    ``wait_for_function`` builds its predicate with eval, which the page's Content-Security-Policy
+    rightly forbids; ``evaluate`` goes through the DevTools protocol and is not affected.)"""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
+        time.sleep(0.1)
+
+
 class Visit:
     """A page opened at the bare URL, with every console error, failed request and 4xx/5xx kept."""
 
@@ -50,12 +63,12 @@ class Visit:
         self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
         self.page.goto(url)
-        self.page.wait_for_function("window.twinViewer !== undefined", timeout=20_000)
+        wait_for(self.page, "window.twinViewer !== undefined", 20)
         self.page.evaluate("window.twinViewer.ready")
         self.settle()
 
     def settle(self) -> None:
-        self.page.wait_for_function("window.twinMap.loaded() && window.twinMap.areTilesLoaded()", timeout=60_000)
+        wait_for(self.page, "window.twinMap.loaded() && window.twinMap.areTilesLoaded()", 60)
 
     def eval(self, js: str):
         return self.page.evaluate(js)
@@ -104,8 +117,8 @@ def test_english_switch_and_browser_language(browser, live_url, tmp_path):
         assert "Layers" in v.page.text_content("#panel")
         v.page.click("#lang")
         v.page.wait_for_load_state("load")
-        v.page.wait_for_function("window.twinViewer !== undefined && document.documentElement.lang === 'zh-CN'")
-        v.page.wait_for_function("document.querySelector('#layer-list li') !== null", timeout=30_000)
+        wait_for(v.page, "window.twinViewer !== undefined && document.documentElement.lang === 'zh-CN'", 30)
+        wait_for(v.page, "document.querySelector('#layer-list li') !== null", 30)
         assert "图层" in v.page.text_content("#panel")
         assert v.problems == [], v.problems
     finally:
