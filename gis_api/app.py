@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gis_api import errors
 from gis_api.deps import base_url
+from gis_api.guard import Guard
 from gis_api.metrics import MetricsMiddleware
 from gis_api.routers import features, landing, ops
 from gis_api.tile_front import CachedTileFront
@@ -82,7 +83,8 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         expose_headers=["ETag", "Content-Crs"],
     )
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(CachedTileFront, fastapi_app=app)  # outermost: memory-cached tiles skip the stack
+    app.add_middleware(CachedTileFront, fastapi_app=app)  # memory-cached tiles skip the stack
+    app.add_middleware(Guard, settings=settings, fastapi_app=app)  # outermost: rate limit, breaker, caps
     return app
 
 

@@ -8,6 +8,7 @@ imports happen inside each command so ``twin --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import time
@@ -88,6 +89,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TWIN_RATE_LIMIT_RPS", "200")  # the demo shows the limits on; `serve` leaves them to you
     settings = _settings()
     store = _store(settings)
     _ensure_sample_town(settings, store, args.scale, args.seed)

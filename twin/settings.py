@@ -65,6 +65,17 @@ class TwinSettings(BaseSettings):
     exchange_max_rows: int = Field(default=5_000, ge=1, description="Most rows in one pushdata or getdata answer.")
     exchange_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
                                          description="Largest pushdata request body.")
+    rate_limit_rps: float = Field(default=0.0, ge=0, description="Requests per second per principal (token, "
+                                  "else client address); 0 turns rate limiting off. `twin demo` uses 200.")
+    rate_limit_burst: int = Field(default=400, ge=1, description="Token-bucket size: requests allowed at once.")
+    rate_limit_redis: bool = Field(default=False, description="Keep rate-limit buckets in Redis (TWIN_REDIS_URL) "
+                                   "so a limit holds across workers and hosts.")
+    trusted_proxies: str | None = Field(default=None, description="Comma-separated networks whose "
+                                        "X-Forwarded-For is believed (e.g. 127.0.0.1/32 for a local nginx).")
+    breaker_failures: int = Field(default=3, ge=1, description="Database outages in a row that open the circuit.")
+    breaker_cooldown_s: float = Field(default=5.0, gt=0, description="How long an open circuit answers 503 at once.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                description="Largest request body outside file uploads (413 above it).")
 
     @property
     def raster_dir(self) -> Path:
