@@ -8,8 +8,8 @@ imports happen inside each command so ``twin --help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import sys
 import time
 from pathlib import Path
