@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gis_api import errors
 from gis_api.deps import base_url
+from gis_api.guard import Guard
 from gis_api.metrics import MetricsMiddleware
 from gis_api.routers import features, landing, ops
 from gis_api.tile_front import CachedTileFront
@@ -82,21 +83,27 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         expose_headers=["ETag", "Content-Crs"],
     )
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(CachedTileFront, fastapi_app=app)  # outermost: memory-cached tiles skip the stack
+    app.add_middleware(CachedTileFront, fastapi_app=app)  # memory-cached tiles skip the stack
+    app.add_middleware(Guard, settings=settings, fastapi_app=app)  # outermost: rate limit, breaker, caps
     return app
 
 
-#: Service routers beyond features; each module exposes ``register(app)``.
-SERVICE_ROUTERS = ("imports", "tiles", "raster", "wmts", "ogc_tiles", "scenes", "live", "analysis", "fonts")
+#: Routers registered first, in this order (their paths are matched before the others');
+#: every other module of ``gis_api.routers`` with a ``register(app)`` follows, by name.
+FIRST_ROUTERS = ("imports", "tiles", "raster", "wmts", "ogc_tiles")
 
 
 def _include_optional_routers(app: FastAPI) -> None:
-    """Register the routers of the other services present in ``gis_api.routers``."""
+    """Register the service routers found in ``gis_api.routers`` (each exposes ``register(app)``),
+    so a new service is one new module and no list to edit."""
     import importlib
-    import importlib.util
+    import pkgutil
 
-    for name in SERVICE_ROUTERS:
-        module_name = f"gis_api.routers.{name}"
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        importlib.import_module(module_name).register(app)
+    from gis_api import routers
+
+    found = {m.name for m in pkgutil.iter_modules(routers.__path__)}
+    order = [n for n in FIRST_ROUTERS if n in found] + sorted(found - set(FIRST_ROUTERS))
+    for name in order:
+        module = importlib.import_module(f"gis_api.routers.{name}")
+        if hasattr(module, "register"):
+            module.register(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -88,9 +89,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TWIN_RATE_LIMIT_RPS", "200")  # the demo shows the limits on; `serve` leaves them to you
     settings = _settings()
     store = _store(settings)
     _ensure_sample_town(settings, store, args.scale, args.seed)
+    from gis_api.cli_security import provision_demo
+
+    logins = "\n".join(f"    {n:<14} {p:<20} {','.join(r)}" for n, p, r in provision_demo(settings, store))
     base = f"http://{args.host}:{args.port}"
     print(
         "\ntwin demo is starting:\n"
@@ -100,6 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  layers            {base}/collections\n"
         f"  buildings         {base}/collections/buildings/items?limit=10\n"
         f"  data              {settings.effective_database_url}\n"
+        f"  demo logins (POST /auth/token; for demos only):\n{logins}\n"
         "Warning: the demo app secret (TWIN_DEMO_APP_SECRET, default 'demo-secret') is for demos only.\n",
         flush=True,
     )
@@ -227,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=cmd_config)
+    from gis_api.cli_security import add_parsers as add_security_parsers
+
+    add_security_parsers(sub)
     return p
 
 

@@ -26,6 +26,8 @@ STATUS: dict[type[E.TwinError], int] = {
     E.UnsupportedFormat: 415,
     E.StoreUnavailable: 503,
     E.Unauthorized: 401,
+    E.Forbidden: 403,
+    E.AccountLocked: 423,
 }
 
 
@@ -65,12 +67,16 @@ def install(app: FastAPI) -> None:
                               str(exc.orig).splitlines()[0])
 
     @app.exception_handler(DBAPIError)
-    async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
-        """Statement timeout → 503 query_timeout; lost database → 503; anything else → 500 (logged)."""
+    async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        """Statement timeout → 503 query_timeout; lost database → 503 (and the circuit breaker
+        counts it, gis_api/guard.py); anything else → 500 (logged)."""
         if "statement timeout" in str(exc.orig):
             log.warning("query cancelled by the statement timeout: %s", exc.statement)
             return error_response(503, "query_timeout", "query cancelled: it took too long")
         if isinstance(exc, OperationalError):
+            breaker = getattr(request.app.state, "breaker", None)
+            if breaker is not None:
+                breaker.failure()
             log.warning("database unavailable: %s", exc.orig)
             return error_response(503, "store_unavailable", "database unavailable")
         log.exception("database error")

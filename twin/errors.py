@@ -72,3 +72,15 @@ class Unauthorized(TwinError):
     """The caller is not identified (no or wrong credentials)."""
 
     code = "unauthorized"
+
+
+class Forbidden(TwinError):
+    """The caller is known but its roles do not allow this (403)."""
+
+    code = "forbidden"
+
+
+class AccountLocked(Unauthorized):
+    """Too many failed logins: the account is locked for a while (423)."""
+
+    code = "account_locked"

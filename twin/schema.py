@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
@@ -286,3 +286,83 @@ LAYER_MODELS: dict[str, type[Base]] = {
         ControlLine, Device, Camera, Event, Road, ConstructionSite,
     )
 }
+
+
+# --- security and data exchange (not layers: no geometry, no tiles) -------------------------
+
+class App(Base):
+    """An application allowed to sign requests (exchange interface, signed app tokens).
+
+    The secret is needed in clear to check an HMAC, so it is kept encrypted with the
+    server's key (``TWIN_SECRET_KEY``), never in clear (twin/security/secret_box.py).
+    """
+
+    __tablename__ = "apps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    name: Mapped[str | None] = mapped_column(String(128))
+    secret_enc: Mapped[str] = mapped_column(Text, nullable=False)
+    roles: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class User(Base):
+    """A person who logs in: argon2id password hash, roles, lockout after failures."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(256), nullable=False)
+    roles: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    token_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class RefreshToken(Base):
+    """A refresh token (by its id; the token itself is a signed JWT), revocable."""
+
+    __tablename__ = "refresh_tokens"
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(80), nullable=False, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class RequestNonce(Base):
+    """Nonces seen within the signing window: a replay is refused on every worker."""
+
+    __tablename__ = "request_nonces"
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[int] = mapped_column(Integer, nullable=False, index=True)  # Unix seconds
+
+
+class AuditRecord(Base):
+    """Append-only audit log: database triggers refuse UPDATE and DELETE (migration 0007)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    principal: Mapped[str] = mapped_column(String(96), nullable=False, index=True)
+    action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    target: Mapped[str | None] = mapped_column(String(256))
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    client: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class ExchangeRecord(Base):
+    """A row pushed through the data-exchange interface (seed 001 App. A), by group and table."""
+
+    __tablename__ = "exchange_records"
+    __table_args__ = (Index("ix_exchange_records_group_table", "group_name", "table_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    group_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    table_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    data: Mapped[dict] = mapped_column(JSON, nullable=False)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)

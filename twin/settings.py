@@ -50,6 +50,32 @@ class TwinSettings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Base URL used in links when behind a proxy (else taken from the request)."
     )
+    # --- security (twin/security) ---
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs bearer tokens and encrypts app secrets at rest. Unset: a random key "
+        "is created once in TWIN_HOME/secret.key (mode 0600); set it explicitly when several hosts serve.",
+    )
+    access_token_ttl_s: int = Field(default=900, ge=30, le=86_400, description="Lifetime of a bearer token.")
+    refresh_token_ttl_s: int = Field(default=7 * 86_400, ge=60, description="Lifetime of a refresh token.")
+    signature_window_s: int = Field(default=300, ge=1, le=3600,
+                                    description="Signed requests: allowed clock skew of `timestamp` (API.md: ±300 s).")
+    login_max_failures: int = Field(default=5, ge=1, description="Failed logins before an account is locked.")
+    login_lockout_s: int = Field(default=900, ge=1, description="How long a locked account stays locked.")
+    exchange_max_rows: int = Field(default=5_000, ge=1, description="Most rows in one pushdata or getdata answer.")
+    exchange_max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024,
+                                         description="Largest pushdata request body.")
+    rate_limit_rps: float = Field(default=0.0, ge=0, description="Requests per second per principal (token, "
+                                  "else client address); 0 turns rate limiting off. `twin demo` uses 200.")
+    rate_limit_burst: int = Field(default=400, ge=1, description="Token-bucket size: requests allowed at once.")
+    rate_limit_redis: bool = Field(default=False, description="Keep rate-limit buckets in Redis (TWIN_REDIS_URL) "
+                                   "so a limit holds across workers and hosts.")
+    trusted_proxies: str | None = Field(default=None, description="Comma-separated networks whose "
+                                        "X-Forwarded-For is believed (e.g. 127.0.0.1/32 for a local nginx).")
+    breaker_failures: int = Field(default=3, ge=1, description="Database outages in a row that open the circuit.")
+    breaker_cooldown_s: float = Field(default=5.0, gt=0, description="How long an open circuit answers 503 at once.")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                description="Largest request body outside file uploads (413 above it).")
 
     @property
     def raster_dir(self) -> Path:
