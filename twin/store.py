@@ -60,6 +60,14 @@ class FeaturePage:
 
 
 @dataclass(frozen=True)
+class WriteResult:
+    """What one write did: rows a replace deleted first, and rows inserted."""
+
+    deleted: int
+    written: int
+
+
+@dataclass(frozen=True)
 class LayerSummary:
     count: int
     extent: BBox | None
@@ -224,26 +232,44 @@ class SpatialStore:
         conn: Connection | None = None,
         batch_size: int = 20_000,
     ) -> int:
-        """Insert ``rows`` (column values + ``geom`` as a shapely geometry in EPSG:4326).
+        """Insert ``rows`` (column values + ``geom`` as a shapely geometry in EPSG:4326); the count written.
 
         ``mode='replace'`` empties the layer first. Runs in one transaction (the
         given ``conn``'s, or a new one): a failure leaves the layer as it was.
+        See :meth:`write` for what a replace deleted.
+        """
+        return self.write(layer, rows, mode=mode, conn=conn, batch_size=batch_size).written
+
+    def write(
+        self,
+        layer: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        mode: str = "append",
+        conn: Connection | None = None,
+        batch_size: int = 20_000,
+    ) -> WriteResult:
+        """:meth:`write_features`, reporting also how many stored rows a replace deleted.
+
+        A replace with ``rows`` empty empties the layer: that is what it was asked.
+        Callers that take rows from user input (the loader) refuse that case first.
         """
         if mode not in ("append", "replace"):
             raise InvalidParameter(f"mode must be 'append' or 'replace', not {mode!r}")
         spec = get_layer(layer)
         if conn is None:
             with self.engine.begin() as own:
-                return self.write_features(layer, rows, mode=mode, conn=own, batch_size=batch_size)
+                return self.write(layer, rows, mode=mode, conn=own, batch_size=batch_size)
         if rows and any(r["geom"].geom_type != spec.geometry_type for r in rows):
             geoms = coerce_array([r["geom"] for r in rows], spec.geometry_type)
             rows = [{**r, "geom": g} for r, g in zip(rows, geoms, strict=True)]
+        deleted = 0
         if mode == "replace":
-            conn.execute(delete(spec.table))
+            deleted = max(0, conn.execute(delete(spec.table)).rowcount or 0)
         written = 0
         for start in range(0, len(rows), batch_size):
             written += self.dialect.bulk_insert(conn, spec.table, rows[start : start + batch_size])
-        return written
+        return WriteResult(deleted=deleted, written=written)
 
     def clear(self, layers: Iterable[str] | None = None) -> None:
         with self.engine.begin() as conn:
