@@ -20,7 +20,7 @@ from twin.crs import (
     parse_crs,
 )
 from twin.errors import InvalidParameter
-from twin.params import parse_datetime_interval
+from twin.params import parse_datetime_interval, parse_int
 from twin.store import FeatureQuery, SpatialStore, queryables
 
 router = APIRouter(tags=["Features"])
@@ -199,10 +199,7 @@ async def item(
     f: str | None = None,
 ) -> Response:
     _check_format(f)
-    try:
-        fid = int(feature_id)
-    except ValueError:
-        raise InvalidParameter(f"feature id must be an integer, not {feature_id!r}") from None
+    fid = parse_int(feature_id, "feature id")  # out of the id column's range: 404 from the store
     out_crs = parse_crs(crs) if crs else None
     if out_crs is not None:
         check_supported(out_crs)
