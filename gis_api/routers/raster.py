@@ -28,6 +28,7 @@ from tiles.raster import (
     catalog_for,
     parse_rescale,
 )
+from tiles.tms import parse_tile_number
 from twin.errors import InvalidParameter
 
 
@@ -204,16 +205,10 @@ def _params_from_query(fmt: str, request: Request) -> TileParams:
     return params
 
 
-def _tile_number(text: str, name: str) -> int:
-    if not text.isdigit() or len(text) > 9:
-        raise InvalidParameter(f"{name}: {text!r} is not a non-negative integer", detail={"parameter": name})
-    return int(text)
-
-
 async def _fast_tile(request: Request) -> Response:
     """The tile route without FastAPI's dependency machinery (the cached path is a few µs of Python)."""
     p = request.path_params
-    z, x, y = (_tile_number(p[k], k) for k in ("z", "x", "y"))
+    z, x, y = (parse_tile_number(p[k], k) for k in ("z", "x", "y"))
     return await serve_tile(request, p["dataset"], z, x, y, _params_from_query(p["fmt"], request))
 
 
