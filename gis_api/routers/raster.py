@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from gis_api.deps import BaseUrlDep, SettingsDep
+from gis_api.negotiation import etag_matches, header_values
 from gis_api.responses import JSONResponse
 from tiles.raster import (
     ALGORITHMS,
@@ -165,8 +166,7 @@ async def serve_tile(request: Request, dataset: str, z: int, x: int, y: int, par
     ds = catalog.get(dataset)
     etag = ds.etag(z, x, y, params)
     headers = {"ETag": etag, "Cache-Control": cache_control(request.app.state.settings)}
-    inm = request.headers.get("if-none-match")
-    if inm is not None and (etag in inm or inm.strip() == "*"):
+    if etag_matches(header_values(request.headers, "if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     cache = tile_cache(request)
     key = "raster:" + etag.strip('"')
