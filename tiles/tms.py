@@ -52,6 +52,7 @@ def check_tile(z: int, x: int, y: int) -> Tile:
 
 
 #: One tile number as written in an address: ASCII digits only, at most 9 of them.
+TILE_NUMBER_PATTERN = r"^[0-9]{1,9}$"
 _TILE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
@@ -146,6 +147,6 @@ def bbox_intersects(a: tuple[float, float, float, float], b: tuple[float, float,
 
 __all__ = [
     "BUFFER", "EXTENT", "MAX_ZOOM", "TILE_PX", "Tile", "bbox_intersects", "check_tile", "lonlat_to_mercator",
-    "mercator_to_lonlat", "parse_layer_list", "parse_tile", "parse_tile_number", "pixel_size", "tile_bounds", "tile_bounds_lonlat",
+    "TILE_NUMBER_PATTERN", "mercator_to_lonlat", "parse_layer_list", "parse_tile", "parse_tile_number", "pixel_size", "tile_bounds", "tile_bounds_lonlat",
     "tiles_for_bbox",
 ]

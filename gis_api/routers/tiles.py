@@ -23,7 +23,7 @@ from tiles.cache import TileCache
 from tiles.service import TileService
 from tiles.style import twin_style
 from tiles.tilejson import tilejson, union_extent
-from tiles.tms import Tile, parse_tile
+from tiles.tms import TILE_NUMBER_PATTERN, Tile, parse_tile
 from twin.catalog import LAYERS, LayerSpec
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
@@ -112,9 +112,9 @@ async def _mvt_endpoint(request: Request) -> Response:
 async def vector_tile(
     request: Request,
     layers: Annotated[str, Path(description="Layer id, or several joined by ',' (at most 20)")],
-    z: Annotated[str, Path(description="Zoom 0..24")],
-    x: Annotated[str, Path(description="Column 0..2^z-1")],
-    y: Annotated[str, Path(description="Row 0..2^z-1, from the north")],
+    z: Annotated[str, Path(description="Zoom 0..24", pattern=TILE_NUMBER_PATTERN)],
+    x: Annotated[str, Path(description="Column 0..2^z-1", pattern=TILE_NUMBER_PATTERN)],
+    y: Annotated[str, Path(description="Row 0..2^z-1, from the north", pattern=TILE_NUMBER_PATTERN)],
 ) -> Response:
     """Documentation entry; requests are answered by the fast route registered ahead of it."""
     return await serve_tile(request, layers, parse_tile(z, x, y))
