@@ -132,3 +132,19 @@ def test_any_tile_address_is_answered_without_a_server_error(town_client, z, x, 
     assert r.status_code in (200, 400), r.text
     if r.status_code == 400:
         _ows_code(r)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layers=st.one_of(st.text(min_size=1, max_size=40),
+                        st.lists(st.sampled_from(["buildings", "roads", "²", "٣", "", "BUILDINGS"]), min_size=1,
+                                 max_size=25).map(",".join)))
+def test_any_layer_list_in_a_tile_address_is_answered_without_a_server_error(town_client, layers):
+    if layers in (".", ".."):
+        return
+    seg = quote(layers, safe=",")
+    for path in (f"/tiles/{seg}/14/13700/6680.mvt", f"/tiles/{seg}/tilejson.json",
+                 f"/collections/{seg}/tiles/WebMercatorQuad/14/6680/13700"):
+        r = town_client.get(path)
+        assert r.status_code in (200, 204, 400, 404), (path, r.status_code, r.text)
+        if r.status_code >= 400:
+            _json_error(r)
