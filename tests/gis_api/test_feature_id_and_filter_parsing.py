@@ -117,7 +117,8 @@ TEXT = st.one_of(
     st.from_regex(r"\A[+-]?[0-9٠-٩０-９²³¹_. eE]{1,25}\Z"),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
 )
-PROPS = st.sampled_from(["id", "floors", "households", "height_m", "code", "use", "name", "address", "year_built"])
+PROPS = st.sampled_from(["id", "floors", "households", "height_m", "code", "use", "name", "address", "year_built",
+                        "limit", "offset", "bbox", "properties", "sortby", "crs"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
