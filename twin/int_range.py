@@ -1,48 +1,76 @@
-"""Whether an integer fits the integer column it is compared with.
+"""The integers a column can hold on each backend, for values that come from users.
 
-A value outside the column's declared range can be no stored value, so an equality
-with it matches nothing; but sent to the database it is an error (PostgreSQL refuses
-to compare ``int4`` with a number past 2³¹−1 in some plans, SQLite's driver cannot bind
-past 2⁶³−1). Callers check here first and answer "no match" / "not found" instead.
+PostgreSQL's ``integer`` is 32-bit (``bigint`` 64, ``smallint`` 16) and a bound value
+outside that range is an error ("integer out of range"); SQLite stores every integer in
+64 bits and the driver cannot even bind a Python ``int`` beyond that (OverflowError).
+Either way a number a user typed would become a 500. Callers ask here first:
 
-The range is the one the column is *declared* with (``SmallInteger`` int2, ``Integer``
-int4, ``BigInteger`` int8), on both backends: SpatiaLite would store wider values, but
-twin's loader keeps every value within the declared range, so both backends hold the
-same data and answer the same.
+>>> from sqlalchemy import Integer
+>>> integer_range(Integer(), "postgresql")
+(-2147483648, 2147483647)
+>>> outside_sentinel(3_000_000_000, (-2**31, 2**31 - 1))
+4294967296.0
+
+Backend names are the SQLAlchemy dialect names (``postgresql``, ``sqlite``) or twin's
+(``postgis``, ``spatialite``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, SmallInteger
+from sqlalchemy import BigInteger, SmallInteger
 
-INT2 = (-(2**15), 2**15 - 1)
-INT4 = (-(2**31), 2**31 - 1)
-INT8 = (-(2**63), 2**63 - 1)
+INT16 = (-(2**15), 2**15 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
-
-def column_int_range(column_type: Any) -> tuple[int, int]:
-    """``(lowest, highest)`` value of an integer column type (an instance or a class)."""
-    t = column_type if isinstance(column_type, type) else type(column_type)
-    if issubclass(t, BigInteger):
-        return INT8
-    if issubclass(t, SmallInteger):
-        return INT2
-    if issubclass(t, Integer):
-        return INT4
-    return INT8  # any other integer-like type: the widest either backend stores
+_POSTGRES = ("postgresql", "postgis")
 
 
-def fits_column(value: int, column_type: Any) -> bool:
-    """True if ``value`` lies within the declared range of ``column_type``.
+def integer_range(col_type: Any, backend: str) -> tuple[int, int]:
+    """Smallest and largest value an integer column of ``col_type`` holds on ``backend``."""
+    if backend not in _POSTGRES:
+        return INT64
+    if isinstance(col_type, BigInteger):
+        return INT64
+    if isinstance(col_type, SmallInteger):
+        return INT16
+    return INT32
 
-    >>> from sqlalchemy import Integer
-    >>> fits_column(2**31 - 1, Integer()), fits_column(2**31, Integer())
-    (True, False)
-    """
-    lo, hi = column_int_range(column_type)
+
+def fits(value: int, col_type: Any, backend: str) -> bool:
+    """Whether ``value`` can be bound as a value of an integer column of ``col_type``."""
+    lo, hi = integer_range(col_type, backend)
     return lo <= value <= hi
 
 
-__all__ = ["INT2", "INT4", "INT8", "column_int_range", "fits_column"]
+def outside_sentinel(value: int, bounds: tuple[int, int]) -> float:
+    """A float that compares with every integer in ``bounds`` exactly as ``value`` does.
+
+    For ``value`` outside ``bounds`` (``lo`` and ``hi + 1`` powers of two, as for every
+    SQL integer type): ``2·lo`` below, ``2·(hi+1)`` above. Both are exact doubles outside the
+    range, so ``=`` never matches, ``<``/``>`` answer as for ``value``, and no database sees
+    an out-of-range integer. Values inside ``bounds`` are returned as floats unchanged.
+    """
+    lo, hi = bounds
+    if value < lo:
+        return 2.0 * lo
+    if value > hi:
+        return 2.0 * (hi + 1)
+    return float(value)
+
+
+def fits_column(value: int, column_type: Any, backend: str = "postgresql") -> bool:
+    """Whether ``value`` lies within what an integer column of ``column_type`` holds on ``backend``.
+
+    The default backend is the strictest (PostgreSQL's declared ``int2``/``int4``/``int8``
+    ranges). Feature ids and ``{property}=`` filters ask this before the query: a value
+    outside the range can be no stored value, so the store answers "not found" / "no
+    match" instead of sending the database a number it cannot bind.
+
+    >>> from sqlalchemy import Integer
+    >>> fits_column(2**31, Integer()), fits_column(2**31, Integer(), "spatialite")
+    (False, True)
+    """
+    return fits(value, column_type, backend)

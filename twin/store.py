@@ -168,7 +168,7 @@ class SpatialStore:
         """One feature by id; :class:`FeatureNotFound` also for ids no row can have (out of the id column's range)."""
         spec = get_layer(layer)
         tbl = spec.table
-        if not fits_column(feature_id, tbl.c.id.type):
+        if not fits_column(feature_id, tbl.c.id.type, self.dialect.name):
             raise FeatureNotFound(f"no feature {feature_id} in layer {spec.id!r}",
                                   detail={"reason": "id outside the range of the id column"})
         prop_cols = spec.property_columns
@@ -214,7 +214,7 @@ class SpatialStore:
                     f"unknown property {name!r} for layer {spec.id!r}",
                     detail={"queryables": sorted(queryables(spec))},
                 )
-            where.append(_equals(col, raw))
+            where.append(_equals(col, raw, self.dialect.name))
         if q.datetime is not None:
             if not spec.temporal:
                 raise InvalidParameter(f"layer {spec.id!r} has no time dimension; datetime does not apply")
@@ -301,10 +301,11 @@ def queryables(spec: LayerSpec) -> dict[str, str]:
     return out
 
 
-def _equals(col: Any, raw: str) -> Any:
-    """``col = raw`` with ``raw`` read as the column's type; an integer outside the column's range matches nothing."""
+def _equals(col: Any, raw: str, backend: str) -> Any:
+    """``col = raw`` with ``raw`` read as the column's type; an integer the column cannot hold on ``backend``
+    matches nothing (it is never sent to the database)."""
     value = _cast_filter(col, raw)
-    if isinstance(col.type, Integer) and not isinstance(value, bool) and not fits_column(value, col.type):
+    if isinstance(col.type, Integer) and not isinstance(value, bool) and not fits_column(value, col.type, backend):
         return false()
     return col == value
 
