@@ -156,3 +156,32 @@ def test_negotiation_helpers():
     assert choose_encoding("*;q=0") == "identity"
     assert etag_matches('W/"a-gzip"', '"a-gzip"') and not etag_matches('"a-gzip"', '"a-identity"')
     assert not etag_matches('"xa-gzip"', '"a-gzip"') and not etag_matches(None, '"a"')
+
+
+def _curl(url: str, *headers: str) -> tuple[dict[str, str], bytes]:
+    """curl as a client would send it: the raw bytes (no --compressed decoding) and the response headers."""
+    import subprocess
+
+    args = ["curl", "-s", "-D", "-", "--raw"]
+    for h in headers:
+        args += ["-H", h]
+    out = subprocess.run([*args, url], capture_output=True, timeout=30, check=True).stdout
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return {"status": lines[0].split()[1], **{k.lower(): v.strip() for k, _, v in
+                                              (line.partition(":") for line in lines[1:])}}, body
+
+
+def test_curl_against_a_live_server_gets_one_body_per_etag(live_url, tile_url):
+    url = live_url + tile_url
+    full, body_full = _curl(url, "Accept-Encoding: gzip;q=0", 'If-None-Match: "x"')
+    front, body_front = _curl(url, "Accept-Encoding: gzip;q=0")
+    assert full["status"] == front["status"] == "200"
+    assert "content-encoding" not in full and "content-encoding" not in front
+    assert full["etag"] == front["etag"] and full["etag"].endswith('-identity"') and body_full == body_front
+    gz, gz_body = _curl(url, "Accept-Encoding: gzip")
+    assert gz["content-encoding"] == "gzip" and gzip.decompress(gz_body) == body_full
+    plain, _ = _curl(url, "Accept-Encoding: identity", f"If-None-Match: {gz['etag']}")
+    assert plain["status"] == "200"
+    again, _ = _curl(url, "Accept-Encoding: gzip", f"If-None-Match: {gz['etag']}")
+    assert again["status"] == "304"
