@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 from starlette.middleware.gzip import (
@@ -68,13 +67,22 @@ def accepted_codings(accept_encoding: str) -> dict[str, float]:
 
 
 @functools.lru_cache(maxsize=512)
-def _choose(accept_encoding: str | None, offered: tuple[str, ...]) -> str:
+def choose_encoding(accept_encoding: str | None, offered: tuple[str, ...] = ENCODINGS) -> str:
+    """The content coding to send: the highest-weighted of ``offered`` (br, gzip, identity by default).
+
+    Ties go to the earlier coding in ``offered``; with no ``Accept-Encoding`` header
+    (``None``), or when nothing offered is acceptable, plain bytes (identity) — RFC 9110
+    §12.5.3 allows that rather than a 406.
+
+    >>> choose_encoding("gzip;q=0"), choose_encoding("br;q=0.5, gzip"), choose_encoding("*")
+    ('identity', 'gzip', 'br')
+    """
     if accept_encoding is None:
-        return "identity"  # no header: any coding would do; plain bytes are the safe choice
+        return "identity"
     prefs = accepted_codings(accept_encoding)
     star = prefs.get("*")
     best, best_q = "identity", 0.0
-    for coding in offered:  # in server preference order: ties go to the earlier one
+    for coding in offered:
         if coding in prefs:
             q = prefs[coding]
         elif star is not None:
@@ -83,16 +91,7 @@ def _choose(accept_encoding: str | None, offered: tuple[str, ...]) -> str:
             q = 1.0 if coding == "identity" else 0.0
         if q > best_q:
             best, best_q = coding, q
-    return best  # nothing acceptable: plain bytes (RFC 9110 §12.5.3 allows it; no 406)
-
-
-def choose_encoding(accept_encoding: str | None, offered: Iterable[str] = ENCODINGS) -> str:
-    """The content coding to send: the highest-weighted of ``offered`` (br, gzip, identity by default).
-
-    >>> choose_encoding("gzip;q=0"), choose_encoding("br;q=0.5, gzip"), choose_encoding("*")
-    ('identity', 'gzip', 'br')
-    """
-    return _choose(accept_encoding, tuple(offered))
+    return best
 
 
 def tile_etag(key: str, encoding: str) -> str:
