@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -194,7 +194,8 @@ async def item(
     spec: LayerDep,
     store: StoreDep,
     base: BaseUrlDep,
-    feature_id: str,
+    feature_id: Annotated[str, Path(description="Feature id: an integer in ASCII digits (optional sign); "
+                                    "one past the id column's range is a 404")],
     crs: Annotated[str | None, Query(description="Output CRS URI (default CRS84)")] = None,
     f: str | None = None,
 ) -> Response:
