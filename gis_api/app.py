@@ -7,7 +7,6 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -15,6 +14,7 @@ from gis_api import errors
 from gis_api.deps import base_url
 from gis_api.guard import Guard
 from gis_api.metrics import MetricsMiddleware
+from gis_api.negotiation import NegotiatedGZipMiddleware
 from gis_api.routers import features, landing, ops
 from gis_api.tile_front import CachedTileFront
 from twin.settings import TwinSettings, get_settings
@@ -77,7 +77,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     if vendor.is_dir():  # browser libraries installed by run.sh (npm ci in gis_api/static)
         app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(NegotiatedGZipMiddleware, minimum_size=1024)  # q-values honoured; tiles left alone
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],
         expose_headers=["ETag", "Content-Crs"],

@@ -15,7 +15,7 @@ import time
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gis_api.metrics import LATENCY, REQUESTS
-from tiles.service import choose_encoding
+from gis_api.negotiation import choose_encoding, tile_etag
 from tiles.tms import parse_tile
 from twin.errors import TwinError
 
@@ -46,13 +46,13 @@ class CachedTileFront:
         parts = scope["path"][7:-4].split("/")
         if len(parts) != 4:
             return False
-        accept = b""
+        accept: list[bytes] = []
         has_origin = False
         for name, value in scope["headers"]:
             if name == b"if-none-match":
                 return False  # conditional requests take the full path (304 logic lives there)
             if name == b"accept-encoding":
-                accept = value
+                accept.append(value)
             elif name == b"origin":
                 has_origin = True
         try:
@@ -60,13 +60,14 @@ class CachedTileFront:
             specs = svc.layer_specs_cached(parts[0])
         except TwinError:
             return False  # the full stack answers with the proper JSON error
-        encoding = choose_encoding(accept.decode("latin-1"))
+        # the same negotiation as the full path, so one ETag always names one body
+        encoding = choose_encoding(b", ".join(accept).decode("latin-1") if accept else None)
         result = svc.cached(specs, tile, encoding)
         if result is None:
             return False
         settings = self.fastapi_app.state.settings
         headers = [
-            (b"etag", f'"{result.etag}-{encoding}"'.encode()),
+            (b"etag", tile_etag(result.etag, encoding).encode()),
             (b"cache-control", f"public, max-age={int(settings.tile_max_age_s)}".encode()),
             (b"vary", b"Accept-Encoding, Origin" if has_origin else b"Accept-Encoding"),
         ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import os
 import threading
 import zlib
@@ -31,23 +30,6 @@ except ImportError:  # pragma: no cover - brotli is a declared dependency
 #: Most layers one composite tile may name.
 MAX_LAYERS_PER_TILE = 20
 ENCODINGS = ("br", "gzip", "identity") if brotli is not None else ("gzip", "identity")
-
-
-@functools.lru_cache(maxsize=256)
-def choose_encoding(accept_encoding: str) -> str:
-    """``br`` or ``gzip`` if the client accepts it (br first), else ``identity``."""
-    accepted = set()
-    for part in accept_encoding.lower().split(","):
-        name, _, params = part.strip().partition(";")
-        q = params.replace(" ", "")
-        if q.startswith("q=") and q[2:] in ("0", "0.0", "0.00", "0.000"):
-            continue
-        accepted.add(name.strip())
-    if "br" in accepted and brotli is not None:
-        return "br"
-    if "gzip" in accepted or "*" in accepted:
-        return "gzip"
-    return "identity"
 
 
 def gzip_bytes(raw: bytes) -> bytes:
@@ -217,4 +199,4 @@ class TileService:
         self.cache.close()
 
 
-__all__ = ["ENCODINGS", "MAX_LAYERS_PER_TILE", "TileResult", "TileService", "choose_encoding", "compress"]
+__all__ = ["ENCODINGS", "MAX_LAYERS_PER_TILE", "TileResult", "TileService", "compress"]

@@ -7,6 +7,7 @@ metres unless the name says ``lonlat``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,13 +51,29 @@ def check_tile(z: int, x: int, y: int) -> Tile:
     return Tile(z, x, y)
 
 
+#: One tile number as written in an address: ASCII digits only, at most 9 of them.
+TILE_NUMBER_PATTERN = r"^[0-9]{1,9}$"
+_TILE_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def parse_tile_number(text: str, name: str) -> int:
+    """One part of a tile address (zoom, column or row) as a non-negative integer.
+
+    Only ASCII digits: ``str.isdigit`` also accepts ``²`` (which ``int`` then refuses)
+    and ``int`` reads ``٣`` and full-width ``３`` — one tile must have one address, the
+    one its cache key and ETag are made of. Raises :class:`InvalidParameter` naming
+    the part (``name``); ranges are checked by :func:`check_tile`.
+    """
+    if not _TILE_NUMBER.fullmatch(text):
+        raise InvalidParameter(
+            f"{name} must be a non-negative integer in ASCII digits, not {text[:20]!r}", detail={"parameter": name}
+        )
+    return int(text)
+
+
 def parse_tile(z: str, x: str, y: str) -> Tile:
     """Parse path parts (decimal integers) into a checked :class:`Tile`."""
-    if not (z.isdigit() and x.isdigit() and y.isdigit()) or len(z) > 3 or len(x) > 9 or len(y) > 9:
-        raise InvalidParameter(
-            f"tile address {z}/{x}/{y} is not three non-negative integers", detail={"z": z, "x": x, "y": y}
-        )
-    return check_tile(int(z), int(x), int(y))
+    return check_tile(parse_tile_number(z, "z"), parse_tile_number(x, "x"), parse_tile_number(y, "y"))
 
 
 def parse_layer_list(raw: str, max_layers: int) -> tuple[str, ...]:
@@ -130,6 +147,6 @@ def bbox_intersects(a: tuple[float, float, float, float], b: tuple[float, float,
 
 __all__ = [
     "BUFFER", "EXTENT", "MAX_ZOOM", "TILE_PX", "Tile", "bbox_intersects", "check_tile", "lonlat_to_mercator",
-    "mercator_to_lonlat", "parse_layer_list", "parse_tile", "pixel_size", "tile_bounds", "tile_bounds_lonlat",
+    "TILE_NUMBER_PATTERN", "mercator_to_lonlat", "parse_layer_list", "parse_tile", "parse_tile_number", "pixel_size", "tile_bounds", "tile_bounds_lonlat",
     "tiles_for_bbox",
 ]

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import morecantile
 
 from tiles.raster import MAX_ZOOM, MIN_ZOOM, RasterCatalog
+from tiles.tms import parse_tile_number
 from twin.catalog import LAYERS
+from twin.errors import InvalidParameter
 from twin.store import SpatialStore
 
 WMTS_NS = "http://www.opengis.net/wmts/1.0"
@@ -350,6 +352,9 @@ def parse_get_tile(query: Mapping[str, str], layers: Mapping[str, WmtsLayer]) ->
 
 
 def _int(text: str, name: str, code: str) -> int:
-    if not text.isdigit() or len(text) > 9:
-        raise OwsException(code, f"{name} must be a non-negative integer, got {text!r}", name)
-    return int(text)
+    """A KVP tile number, parsed as every tile address is (:func:`tiles.tms.parse_tile_number`)."""
+    try:
+        return parse_tile_number(text, name)
+    except InvalidParameter:
+        raise OwsException(code, f"{name} must be a non-negative integer in ASCII digits, got {text[:20]!r}",
+                           name) from None

@@ -67,6 +67,8 @@ class LoadReport:
     crs_origin: str  # "argument" | "file" | "assumed" (no CRS in the file: lon/lat WGS84)
     read: int
     written: int
+    #: rows a ``replace`` deleted before writing (0 for ``append``): what the load replaced
+    deleted: int = 0
     repaired_count: int = 0
     repaired: list[dict[str, Any]] = field(default_factory=list)  # first MAX_LISTED: {"row", "reason"}
     rejected_count: int = 0
@@ -125,7 +127,10 @@ def load_file(
     or ``replace`` (empty the layer first, in the same transaction);
     ``on_invalid`` is ``repair`` (fix invalid geometries and report them) or
     ``refuse`` (reject those rows); ``max_rejects`` rows may be rejected and
-    skipped before the whole load fails. Raises :class:`LoadFailed` (nothing
+    skipped before the whole load fails. A replace that would accept no row at
+    all is refused (it would only empty the layer); after a replace the layer
+    holds exactly the accepted rows, and the report says how many rows it
+    deleted (``deleted``) and wrote (``written``). Raises :class:`LoadFailed` (nothing
     written), :class:`UnsupportedFormat` or :class:`InvalidParameter`.
     """
     t0 = time.perf_counter()
@@ -168,9 +173,17 @@ def load_file(
             detail={"rejected": rejected, "rejected_count": rejected_count, "read": src.count},
         )
     keep = np.flatnonzero(~bad)
+    if mode == "replace" and len(keep) == 0:
+        # max_rejects let every row be skipped: a replace would only empty the layer
+        first = rejected[0] if rejected else {"row": None, "reason": "no rows"}
+        raise LoadFailed(
+            f"all {src.count} rows rejected; refusing to replace layer {spec.id!r} with nothing "
+            f"(nothing was written). First: row {first['row']}: {first['reason']}",
+            detail={"rejected": rejected, "rejected_count": rejected_count, "read": src.count, "accepted": 0},
+        )
     rows = _rows(columns, plan.defaults, geoms, keep)
     try:
-        written = store.write_features(spec.id, rows, mode=mode)
+        result = store.write(spec.id, rows, mode=mode)
     except _DRIVER_ERRORS as exc:
         orig = getattr(exc, "orig", None) or exc
         msg = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
@@ -180,7 +193,8 @@ def load_file(
         raise LoadFailed(f"{exc.message}; nothing was written") from exc
     return LoadReport(
         layer=spec.id, path=str(p), format=src.format, mode=mode, source_layer=src.layer_name,
-        source_crs=source_crs.label, crs_origin=source_crs.origin, read=src.count, written=written,
+        source_crs=source_crs.label, crs_origin=source_crs.origin, read=src.count, written=result.written,
+        deleted=result.deleted,
         repaired_count=len(repaired), repaired=repaired[:MAX_LISTED], rejected_count=rejected_count,
         rejected=rejected, field_mapping=plan.matches, skipped_fields=plan.skipped + list(src.geometry_fields),
         defaults=plan.defaults, seconds=round(time.perf_counter() - t0, 3),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from twin.errors import InvalidParameter
 
@@ -40,15 +41,64 @@ def check_lonlat_bbox(bbox: BBox) -> None:
 
 
 def parse_datetime(value: str) -> dt.datetime:
-    """RFC 3339 date-time (``Z`` or offset; a date alone means its midnight UTC)."""
+    """RFC 3339 date-time (``Z`` or offset; a date alone means its midnight UTC), returned in UTC.
+
+    An instant that exists only in its own offset (``0001-01-01T00:00+01:00`` is before
+    year 1 in UTC) is refused rather than overflowing later.
+    """
     v = value.strip()
     try:
         if len(v) == 10:
             return dt.datetime.fromisoformat(v).replace(tzinfo=dt.UTC)
         parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     except ValueError:
         raise InvalidParameter(f"not an RFC 3339 date-time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except OverflowError:
+        raise InvalidParameter(f"date-time {value!r} is outside years 1..9999 in UTC") from None
+
+
+_INTEGER = re.compile(r"\A[+-]?[0-9]+\Z")
+_NUMBER = re.compile(r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+#: Digits beyond which an integer is out of every column's range; longer ones are clamped to this size.
+_MAX_DIGITS = 40
+
+
+def parse_int(text: str, what: str = "value") -> int:
+    """A decimal integer written in ASCII digits with an optional sign (``12``, ``-3``, ``+7``).
+
+    Python's ``int()`` also takes ``"٣"``, ``"３"``, ``"1_000"`` and surrounding blanks;
+    an API value is one spelling of one number, so those are refused. Integers of more
+    than 40 digits come back as ±10⁴⁰: still out of range of every column, without
+    building huge numbers. Whether the value fits a column is :func:`twin.int_range.fits_column`.
+    """
+    if not _INTEGER.match(text):
+        raise InvalidParameter(f"{what} must be an integer (ASCII digits), not {text[:60]!r}")
+    sign = -1 if text[0] == "-" else 1
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:
+        return sign * 10**_MAX_DIGITS
+    return sign * int(digits)
+
+
+def parse_float(text: str, what: str = "value") -> float:
+    """A finite decimal number in ASCII (``3``, ``-2.5``, ``1e3``); ``nan``/``inf`` and overflow are refused."""
+    if not _NUMBER.match(text):
+        raise InvalidParameter(f"{what} must be a number, not {text[:60]!r}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidParameter(f"{what} {text[:60]!r} is too large for a finite number")
+    return value
+
+
+def parse_date(value: str) -> dt.date:
+    """A calendar date ``YYYY-MM-DD`` (ASCII digits only)."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise InvalidParameter(f"not a date YYYY-MM-DD: {value[:60]!r}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameter(f"not a date YYYY-MM-DD: {value[:60]!r}") from None
 
 
 def parse_datetime_interval(value: str) -> tuple[dt.datetime | None, dt.datetime | None]:

@@ -17,6 +17,7 @@ import shapely
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, and_, delete, func, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.expression import false
 
 from twin import cql, migrate
 from twin.catalog import LAYERS, LayerSpec, get_layer
@@ -24,6 +25,7 @@ from twin.db import make_engine
 from twin.dialect import BBox, SpatialDialect, dialect_for
 from twin.errors import FeatureNotFound, InvalidParameter, StoreUnavailable
 from twin.geometry import coerce_array
+from twin.int_range import fits_column
 from twin.settings import TwinSettings, get_settings
 from twin.versioning import layer_versions
 
@@ -57,6 +59,14 @@ class FeaturePage:
     @property
     def number_returned(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did: rows a replace deleted first, and rows inserted."""
+
+    deleted: int
+    written: int
 
 
 @dataclass(frozen=True)
@@ -155,8 +165,12 @@ class SpatialStore:
         return self._page(rows, prop_cols, matched)
 
     def get(self, layer: str, feature_id: int) -> FeaturePage:
+        """One feature by id; :class:`FeatureNotFound` also for ids no row can have (out of the id column's range)."""
         spec = get_layer(layer)
         tbl = spec.table
+        if not fits_column(feature_id, tbl.c.id.type, self.dialect.name):
+            raise FeatureNotFound(f"no feature {feature_id} in layer {spec.id!r}",
+                                  detail={"reason": "id outside the range of the id column"})
         prop_cols = spec.property_columns
         stmt = select(tbl.c.id, *prop_cols, self.dialect.geometry_wkb(tbl).label("wkb")).where(
             tbl.c.id == feature_id
@@ -200,7 +214,7 @@ class SpatialStore:
                     f"unknown property {name!r} for layer {spec.id!r}",
                     detail={"queryables": sorted(queryables(spec))},
                 )
-            where.append(col == _cast_filter(col, raw))
+            where.append(_equals(col, raw, self.dialect.name))
         if q.datetime is not None:
             if not spec.temporal:
                 raise InvalidParameter(f"layer {spec.id!r} has no time dimension; datetime does not apply")
@@ -224,26 +238,44 @@ class SpatialStore:
         conn: Connection | None = None,
         batch_size: int = 20_000,
     ) -> int:
-        """Insert ``rows`` (column values + ``geom`` as a shapely geometry in EPSG:4326).
+        """Insert ``rows`` (column values + ``geom`` as a shapely geometry in EPSG:4326); the count written.
 
         ``mode='replace'`` empties the layer first. Runs in one transaction (the
         given ``conn``'s, or a new one): a failure leaves the layer as it was.
+        See :meth:`write` for what a replace deleted.
+        """
+        return self.write(layer, rows, mode=mode, conn=conn, batch_size=batch_size).written
+
+    def write(
+        self,
+        layer: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        mode: str = "append",
+        conn: Connection | None = None,
+        batch_size: int = 20_000,
+    ) -> WriteResult:
+        """:meth:`write_features`, reporting also how many stored rows a replace deleted.
+
+        A replace with ``rows`` empty empties the layer: that is what it was asked.
+        Callers that take rows from user input (the loader) refuse that case first.
         """
         if mode not in ("append", "replace"):
             raise InvalidParameter(f"mode must be 'append' or 'replace', not {mode!r}")
         spec = get_layer(layer)
         if conn is None:
             with self.engine.begin() as own:
-                return self.write_features(layer, rows, mode=mode, conn=own, batch_size=batch_size)
+                return self.write(layer, rows, mode=mode, conn=own, batch_size=batch_size)
         if rows and any(r["geom"].geom_type != spec.geometry_type for r in rows):
             geoms = coerce_array([r["geom"] for r in rows], spec.geometry_type)
             rows = [{**r, "geom": g} for r, g in zip(rows, geoms, strict=True)]
+        deleted = 0
         if mode == "replace":
-            conn.execute(delete(spec.table))
+            deleted = max(0, conn.execute(delete(spec.table)).rowcount or 0)
         written = 0
         for start in range(0, len(rows), batch_size):
             written += self.dialect.bulk_insert(conn, spec.table, rows[start : start + batch_size])
-        return written
+        return WriteResult(deleted=deleted, written=written)
 
     def clear(self, layers: Iterable[str] | None = None) -> None:
         with self.engine.begin() as conn:
@@ -269,7 +301,19 @@ def queryables(spec: LayerSpec) -> dict[str, str]:
     return out
 
 
+def _equals(col: Any, raw: str, backend: str) -> Any:
+    """``col = raw`` with ``raw`` read as the column's type; an integer the column cannot hold on ``backend``
+    matches nothing (it is never sent to the database)."""
+    value = _cast_filter(col, raw)
+    if isinstance(col.type, Integer) and not isinstance(value, bool) and not fits_column(value, col.type, backend):
+        return false()
+    return col == value
+
+
 def _cast_filter(col: Any, raw: str) -> Any:
+    """The ``{property}=raw`` value as the column's Python type; :class:`InvalidParameter` if it is not one."""
+    from twin.params import parse_date, parse_datetime, parse_float, parse_int
+
     t = col.type
     try:
         if isinstance(t, Boolean):
@@ -278,17 +322,17 @@ def _cast_filter(col: Any, raw: str) -> Any:
                 raise ValueError
             return low in ("true", "1")
         if isinstance(t, Integer):
-            return int(raw)
+            return parse_int(raw, col.name)
         if isinstance(t, Float):
-            return float(raw)
+            return parse_float(raw, col.name)
         if isinstance(t, DateTime):
-            from twin.params import parse_datetime
-
             return parse_datetime(raw).astimezone(dt.UTC)
         if isinstance(t, Date):
-            return dt.date.fromisoformat(raw)
+            return parse_date(raw)
     except (ValueError, InvalidParameter):
-        raise InvalidParameter(f"filter {col.name}={raw!r} is not a valid {t.__class__.__name__.lower()}") from None
+        raise InvalidParameter(f"filter {col.name}={raw[:60]!r} is not a valid {t.__class__.__name__.lower()}") from None
     if t.__class__.__name__ == "JSON":
         raise InvalidParameter(f"property {col.name!r} holds a list or object and cannot be filtered by value")
+    if "\x00" in raw:  # PostgreSQL text cannot hold NUL; SQLite could: refuse on both alike
+        raise InvalidParameter(f"filter {col.name}=… contains a NUL character")
     return raw

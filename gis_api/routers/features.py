@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +20,7 @@ from twin.crs import (
     parse_crs,
 )
 from twin.errors import InvalidParameter
-from twin.params import parse_datetime_interval
+from twin.params import parse_datetime_interval, parse_int
 from twin.store import FeatureQuery, SpatialStore, queryables
 
 router = APIRouter(tags=["Features"])
@@ -194,15 +194,13 @@ async def item(
     spec: LayerDep,
     store: StoreDep,
     base: BaseUrlDep,
-    feature_id: str,
+    feature_id: Annotated[str, Path(description="Feature id: an integer in ASCII digits (optional sign); "
+                                    "one past the id column's range is a 404")],
     crs: Annotated[str | None, Query(description="Output CRS URI (default CRS84)")] = None,
     f: str | None = None,
 ) -> Response:
     _check_format(f)
-    try:
-        fid = int(feature_id)
-    except ValueError:
-        raise InvalidParameter(f"feature id must be an integer, not {feature_id!r}") from None
+    fid = parse_int(feature_id, "feature id")  # out of the id column's range: 404 from the store
     out_crs = parse_crs(crs) if crs else None
     if out_crs is not None:
         check_supported(out_crs)

@@ -69,7 +69,7 @@ async def import_file(
     if suffix not in SUFFIXES:
         raise UnsupportedFormat(f"cannot load {filename!r}: use one of {sorted(SUFFIXES)}")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise LimitExceeded(f"upload of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
     with tempfile.TemporaryDirectory(prefix="twin-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
@@ -83,7 +83,7 @@ async def import_file(
                     out.write(chunk)
         except ClientDisconnect:
             raise InvalidParameter("the upload was cut off before it ended; nothing was loaded") from None
-        if declared and declared.isdigit() and size != int(declared):
+        if declared and declared.isascii() and declared.isdigit() and size != int(declared):
             raise InvalidParameter(f"upload truncated: got {size} of {declared} bytes; nothing was loaded")
         if size == 0:
             raise InvalidParameter("empty upload; send the file as the request body")

@@ -19,7 +19,7 @@ from gis_api.responses import JSONResponse
 from gis_api.routers.landing import register_conformance
 from gis_api.routers.tiles import MVT_MEDIA_TYPE, serve_tile, tile_service
 from tiles.tilejson import vector_layer
-from tiles.tms import MAX_ZOOM, parse_tile
+from tiles.tms import MAX_ZOOM, TILE_NUMBER_PATTERN, parse_tile
 from twin.catalog import get_layer
 from twin.errors import InvalidParameter
 
@@ -150,9 +150,9 @@ async def ogc_tile(
     request: Request,
     layer: str,
     tileMatrixSetId: str,  # noqa: N803
-    tileMatrix: Annotated[str, Path(description="Zoom level")],  # noqa: N803
-    tileRow: Annotated[str, Path(description="Row (y, from the north)")],  # noqa: N803
-    tileCol: Annotated[str, Path(description="Column (x)")],  # noqa: N803
+    tileMatrix: Annotated[str, Path(description="Zoom level", pattern=TILE_NUMBER_PATTERN)],  # noqa: N803
+    tileRow: Annotated[str, Path(description="Row (y, from the north)", pattern=TILE_NUMBER_PATTERN)],  # noqa: N803
+    tileCol: Annotated[str, Path(description="Column (x)", pattern=TILE_NUMBER_PATTERN)],  # noqa: N803
 ) -> Response:
     _check_tms(tileMatrixSetId)
     get_layer(layer)

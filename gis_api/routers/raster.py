@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from gis_api.deps import BaseUrlDep, SettingsDep
+from gis_api.negotiation import etag_matches, header_values
 from gis_api.responses import JSONResponse
 from tiles.raster import (
     ALGORITHMS,
@@ -28,6 +29,7 @@ from tiles.raster import (
     catalog_for,
     parse_rescale,
 )
+from tiles.tms import parse_tile_number
 from twin.errors import InvalidParameter
 
 
@@ -164,8 +166,7 @@ async def serve_tile(request: Request, dataset: str, z: int, x: int, y: int, par
     ds = catalog.get(dataset)
     etag = ds.etag(z, x, y, params)
     headers = {"ETag": etag, "Cache-Control": cache_control(request.app.state.settings)}
-    inm = request.headers.get("if-none-match")
-    if inm is not None and (etag in inm or inm.strip() == "*"):
+    if etag_matches(header_values(request.headers, "if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     cache = tile_cache(request)
     key = "raster:" + etag.strip('"')
@@ -204,16 +205,10 @@ def _params_from_query(fmt: str, request: Request) -> TileParams:
     return params
 
 
-def _tile_number(text: str, name: str) -> int:
-    if not text.isdigit() or len(text) > 9:
-        raise InvalidParameter(f"{name}: {text!r} is not a non-negative integer", detail={"parameter": name})
-    return int(text)
-
-
 async def _fast_tile(request: Request) -> Response:
     """The tile route without FastAPI's dependency machinery (the cached path is a few µs of Python)."""
     p = request.path_params
-    z, x, y = (_tile_number(p[k], k) for k in ("z", "x", "y"))
+    z, x, y = (parse_tile_number(p[k], k) for k in ("z", "x", "y"))
     return await serve_tile(request, p["dataset"], z, x, y, _params_from_query(p["fmt"], request))
 
 

@@ -17,12 +17,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gis_api.deps import BaseUrlDep, StoreDep
+from gis_api.negotiation import choose_encoding, etag_matches, header_values, tile_etag
 from gis_api.responses import JSONResponse
 from tiles.cache import TileCache
-from tiles.service import TileService, choose_encoding
+from tiles.service import TileService
 from tiles.style import twin_style
 from tiles.tilejson import tilejson, union_extent
-from tiles.tms import Tile, parse_tile
+from tiles.tms import TILE_NUMBER_PATTERN, Tile, parse_tile
 from twin.catalog import LAYERS, LayerSpec
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
@@ -57,29 +58,26 @@ def _specs(svc: TileService, raw: str) -> tuple[LayerSpec, ...]:
     return svc.layer_specs_cached(raw)
 
 
-def _etag_matches(if_none_match: str, key: str) -> bool:
-    return if_none_match.strip() == "*" or key in if_none_match
-
-
 async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
     """Answer one tile request: 304 on a matching ETag, memory hit in the loop, else render threads."""
     app = request.app
     svc = app.state.tiles if hasattr(app.state, "tiles") else tile_service(app)
     specs = _specs(svc, layers)
     headers = request.headers
-    encoding = choose_encoding(headers.get("accept-encoding", ""))
-    inm = headers.get("if-none-match")
+    encoding = choose_encoding(header_values(headers, "accept-encoding"))
+    inm = header_values(headers, "if-none-match")
     result = svc.cached(specs, tile, encoding)
     if result is None:
         if inm:
             key = svc.etag_if_fresh(specs, tile)
-            if key is not None and _etag_matches(inm, key):
+            if key is not None and etag_matches(inm, tile_etag(key, encoding)):
                 return _not_modified(key, encoding, app.state.settings)
         result = await svc.tile_async(specs, tile, encoding)
-    if inm and _etag_matches(inm, result.etag):
+    etag = tile_etag(result.etag, encoding)
+    if etag_matches(inm, etag):
         return _not_modified(result.etag, encoding, app.state.settings)
     out = {
-        "etag": f'"{result.etag}-{encoding}"',
+        "etag": etag,
         "cache-control": _cache_control(app.state.settings),
         "vary": "Accept-Encoding",
     }
@@ -96,7 +94,7 @@ def _cache_control(settings) -> str:  # noqa: ANN001
 
 def _not_modified(key: str, encoding: str, settings) -> Response:  # noqa: ANN001
     return Response(status_code=304, headers={
-        "etag": f'"{key}-{encoding}"', "cache-control": _cache_control(settings), "vary": "Accept-Encoding"})
+        "etag": tile_etag(key, encoding), "cache-control": _cache_control(settings), "vary": "Accept-Encoding"})
 
 
 async def _mvt_endpoint(request: Request) -> Response:
@@ -114,9 +112,9 @@ async def _mvt_endpoint(request: Request) -> Response:
 async def vector_tile(
     request: Request,
     layers: Annotated[str, Path(description="Layer id, or several joined by ',' (at most 20)")],
-    z: Annotated[str, Path(description="Zoom 0..24")],
-    x: Annotated[str, Path(description="Column 0..2^z-1")],
-    y: Annotated[str, Path(description="Row 0..2^z-1, from the north")],
+    z: Annotated[str, Path(description="Zoom 0..24", pattern=TILE_NUMBER_PATTERN)],
+    x: Annotated[str, Path(description="Column 0..2^z-1", pattern=TILE_NUMBER_PATTERN)],
+    y: Annotated[str, Path(description="Row 0..2^z-1, from the north", pattern=TILE_NUMBER_PATTERN)],
 ) -> Response:
     """Documentation entry; requests are answered by the fast route registered ahead of it."""
     return await serve_tile(request, layers, parse_tile(z, x, y))

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BaseUrlDep, SettingsDep, StoreDep
+from gis_api.negotiation import etag_matches, header_values
 from gis_api.routers.raster import CatalogDep, cache_control, render_cached, tile_cache
 from tiles.raster import RasterCatalog, TileOutsideBounds, TileParams, catalog_for
 from tiles.wmts import (
@@ -80,7 +81,7 @@ async def _raster_tile(request: Request, catalog: RasterCatalog, tile: GetTile) 
     try:
         ds = catalog.get(tile.layer)
         etag = ds.etag(tile.z, tile.x, tile.y, params)
-        if etag in request.headers.get("if-none-match", ""):
+        if etag_matches(header_values(request.headers, "if-none-match"), etag):
             return Response(status_code=304, headers={"ETag": etag, "Cache-Control": caching})
         cache = tile_cache(request)
         key = "raster:" + etag.strip('"')

@@ -13,7 +13,7 @@ import redis
 from shapely.geometry import LineString, MultiPolygon, box
 
 from tiles.cache import MemoryTileCache, TileCache
-from tiles.service import TileService, choose_encoding
+from tiles.service import TileService
 from tiles.tms import Tile
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -125,7 +125,3 @@ def test_encodings_are_negotiated_and_cached_compressed(cache_store):
         assert svc.cached(specs, tile, "br").body == svc.cache.memory.get(f"{key}:br")
     finally:
         svc.close()
-    assert choose_encoding("gzip, deflate, br, zstd") == "br"
-    assert choose_encoding("gzip, deflate") == "gzip"
-    assert choose_encoding("br;q=0, gzip") == "gzip"
-    assert choose_encoding("") == "identity"
