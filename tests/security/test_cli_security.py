@@ -9,14 +9,16 @@ from sqlalchemy import text
 from gis_api.cli import main
 from twin.security import audit
 from twin.security.accounts import Accounts
-from twin.settings import TwinSettings
+from twin.settings import TwinSettings, get_settings
 
 
-def test_user_and_app_commands(store, tmp_path, monkeypatch, capsys):
+def test_user_and_app_commands(store, tmp_path, monkeypatch, capsys, request):
     url = store.engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("TWIN_DATABASE_URL", url)
     monkeypatch.setenv("TWIN_HOME", str(tmp_path))
     monkeypatch.setenv("TWIN_SECRET_KEY", "c" * 40)
+    get_settings.cache_clear()  # the CLI reads the environment once per process
+    request.addfinalizer(get_settings.cache_clear)
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM users WHERE username = 'carol'"))
         conn.execute(text("DELETE FROM apps WHERE app_id = 'district-7'"))
