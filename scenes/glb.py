@@ -202,7 +202,10 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
             node["extras"] = m.extras
         gltf["nodes"].append(node)
         root_children.append(len(gltf["nodes"]) - 1)
-    gltf["nodes"].append({"name": "twin", "children": root_children})
+    root: dict[str, Any] = {"name": "twin"}
+    if root_children:
+        root["children"] = root_children
+    gltf["nodes"].append(root)
     gltf["scenes"][0]["nodes"] = [len(gltf["nodes"]) - 1]
     if tables:
         gltf["extensions"] = {"EXT_structural_metadata": {
