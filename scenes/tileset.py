@@ -96,6 +96,11 @@ def build_index(rows_by_layer: dict[str, LayerRows], dem: DemWindow, opts: Scene
         if len(rows) == 0:
             continue
         box = shapely.bounds(rows.geoms)
+        if layer != "buildings":  # tubes and cylinders reach past their axis by their radius: pad 1 m
+            pad_lat = 1.0 / 110_570
+            pad_lon = pad_lat / np.cos(np.radians(box[:, 1]))
+            box = box + np.stack([-pad_lon, np.full(len(box), -pad_lat), pad_lon,
+                                  np.full(len(box), pad_lat)], axis=1)
         zmin, zmax = feature_extents(rows, dem, opts)
         lat = np.radians((box[:, 1] + box[:, 3]) / 2)
         dx = (box[:, 2] - box[:, 0]) * 111_320 * np.cos(lat)
