@@ -138,6 +138,17 @@ def _accessor(gltf: dict, buf: _Buffer, arr: np.ndarray, gtype: str, ctype: int,
     return len(gltf["accessors"]) - 1
 
 
+def _normals(gltf: dict, buf: _Buffer, nrm: np.ndarray) -> int:
+    """Unit normals as normalised signed bytes (KHR_mesh_quantization): 4 bytes a vertex instead of 12."""
+    q = np.zeros((len(nrm), 4), np.int8)
+    q[:, :3] = np.clip(np.round(nrm * 127.0), -127, 127)
+    view = buf.add(q.tobytes(), 34962)
+    buf.views[view]["byteStride"] = 4
+    gltf["accessors"].append({"bufferView": view, "componentType": 5120, "normalized": True,
+                              "count": int(len(nrm)), "type": "VEC3"})
+    return len(gltf["accessors"]) - 1
+
+
 def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extras: dict[str, Any]) -> bytes:
     """A GLB of ``meshes`` (empty ones are skipped) with ``tables`` as structural metadata."""
     buf = _Buffer()
@@ -166,8 +177,9 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
         nrm[np.abs(nrm).sum(axis=1) == 0] = (0.0, 1.0, 0.0)  # degenerate faces (repeated vertices)
         attrs = {
             "POSITION": _accessor(gltf, buf, pos, "VEC3", 5126, 34962, minmax=True),
-            "NORMAL": _accessor(gltf, buf, nrm, "VEC3", 5126, 34962),
+            "NORMAL": _normals(gltf, buf, nrm),
         }
+        used.add("KHR_mesh_quantization")
         material: dict[str, Any] = {"name": m.name, "pbrMetallicRoughness": {
             "baseColorFactor": list(m.color), "metallicFactor": 0.0, "roughnessFactor": 0.9}}
         if m.color[3] < 1.0:
@@ -213,6 +225,8 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
         used.add("EXT_structural_metadata")
     if used:
         gltf["extensionsUsed"] = sorted(used)
+    if "KHR_mesh_quantization" in used:
+        gltf["extensionsRequired"] = ["KHR_mesh_quantization"]
     binary = buf.bytes()
     if binary:
         gltf["buffers"] = [{"byteLength": len(binary)}]
