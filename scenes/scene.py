@@ -60,7 +60,9 @@ def load_rows(store: SpatialStore, layer: str, bbox: BBox, cap: int) -> LayerRow
 def build_layers(frame: LocalFrame, rows: dict[str, LayerRows], dem: DemWindow,
                  opts: SceneOptions) -> tuple[list[LayerMesh], list[PropertyTable], dict[str, Any]]:
     """Meshes and property tables of the feature layers (tables only for layers with features)."""
-    meshes, tables, info = [], [], {}
+    meshes: list[LayerMesh] = []
+    tables: list[PropertyTable] = []
+    info: dict[str, Any] = {}
     triangles = 0
     for layer, r in rows.items():
         if len(r) == 0:

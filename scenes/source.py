@@ -38,7 +38,7 @@ def read_rows(store: SpatialStore, layer: str, *, bbox: BBox | None = None, ids:
             stmt = base.order_by(tbl.c.id)
             if cap is not None:
                 stmt = stmt.limit(cap + 1)
-            rows = conn.execute(stmt).all()
+            rows = list(conn.execute(stmt).all())
         else:
             wanted = np.unique(np.asarray(ids, dtype=np.int64))
             for i in range(0, len(wanted), ID_BATCH):

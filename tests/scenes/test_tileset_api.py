@@ -120,3 +120,13 @@ def test_bad_tileset_requests_are_json_errors(town_client, path, status):
     r = town_client.get(path)
     assert r.status_code == status, r.text
     assert set(r.json()) == {"code", "message", "detail"}
+
+
+def test_openapi_documents_the_3d_routes(town_client):
+    doc = town_client.get("/api/openapi.json").json()
+    for path in ("/scenes/scene.glb", "/scenes/tileset.json", "/scenes/tiles/{z}/{x}/{y}.glb"):
+        assert path in doc["paths"], path
+    scene = doc["paths"]["/scenes/scene.glb"]["get"]
+    assert "model/gltf-binary" in scene["responses"]["200"]["content"]
+    names = {p["name"] for p in scene["parameters"]}
+    assert {"bbox", "layers", "texture"} <= names
