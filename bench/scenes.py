@@ -295,12 +295,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a 2 km square for the tile pipeline and the peer, "
                     "a scale-0.1 export")
     ap.add_argument("--scene-n", type=int, default=7)
-    ap.add_argument("--export-scale", type=float, default=1.0)
+    ap.add_argument("--export-scale", type=float, default=None, help="sample-town scale exported (default 1; "
+                    "0.1 with --quick)")
     ap.add_argument("--rasters", type=Path, default=RASTER_DIR, help="folder with dem.tif and ortho.tif")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.scene_n, args.export_scale = 3, 0.1
+        args.scene_n = 3
+    if args.export_scale is None:
+        args.export_scale = 0.1 if args.quick else 1.0
     data = ensure_data()
     meta = h.run_meta("scenes", data, args.quick)
     from twin.store import SpatialStore
