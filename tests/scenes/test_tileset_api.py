@@ -108,6 +108,9 @@ def test_content_has_an_etag_and_answers_304(tileset, town_client):
     etag = r.headers["etag"]
     again = town_client.get(uri, headers={"if-none-match": etag})
     assert again.status_code == 304
+    ts = town_client.get("/scenes/tileset.json", params={"layers": "buildings,pipelines,pipe_nodes"})
+    assert town_client.get("/scenes/tileset.json", params={"layers": "buildings,pipelines,pipe_nodes"},
+                           headers={"if-none-match": ts.headers["etag"]}).status_code == 304
 
 
 @pytest.mark.parametrize("path, status", [
