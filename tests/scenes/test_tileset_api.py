@@ -133,3 +133,15 @@ def test_openapi_documents_the_3d_routes(town_client):
     assert "model/gltf-binary" in scene["responses"]["200"]["content"]
     names = {p["name"] for p in scene["parameters"]}
     assert {"bbox", "layers", "texture"} <= names
+
+
+def test_the_urls_in_docs_scenes_md_work(town_client):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scenes.md").read_text()
+    urls = sorted(set(re.findall(r'http://127\.0\.0\.1:8000(/scenes/[^"\s]+)', doc)))
+    assert len(urls) >= 2
+    for url in urls:
+        r = town_client.get(url)
+        assert r.status_code == 200, (url, r.text)
