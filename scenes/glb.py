@@ -208,6 +208,11 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
         big = len(pos) > 65535
         idx = p.indices.astype(np.uint32 if big else np.uint16)
         prim["indices"] = _accessor(gltf, buf, idx, "SCALAR", 5125 if big else 5123, 34963)
+        if p.outline is not None and len(p.outline):
+            lines = p.outline.astype(np.uint32 if big else np.uint16)
+            prim.setdefault("extensions", {})["CESIUM_primitive_outline"] = {
+                "indices": _accessor(gltf, buf, lines, "SCALAR", 5125 if big else 5123, 34963)}
+            used.add("CESIUM_primitive_outline")
         gltf["meshes"].append({"name": m.name, "primitives": [prim]})
         node: dict[str, Any] = {"name": m.name, "mesh": len(gltf["meshes"]) - 1}
         if m.extras:

@@ -11,7 +11,7 @@ from pyproj import Transformer
 
 from scenes.frame import LocalFrame
 
-EXT = {"EXT_mesh_features", "EXT_structural_metadata"}
+EXT = {"EXT_mesh_features", "EXT_structural_metadata", "KHR_mesh_quantization", "CESIUM_primitive_outline"}
 TO_MERC = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
 
 
