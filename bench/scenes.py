@@ -282,7 +282,7 @@ def report(res: dict[str, Any], meta: dict[str, Any]) -> str:
                             "carries"], [
             ["twin (index + every tile)", f"{ti['buildings']:,}", f"{ti['index_s'] + ti['render_s']:.1f}",
              f"{ti['bld_per_s_total']:,.0f}", f"{ti['bytes_per_bld']:.0f}",
-             "ids + properties (EXT_structural_metadata), base on the DEM, normals; pipes, nodes, terrain available"],
+             "ids + properties (EXT_structural_metadata), base on the DEM, normals, outlines; pipes, nodes, terrain available"],
             [f"py3dtiles {pe['version']} (ST_Extrude + export)", f"{pe['buildings']:,}",
              f"{pe['extrude_s']:.1f} + {pe['export_s']:.1f}", f"{pe['bld_per_s']:,.0f}",
              f"{pe['bytes_per_bld']:.0f}", "geometry + normals + ids (batch table), base at ground_elev_m; no pipes or terrain"],
