@@ -76,6 +76,10 @@ class TwinSettings(BaseSettings):
     breaker_cooldown_s: float = Field(default=5.0, gt=0, description="How long an open circuit answers 503 at once.")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
                                 description="Largest request body outside file uploads (413 above it).")
+    roles_file: Path | None = Field(default=None, description="Roles to layer permissions and hidden fields "
+                                    "(JSON, see twin/security/roles.json, the default).")
+    anonymous_role: str = Field(default="public", description="Role of callers without a token: what the "
+                                "roles file lets it read is public.")
 
     @property
     def raster_dir(self) -> Path:
