@@ -8,12 +8,16 @@ principal with role ``public``. A wrong or expired token is a 401, never anonymo
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
-from twin.errors import Forbidden, Unauthorized
-from twin.security.accounts import ANONYMOUS, Accounts, Principal
+from twin.catalog import LAYERS, LayerSpec, get_layer
+from twin.errors import Forbidden, InvalidParameter, Unauthorized
+from twin.security import audit
+from twin.security.accounts import Accounts, Principal
+from twin.security.policy import Policy
 
 
 def accounts(request: Request) -> Accounts:
@@ -37,7 +41,7 @@ def principal(request: Request) -> Principal:
         return cached
     header = request.headers.get("authorization") or ""
     if not header:
-        found = ANONYMOUS
+        found = anonymous(request)
     else:
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -61,7 +65,7 @@ def require_role(*roles: str):  # noqa: ANN201 - a FastAPI dependency
     def check(who: PrincipalDep) -> Principal:
         if who.is_admin or who.roles & set(roles):
             return who
-        if who is ANONYMOUS:
+        if who.subject == "anonymous":
             raise Unauthorized("log in first (POST /auth/token)")
         raise Forbidden(f"needs one of the roles {sorted(roles)}", detail={"principal": who.subject})
 
@@ -69,3 +73,95 @@ def require_role(*roles: str):  # noqa: ANN201 - a FastAPI dependency
 
 
 AdminDep = Annotated[Principal, Depends(require_role("admin"))]
+
+
+# --- layers and fields: the one place every service asks -----------------------------------
+
+def anonymous(request: Request) -> Principal:
+    return Principal("anonymous", frozenset({request.app.state.settings.anonymous_role}))
+
+
+def policy(request: Request) -> Policy:
+    return Policy.from_file(request.app.state.settings.roles_file)
+
+
+def _deny(request: Request, who: Principal, layer: str, permission: str) -> None:
+    try:
+        audit.record(request.app.state.store, who.subject, f"deny.{permission}", "denied",
+                     target=f"{request.method} {request.url.path}"[:256], client=client_address(request),
+                     detail={"layer": layer})
+    except Exception:  # noqa: BLE001 - an unreachable audit table must not turn a 403 into a 500
+        pass
+    if who.subject == "anonymous":
+        raise Unauthorized(f"layer {layer!r} is not public: log in (POST /auth/token)",
+                           detail={"layer": layer, "permission": permission})
+    raise Forbidden(f"your roles may not {permission} layer {layer!r}",
+                    detail={"layer": layer, "permission": permission, "roles": sorted(who.roles)})
+
+
+def authorize(request: Request, layer: str, permission: str = "read") -> Principal:
+    """The caller, if its roles allow ``permission`` on ``layer``; else 401 (anonymous) or 403,
+    recorded in the audit log."""
+    who = principal(request)
+    if not policy(request).can(who.roles, layer, permission):
+        _deny(request, who, layer, permission)
+    return who
+
+
+def hidden_fields(request: Request, layer: str) -> frozenset[str]:
+    """Fields of ``layer`` the caller may not see."""
+    return policy(request).hidden(principal(request).roles, layer)
+
+
+def readable_layers(request: Request, layer_ids: Iterable[str]) -> list[str]:
+    return policy(request).readable(principal(request).roles, layer_ids)
+
+
+def readable_layer(
+    request: Request,
+    layer: Annotated[str, Path(description="Layer id", json_schema_extra={"enum": list(LAYERS)})],
+) -> LayerSpec:
+    """A path's layer, known and readable by the caller."""
+    spec = get_layer(layer)
+    authorize(request, spec.id, "read")
+    return spec
+
+
+ReadableLayerDep = Annotated[LayerSpec, Depends(readable_layer)]
+
+
+def tile_layers(request: Request, specs: Iterable[LayerSpec]) -> tuple[LayerSpec, ...]:
+    """The layers of a (composite) tile the caller may have: readable, and with no hidden field
+    among the attributes tiles carry (such a layer is left out rather than served with a
+    field the caller may not see). None left: 401/403."""
+    specs = tuple(specs)
+    pol, who = policy(request), principal(request)
+    keep = tuple(s for s in specs if pol.can(who.roles, s.id, "read")
+                 and not (pol.hidden(who.roles, s.id) & set(s.tile_properties)))
+    if not keep and specs:
+        _deny(request, who, ",".join(s.id for s in specs), "read")
+    return keep
+
+
+def refuse_hidden(names: Iterable[str], hidden: frozenset[str], layer: str, what: str) -> None:
+    """A hidden field named in a request is answered as if it did not exist."""
+    bad = sorted(set(names) & hidden)
+    if bad:
+        raise InvalidParameter(f"{what}: unknown property {bad[0]!r} for layer {layer!r}")
+
+
+def cql_properties(tree: Any) -> set[str]:
+    """Every property a parsed CQL2 tree names (iterative: trees can be deep)."""
+    from twin.cql.tree import Op, Prop
+
+    out: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Prop):
+            out.add(node.name)
+        elif isinstance(node, Op):
+            stack.extend(node.args)
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return out

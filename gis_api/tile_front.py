@@ -30,6 +30,20 @@ class CachedTileFront:
         self._ok = REQUESTS.labels(TILE_PATH, "GET", "200")
         self._empty = REQUESTS.labels(TILE_PATH, "GET", "204")
         self._latency = LATENCY.labels(TILE_PATH)
+        self._public_memo: dict[str, bool] = {}
+
+    def _public(self, spec) -> bool:  # noqa: ANN001 - LayerSpec
+        """May an anonymous caller have this layer's tiles whole? (as gis_api.security.tile_layers)"""
+        ok = self._public_memo.get(spec.id)
+        if ok is None:
+            from twin.security.policy import Policy
+
+            settings = self.fastapi_app.state.settings
+            pol = Policy.from_file(settings.roles_file)
+            roles = {settings.anonymous_role}
+            ok = pol.can(roles, spec.id, "read") and not (pol.hidden(roles, spec.id) & set(spec.tile_properties))
+            self._public_memo[spec.id] = ok
+        return ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -49,8 +63,8 @@ class CachedTileFront:
         accept: list[bytes] = []
         has_origin = False
         for name, value in scope["headers"]:
-            if name == b"if-none-match":
-                return False  # conditional requests take the full path (304 logic lives there)
+            if name in (b"if-none-match", b"authorization"):
+                return False  # conditional and authenticated requests take the full path
             if name == b"accept-encoding":
                 accept.append(value)
             elif name == b"origin":
@@ -60,6 +74,8 @@ class CachedTileFront:
             specs = svc.layer_specs_cached(parts[0])
         except TwinError:
             return False  # the full stack answers with the proper JSON error
+        if not all(self._public(spec) for spec in specs):
+            return False  # the full path decides (drops the layer, or 401)
         # the same negotiation as the full path, so one ETag always names one body
         encoding = choose_encoding(b", ".join(accept).decode("latin-1") if accept else None)
         result = svc.cached(specs, tile, encoding)

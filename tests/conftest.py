@@ -20,6 +20,12 @@ from twin.db import normalise_url
 from twin.settings import TwinSettings
 from twin.store import SpatialStore
 
+# Callers without a token get the role TWIN_ANONYMOUS_ROLE. The product's default is "public"
+# (roles.json: no pipelines, some fields hidden) and the security tests (tests/security) use it
+# explicitly; the tests of the data services run as a closed network would be configured,
+# where everyone on it is an operator, so they can reach every layer without logging in.
+os.environ.setdefault("TWIN_ANONYMOUS_ROLE", "operator")
+
 BACKENDS = ["spatialite", "postgis"]
 ADMIN_URL = os.environ.get("TWIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

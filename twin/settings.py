@@ -99,6 +99,10 @@ class TwinSettings(BaseSettings):
         default=1500, ge=1, description="Most features in one 3D Tiles content tile (largest stay in parents)."
     )
     scene_cache_mb: int = Field(default=128, ge=0, description="In-process cache of tileset content (GLB).")
+    roles_file: Path | None = Field(default=None, description="Roles to layer permissions and hidden fields "
+                                    "(JSON, see twin/security/roles.json, the default).")
+    anonymous_role: str = Field(default="public", description="Role of callers without a token: what the "
+                                "roles file lets it read is public.")
 
     @property
     def raster_dir(self) -> Path:

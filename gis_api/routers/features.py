@@ -8,7 +8,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gis_api.deps import BaseUrlDep, BBoxDep, LayerDep, PageDep, StoreDep
+from gis_api.deps import BaseUrlDep, BBoxDep, PageDep, StoreDep
+from gis_api.security import (
+    ReadableLayerDep,
+    cql_properties,
+    hidden_fields,
+    readable_layers,
+    refuse_hidden,
+)
 from twin import cql, geojson
 from twin.catalog import LAYERS, LayerSpec
 from twin.crs import (
@@ -76,9 +83,10 @@ def collection_doc(spec: LayerSpec, store: SpatialStore, base: str) -> dict[str,
 
 
 @router.get("/collections", summary="Every layer with extent, item count and links")
-async def collections(store: StoreDep, base: BaseUrlDep, f: str | None = None) -> Response:
+async def collections(request: Request, store: StoreDep, base: BaseUrlDep, f: str | None = None) -> Response:
     _check_format(f)
-    docs = await run_in_threadpool(lambda: [collection_doc(s, store, base) for s in LAYERS.values()])
+    visible = [LAYERS[i] for i in readable_layers(request, LAYERS)]
+    docs = await run_in_threadpool(lambda: [collection_doc(s, store, base) for s in visible])
     return _json({
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
         "collections": docs,
@@ -87,14 +95,15 @@ async def collections(store: StoreDep, base: BaseUrlDep, f: str | None = None) -
 
 
 @router.get("/collections/{layer}", summary="One layer")
-async def collection(spec: LayerDep, store: StoreDep, base: BaseUrlDep, f: str | None = None) -> Response:
+async def collection(spec: ReadableLayerDep, store: StoreDep, base: BaseUrlDep, f: str | None = None) -> Response:
     _check_format(f)
     return _json(await run_in_threadpool(collection_doc, spec, store, base))
 
 
 @router.get("/collections/{layer}/queryables", summary="Properties usable as filters")
-async def layer_queryables(spec: LayerDep, base: BaseUrlDep) -> Response:
-    props = {name: {"type": t} for name, t in queryables(spec).items()}
+async def layer_queryables(request: Request, spec: ReadableLayerDep, base: BaseUrlDep) -> Response:
+    hidden = hidden_fields(request, spec.id)
+    props = {name: {"type": t} for name, t in queryables(spec).items() if name not in hidden}
     return _json({
         "$schema": "https://json-schema.org/draft/2019-09/schema",
         "$id": f"{base}/collections/{spec.id}/queryables",
@@ -133,7 +142,7 @@ def _page_links(request: Request, base: str, layer: str, limit: int, offset: int
 )
 async def items(
     request: Request,
-    spec: LayerDep,
+    spec: ReadableLayerDep,
     store: StoreDep,
     base: BaseUrlDep,
     bbox: BBoxDep,
@@ -160,6 +169,16 @@ async def items(
     if out_crs is not None:
         check_supported(out_crs)
     filters = {k: v for k, v in request.query_params.items() if k not in RESERVED}
+    selected = [p.strip() for p in properties.split(",") if p.strip()] if properties is not None else None
+    hidden = hidden_fields(request, spec.id)
+    if hidden:  # fields the caller may not see do not exist for it: not returned, not filterable
+        refuse_hidden(filters, hidden, spec.id, "filter")
+        refuse_hidden(selected or (), hidden, spec.id, "properties")
+        refuse_hidden((k.name for k in cql.parse_sortby(sortby)), hidden, spec.id, "sortby")
+        if parsed is not None:
+            refuse_hidden(cql_properties(parsed.tree), hidden, spec.id, "filter")
+        if selected is None:
+            selected = [c.name for c in spec.property_columns if c.name not in hidden]
     query = FeatureQuery(
         layer=spec.id,
         bbox=bbox,
@@ -167,7 +186,7 @@ async def items(
         datetime=parse_datetime_interval(datetime) if datetime else None,
         limit=limit,
         offset=offset,
-        properties=[p.strip() for p in properties.split(",") if p.strip()] if properties is not None else None,
+        properties=selected,
         filter=parsed,
         sortby=cql.parse_sortby(sortby),
     )
@@ -191,7 +210,8 @@ async def items(
 @router.get("/collections/{layer}/items/{feature_id}", summary="One feature",
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 async def item(
-    spec: LayerDep,
+    request: Request,
+    spec: ReadableLayerDep,
     store: StoreDep,
     base: BaseUrlDep,
     feature_id: Annotated[str, Path(description="Feature id: an integer in ASCII digits (optional sign); "
@@ -206,7 +226,9 @@ async def item(
         check_supported(out_crs)
     pg = await run_in_threadpool(store.get, spec.id, fid)
     geoms = geometries_from_crs84(pg.geometries, out_crs) if out_crs is not None else pg.geometries
-    feat = geojson.features(pg.ids, pg.properties, geoms)[0]
+    hidden = hidden_fields(request, spec.id)
+    props = [{k: v for k, v in p.items() if k not in hidden} for p in pg.properties] if hidden else pg.properties
+    feat = geojson.features(pg.ids, props, geoms)[0]
     col = f"{base}/collections/{spec.id}"
     feat["links"] = [
         {"href": f"{col}/items/{fid}", "rel": "self", "type": GEOJSON},

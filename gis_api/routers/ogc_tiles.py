@@ -18,6 +18,7 @@ from gis_api.deps import BaseUrlDep
 from gis_api.responses import JSONResponse
 from gis_api.routers.landing import register_conformance
 from gis_api.routers.tiles import MVT_MEDIA_TYPE, serve_tile, tile_service
+from gis_api.security import authorize
 from tiles.tilejson import vector_layer
 from tiles.tms import MAX_ZOOM, TILE_NUMBER_PATTERN, parse_tile
 from twin.catalog import get_layer
@@ -126,6 +127,7 @@ async def _extent(request: Request, layer: str) -> Any:
 
 @router.get("/collections/{layer}/tiles", summary="Tilesets of a layer")
 async def tilesets(request: Request, layer: str, base: BaseUrlDep) -> JSONResponse:
+    authorize(request, get_layer(layer).id)
     doc = _tileset(base, layer, await _extent(request, layer))
     entry = {k: doc[k] for k in ("title", "dataType", "crs", "tileMatrixSetURI")}
     entry["links"] = [{**doc["links"][0], "rel": "self"}, doc["links"][1], doc["links"][2]]
@@ -135,7 +137,7 @@ async def tilesets(request: Request, layer: str, base: BaseUrlDep) -> JSONRespon
 
 @router.get("/collections/{layer}/tiles/{tileMatrixSetId}", summary="Tileset metadata")
 async def tileset(request: Request, layer: str, tileMatrixSetId: str, base: BaseUrlDep) -> JSONResponse:  # noqa: N803
-    get_layer(layer)
+    authorize(request, get_layer(layer).id)
     _check_tms(tileMatrixSetId)
     return JSONResponse(_tileset(base, layer, await _extent(request, layer)))
 

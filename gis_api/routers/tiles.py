@@ -19,6 +19,7 @@ from starlette.routing import Route
 from gis_api.deps import BaseUrlDep, StoreDep
 from gis_api.negotiation import choose_encoding, etag_matches, header_values, tile_etag
 from gis_api.responses import JSONResponse
+from gis_api.security import readable_layers, tile_layers
 from tiles.cache import TileCache
 from tiles.service import TileService
 from tiles.style import twin_style
@@ -62,7 +63,7 @@ async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
     """Answer one tile request: 304 on a matching ETag, memory hit in the loop, else render threads."""
     app = request.app
     svc = app.state.tiles if hasattr(app.state, "tiles") else tile_service(app)
-    specs = _specs(svc, layers)
+    specs = tile_layers(request, _specs(svc, layers))  # only what the caller may see
     headers = request.headers
     encoding = choose_encoding(header_values(headers, "accept-encoding"))
     inm = header_values(headers, "if-none-match")
@@ -123,7 +124,7 @@ async def vector_tile(
 @router.get("/tiles/{layers}/tilejson.json", summary="TileJSON 3.0.0 of one or several layers")
 async def tilejson_endpoint(request: Request, layers: str, base: BaseUrlDep) -> JSONResponse:
     svc = tile_service(request.app)
-    specs = _specs(svc, layers)
+    specs = tile_layers(request, _specs(svc, layers))
 
     def work() -> dict:
         return svc.extents(specs, svc.versions.get())
@@ -141,7 +142,28 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     box = union_extent(extents)
     center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
     ortho = await run_in_threadpool(_ortho_extent, request.app.state.settings)
-    return JSONResponse(twin_style(base, center=center, zoom=14, bounds=box, ortho=ortho))
+    style = twin_style(base, center=center, zoom=14, bounds=box, ortho=ortho)
+    return JSONResponse(restrict_style(style, set(readable_layers(request, LAYERS))),
+                        headers={"Vary": "Authorization"})
+
+
+def restrict_style(style: dict, allowed: set[str]) -> dict:
+    """The style with only the layers the caller may read: style layers drawing other layers
+    are dropped, and each vector source's TileJSON URL names only allowed layers."""
+    sources: dict = {}
+    for name, src in style["sources"].items():
+        url = src.get("url", "")
+        if src.get("type") == "vector" and "/tiles/" in url:
+            head, _, tail = url.partition("/tiles/")
+            ids, _, rest = tail.partition("/")
+            keep = [i for i in ids.split(",") if i in allowed]
+            if not keep:
+                continue
+            src = {**src, "url": f"{head}/tiles/{','.join(keep)}/{rest}"}
+        sources[name] = src
+    layers = [lyr for lyr in style["layers"] if ("source" not in lyr or lyr["source"] in sources)
+              and ("source-layer" not in lyr or lyr["source-layer"] in allowed)]
+    return {**style, "sources": sources, "layers": layers}
 
 
 def _ortho_extent(settings) -> dict | None:  # noqa: ANN001 - TwinSettings

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from gis_api.deps import BaseUrlDep, SettingsDep, StoreDep
 from gis_api.negotiation import etag_matches, header_values
 from gis_api.routers.raster import CatalogDep, cache_control, render_cached, tile_cache
+from gis_api.security import readable_layers
 from tiles.raster import RasterCatalog, TileOutsideBounds, TileParams, catalog_for
 from tiles.wmts import (
     MVT,
@@ -27,6 +28,7 @@ from tiles.wmts import (
     raster_layers,
     vector_layers,
 )
+from twin.catalog import LAYERS
 from twin.errors import TwinError
 from twin.store import SpatialStore
 
@@ -35,13 +37,16 @@ router = APIRouter(tags=["WMTS"])
 XML = "application/xml"
 
 
-def _layers(catalog: RasterCatalog, store: SpatialStore, base: str) -> list[WmtsLayer]:
-    return raster_layers(catalog, base) + vector_layers(store, base)
+def _layers(catalog: RasterCatalog, store: SpatialStore, base: str,
+            readable: set[str] | None = None) -> list[WmtsLayer]:
+    """Raster datasets, and the vector layers the caller may read."""
+    vectors = [v for v in vector_layers(store, base) if readable is None or v.identifier in readable]
+    return raster_layers(catalog, base) + vectors
 
 
-def _capabilities(catalog: RasterCatalog, store: SpatialStore, base: str) -> Response:
-    return Response(capabilities_xml(base, _layers(catalog, store, base)), media_type=XML,
-                    headers={"Cache-Control": "public, max-age=60"})
+def _capabilities(catalog: RasterCatalog, store: SpatialStore, base: str, readable: set[str]) -> Response:
+    return Response(capabilities_xml(base, _layers(catalog, store, base, readable)), media_type=XML,
+                    headers={"Cache-Control": "public, max-age=60", "Vary": "Authorization"})
 
 
 def _ows_error(exc: OwsException) -> Response:
@@ -50,8 +55,8 @@ def _ows_error(exc: OwsException) -> Response:
 
 @router.get("/wmts/1.0.0/WMTSCapabilities.xml", summary="WMTS capabilities (RESTful)",
             response_class=Response, responses={200: {"content": {XML: {}}}})
-def capabilities(catalog: CatalogDep, store: StoreDep, base: BaseUrlDep) -> Response:
-    return _capabilities(catalog, store, base)
+def capabilities(request: Request, catalog: CatalogDep, store: StoreDep, base: BaseUrlDep) -> Response:
+    return _capabilities(catalog, store, base, set(readable_layers(request, LAYERS)))
 
 
 @router.get("/wmts", summary="WMTS KVP: GetCapabilities, GetTile", response_class=Response,
@@ -63,9 +68,10 @@ async def kvp(request: Request, settings: SettingsDep, store: StoreDep, base: Ba
     query = dict(request.query_params)
     try:
         op = kvp_request(query)
+        readable = set(readable_layers(request, LAYERS))
         if op == "GetCapabilities":
-            return await run_in_threadpool(_capabilities, catalog, store, base)
-        layers = await run_in_threadpool(_layers, catalog, store, base)
+            return await run_in_threadpool(_capabilities, catalog, store, base, readable)
+        layers = await run_in_threadpool(_layers, catalog, store, base, readable)
         tile = parse_get_tile(query, {layer.identifier: layer for layer in layers})
         if tile.media_type == MVT:
             # vector tiles are served by /tiles; send the client there

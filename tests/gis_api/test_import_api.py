@@ -36,18 +36,22 @@ def test_upload_loads_features_and_reports(client, empty_store):
     assert client.get("/collections/buildings/items").json()["numberMatched"] == 12
 
 
-def test_upload_needs_the_bearer_token(client, empty_store):
-    assert _post(client, _geojson(2), token=None).status_code == 401
+def test_upload_needs_a_token_that_may_write(empty_store, client_for):
+    # the product's default: anonymous callers are `public`, who may not write
+    client = client_for(empty_store, admin_token=TOKEN, anonymous_role="public")
+    r = _post(client, _geojson(2), token=None)
+    assert r.status_code == 401 and "log in" in r.json()["message"]
     r = _post(client, _geojson(2), token="wrong")
-    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    assert r.status_code == 401 and r.json()["code"] == "token_invalid"
     assert empty_store.summary("buildings").count == 0
 
 
-def test_uploads_are_refused_when_no_token_is_configured(empty_store, client_for):
-    c = client_for(empty_store)
+def test_a_made_up_token_is_refused_when_no_admin_token_is_configured(empty_store, client_for):
+    c = client_for(empty_store, anonymous_role="public")
     r = c.post("/collections/buildings/import", params={"filename": "b.geojson"}, content=_geojson(1),
                headers={"Authorization": "Bearer anything"})
-    assert r.status_code == 401 and "TWIN_ADMIN_TOKEN" in r.json()["message"]
+    assert r.status_code == 401 and r.json()["code"] == "token_invalid"
+    assert empty_store.summary("buildings").count == 0
 
 
 def test_truncated_upload_is_refused_and_layer_unchanged(client, empty_store):

@@ -14,7 +14,8 @@ from twin.settings import TwinSettings
 @pytest.fixture
 def sec_settings(store, tmp_path) -> TwinSettings:
     return TwinSettings(home=tmp_path, database_url=store.engine.url.render_as_string(hide_password=False),
-                        admin_token=ADMIN_TOKEN, secret_key="k" * 40, login_max_failures=3, login_lockout_s=60)
+                        admin_token=ADMIN_TOKEN, secret_key="k" * 40, login_max_failures=3, login_lockout_s=60,
+                        anonymous_role="public")
 
 
 @pytest.fixture
