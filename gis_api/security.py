@@ -143,6 +143,20 @@ def tile_layers(request: Request, specs: Iterable[LayerSpec]) -> tuple[LayerSpec
     return keep
 
 
+def content_layers(request: Request, names: Iterable[str], carried: dict[str, Iterable[str]],
+                   always: Iterable[str] = ()) -> tuple[str, ...]:
+    """As :func:`tile_layers` for other content (3D scenes, …): ``carried`` says which fields each
+    layer's content holds; names in ``always`` (e.g. terrain) are not layers and always pass."""
+    names = tuple(names)
+    pol, who = policy(request), principal(request)
+    free = set(always)
+    keep = tuple(n for n in names if n in free or (
+        pol.can(who.roles, n, "read") and not (pol.hidden(who.roles, n) & set(carried.get(n, ())))))
+    if names and not [n for n in keep if n not in free] and [n for n in names if n not in free]:
+        _deny(request, who, ",".join(n for n in names if n not in free), "read")
+    return keep
+
+
 def refuse_hidden(names: Iterable[str], hidden: frozenset[str], layer: str, what: str) -> None:
     """A hidden field named in a request is answered as if it did not exist."""
     bad = sorted(set(names) & hidden)

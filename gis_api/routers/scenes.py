@@ -15,6 +15,9 @@ from starlette.responses import Response
 
 from gis_api.deps import BBoxDep
 from gis_api.responses import JSONResponse
+from gis_api.security import content_layers
+from scenes.layers import READ_COLUMNS
+from scenes.scene import parse_scene_layers
 from scenes.service import SceneService
 from twin.errors import InvalidParameter
 
@@ -58,7 +61,8 @@ async def scene_glb(
     if bbox is None:
         raise InvalidParameter("bbox is required: minlon,minlat,maxlon,maxlat")
     svc = scene_service(request.app)
-    scene = await run_in_threadpool(svc.scene, bbox, layers, texture)
+    names = content_layers(request, parse_scene_layers(layers), READ_COLUMNS, always=("terrain",))
+    scene = await run_in_threadpool(svc.scene, bbox, names, texture)
     return Response(scene.glb, media_type=GLB_MEDIA_TYPE,
                     headers={"cache-control": "no-cache",
                              "content-disposition": 'inline; filename="scene.glb"'})
@@ -67,7 +71,7 @@ async def scene_glb(
 @router.get("/scenes/tileset.json", summary="3D Tiles 1.1 tileset of the whole twin (GLB content, ADD refinement)")
 async def tileset(request: Request, layers: LayersQuery = None) -> Response:
     svc = scene_service(request.app)
-    names = svc.tileset_layers(layers)
+    names = content_layers(request, svc.tileset_layers(layers), READ_COLUMNS)
     q = quote(",".join(names), safe=",")
     doc = await run_in_threadpool(svc.tileset, names, f"tiles/{{z}}/{{x}}/{{y}}.glb?layers={q}&v={{v}}")
     etag = f'"{doc["asset"]["extras"]["twin"]["version"]}"'
@@ -92,7 +96,7 @@ async def tile_content(
     v: Annotated[str | None, Query(description="Tileset version (cache buster set by tileset.json)")] = None,
 ) -> Response:
     svc = scene_service(request.app)
-    names = svc.tileset_layers(layers)
+    names = content_layers(request, svc.tileset_layers(layers), READ_COLUMNS)
     data, etag = await run_in_threadpool(svc.content, names, z, x, y)
     if request.headers.get("if-none-match", "").strip('"') == etag:
         return Response(status_code=304, headers={"etag": f'"{etag}"'})

@@ -129,3 +129,17 @@ def test_imports_need_write_permission_and_denials_are_audited(public_client, to
     assert r.status_code == 403 and r.json()["detail"]["permission"] == "write"
     _, recs = audit.query(town_store, action="deny.write")
     assert any(rec["principal"] == "user:roles-test-field" for rec in recs)
+
+
+def test_scenes_leave_out_what_the_role_may_not_read(public_client, town_store):
+    c = public_client
+    minx, miny, maxx, maxy = town_store.summary("pipelines").extent
+    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
+    bbox = f"{cx - 0.003},{cy - 0.003},{cx + 0.003},{cy + 0.003}"
+    url = f"/scenes/scene.glb?bbox={bbox}&layers=buildings,pipelines"
+    anon, op = c.get(url), c.get(url, headers=c.tokens["operator"])
+    assert anon.status_code == op.status_code == 200
+    assert b"pipelines" in op.content and b"pipelines" not in anon.content  # property tables are named per layer
+    assert c.get(f"/scenes/scene.glb?bbox={bbox}&layers=pipelines").status_code == 401
+    assert c.get("/scenes/tileset.json?layers=pipelines").status_code == 401
+    assert c.get("/scenes/tileset.json?layers=buildings,pipelines").status_code == 200
