@@ -24,8 +24,56 @@
     ["group.events", ["events"]],
   ];
 
+  // --- log-in: a bearer token from /auth/token, sent with every request to this server ---
+  const TOKEN_KEY = "twin.token";
+  const token = () => sessionStorage.getItem(TOKEN_KEY);
+  const sameOrigin = (url) => new URL(url, window.location.href).origin === window.location.origin;
+  function authHeaders(url) {
+    return token() && sameOrigin(url) ? { Authorization: "Bearer " + token() } : {};
+  }
+  async function api(url, init = {}) {
+    const r = await fetch(url, { ...init, headers: { ...(init.headers || {}), ...authHeaders(url) } });
+    if (r.status === 401 && token()) {  // expired or revoked: back to guest
+      sessionStorage.removeItem(TOKEN_KEY);
+      window.location.reload();
+    }
+    return r;
+  }
+  window.twinViewer.api = api;
+
+  async function showAccount() {
+    const who = document.getElementById("who");
+    const me = await (await api(base + "/auth/me")).json().catch(() => ({ subject: "anonymous" }));
+    const loggedIn = me.subject && me.subject !== "anonymous";
+    who.textContent = loggedIn ? me.subject.replace(/^user:/, "") + " · " + (me.roles || []).join(", ") : I.t("auth.anonymous");
+    document.getElementById("login-open").hidden = loggedIn;
+    document.getElementById("logout").hidden = !loggedIn;
+  }
+
+  function wireLogin() {
+    const form = document.getElementById("login-form");
+    document.getElementById("login-open").addEventListener("click", () => { form.hidden = !form.hidden; });
+    document.getElementById("logout").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      window.location.reload();
+    });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const body = new URLSearchParams({ grant_type: "password", username: document.getElementById("login-user").value,
+                                         password: document.getElementById("login-pass").value });
+      const r = await fetch(base + "/auth/token", { method: "POST", body });
+      if (!r.ok) {
+        document.getElementById("login-error").textContent = I.t(r.status === 423 ? "auth.locked" : "auth.failed");
+        return;
+      }
+      sessionStorage.setItem(TOKEN_KEY, (await r.json()).access_token);
+      window.location.reload();  // the style, layers and statistics the new roles may see
+    });
+  }
+
   function translateStatic() {
     document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = I.t(el.dataset.i18n); });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = I.t(el.dataset.i18nPlaceholder); });
     document.title = I.t("app.title") + " — twin";
   }
 
@@ -42,7 +90,9 @@
   async function start() {
     translateStatic();
     setStatus(I.t("status.loading"));
-    const style = await (await fetch(base + "/styles/twin.json")).json();
+    wireLogin();
+    showAccount();
+    const style = await (await api(base + "/styles/twin.json")).json();
     const hasHash = /^#\d/.test(window.location.hash);
     const view = hasHash ? {} : initialView(style);
     const map = new maplibregl.Map({
@@ -53,6 +103,7 @@
       pitch: 0,
       maxPitch: 75,
       localIdeographFontFamily: false, // every glyph from the twin's own /fonts (no CDN, same on every screen)
+      transformRequest: (url) => ({ url, headers: authHeaders(url) }),
       ...view,
     });
     window.twinMap = map;
@@ -110,7 +161,7 @@
     list.innerHTML = "";
     const counts = {};
     try {
-      const doc = await (await fetch(base + "/collections")).json();
+      const doc = await (await api(base + "/collections")).json();
       for (const c of doc.collections) counts[c.id] = c.numberOfFeatures;
     } catch (err) { /* the map still works without the catalogue */ }
     const byKey = styleLayersByKey(map);
@@ -149,7 +200,7 @@
   }
 
   async function countOf(layer, query) {
-    const r = await fetch(`${base}/collections/${layer}/items?limit=1&${query}`);
+    const r = await api(`${base}/collections/${layer}/items?limit=1&${query}`);
     if (!r.ok) return null;
     return (await r.json()).numberMatched;
   }
@@ -201,7 +252,7 @@
     let props = feature.properties;
     if (layer && feature.id !== undefined) {
       try {
-        const r = await fetch(`${base}/collections/${layer}/items/${feature.id}`);
+        const r = await api(`${base}/collections/${layer}/items/${feature.id}`);
         if (r.ok) props = (await r.json()).properties;
       } catch (err) { /* fall back to the tile's attributes */ }
     }

@@ -165,3 +165,61 @@ def test_clicking_a_building_shows_its_card(browser, live_url, town_store, tmp_p
         assert v.problems == [], v.problems
     finally:
         v.close()
+
+
+@pytest.fixture(scope="module")
+def public_url(town_store, town_settings):
+    """The viewer as shipped: anonymous callers are `public` (no pipelines); a demo login."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from gis_api.app import create_app
+    from twin.security.accounts import Accounts
+    from twin.settings import TwinSettings
+
+    settings = TwinSettings(**{**town_settings.model_dump(), "anonymous_role": "public", "secret_key": "v" * 40})
+    try:
+        Accounts(town_store, settings).create_user("viewer-operator", "Viewer-Operator-2026", ["operator"])
+    except Exception:  # noqa: BLE001 - exists from an earlier module run
+        pass
+    from conftest import _free_port
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=town_store), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_guest_sees_public_layers_and_a_login_shows_the_rest(browser, public_url, tmp_path):
+    v = Visit(browser, public_url + "/")
+    try:
+        assert v.problems == [], v.problems  # no 401 for layers a guest may not see: the style leaves them out
+        layers = v.eval("[...document.querySelectorAll('#layer-list input')].map(i => i.dataset.layer)")
+        assert "buildings" in layers and "pipelines" not in layers
+        assert "访客" in v.page.text_content("#who")
+        v.page.click("#login-open")
+        v.page.fill("#login-user", "viewer-operator")
+        v.page.fill("#login-pass", "wrong-Password-1")
+        v.page.click("#login-form button[type=submit]")
+        v.page.wait_for_selector("#login-error:not(:empty)", timeout=10_000)
+        assert "错误" in v.page.text_content("#login-error")
+        v.page.fill("#login-pass", "Viewer-Operator-2026")
+        v.page.click("#login-form button[type=submit]")
+        v.page.wait_for_load_state("load")
+        wait_for(v.page, "window.twinViewer !== undefined && document.querySelector('#layer-list input') !== null", 30)
+        wait_for(v.page, "document.querySelector('#layer-list input[data-layer=\"pipelines\"]') !== null", 30)
+        assert "viewer-operator" in v.page.text_content("#who")
+        v.settle()
+        v.page.screenshot(path=str(_shots(tmp_path) / "viewer-logged-in.png"))
+        assert [p for p in v.problems if "wrong" not in p and "401" not in p] == [], v.problems
+    finally:
+        v.close()
