@@ -342,7 +342,7 @@ class RequestNonce(Base):
 
 
 class AuditRecord(Base):
-    """Append-only audit log: database triggers refuse UPDATE and DELETE (migration 0007)."""
+    """Append-only audit log: database triggers refuse UPDATE and DELETE (migration 0004)."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

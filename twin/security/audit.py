@@ -1,6 +1,6 @@
 """The audit log: who did what to what, when, from where, and how it ended.
 
-Rows are only ever inserted (database triggers refuse UPDATE and DELETE, migration 0007).
+Rows are only ever inserted (database triggers refuse UPDATE and DELETE, migration 0004).
 Recorded: every write, login success and failure, denied request, exchange call and admin
 action. The CSV export neutralises cells that a spreadsheet would run as a formula
 (CWE-1236): a cell starting with ``= + - @`` or a tab/CR gets a leading apostrophe.

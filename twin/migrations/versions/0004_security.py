@@ -4,14 +4,14 @@ The audit log is append-only: triggers refuse UPDATE and DELETE on both backends
 role that serves requests cannot rewrite history (a superuser could drop the trigger; the
 operations guide says to serve with a non-owner role on PostgreSQL).
 
-Revision ID: 0007
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
