@@ -26,6 +26,8 @@ STATUS: dict[type[E.TwinError], int] = {
     E.UnsupportedFormat: 415,
     E.StoreUnavailable: 503,
     E.Unauthorized: 401,
+    E.Conflict: 409,
+    E.Unprocessable: 422,
 }
 
 

@@ -72,3 +72,15 @@ class Unauthorized(TwinError):
     """The caller is not identified (no or wrong credentials)."""
 
     code = "unauthorized"
+
+
+class Conflict(TwinError):
+    """The request clashes with the current state of the data (e.g. an illegal status step)."""
+
+    code = "conflict"
+
+
+class Unprocessable(TwinError):
+    """The request is well formed but cannot be carried out as asked (e.g. a required note is missing)."""
+
+    code = "unprocessable"
