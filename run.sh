@@ -66,6 +66,11 @@ setup_browser() {
   export TWIN_TEST_CHROMIUM="${TWIN_TEST_CHROMIUM:-$(command -v chromium)}"
 }
 
+setup_video() {
+  # Debian's ffmpeg: `twin demo` publishes a synthetic HLS camera stream with it; tests run it and ffprobe.
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_install ffmpeg
+}
+
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
 
 setup_postgis() {
@@ -112,6 +117,7 @@ case "$cmd" in
     setup_spatialite
     setup_python
     setup_viewer
+    setup_video
     exec "$VENV/bin/twin" demo "$@"
     ;;
   test)
@@ -119,6 +125,7 @@ case "$cmd" in
     setup_python
     setup_viewer
     setup_browser
+    setup_video
     setup_postgis
     setup_redis
     log "static checks (ruff, mypy on the core)"
