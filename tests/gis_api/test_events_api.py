@@ -1,5 +1,7 @@
 """The closed loop over HTTP: legal steps accepted and kept, illegal ones refused with JSON, both backends."""
 
+from datetime import datetime
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -127,3 +129,15 @@ def test_any_sequence_of_requests_accepts_exactly_the_legal_steps(store, client,
     h = client.get(f"/events/{eid}/history").json()
     assert h["status"] == status
     assert [(s["from"], s["to"]) for s in h["history"]] == accepted
+
+
+def test_sample_events_come_with_the_steps_that_led_to_their_status(town_client, town_store):
+    from twin.store import FeatureQuery
+
+    page = town_store.query(FeatureQuery("events", limit=30))
+    for fid, props in zip(page.ids, page.properties, strict=True):
+        h = town_client.get(f"/events/{fid}/history").json()
+        path = [s["to"] for s in h["history"]]
+        assert path == list(events_loop.STATUSES[: events_loop.STATUSES.index(props["status"]) + 1])
+        times = [datetime.fromisoformat(s["at"]) for s in h["history"]]
+        assert times == sorted(times)
