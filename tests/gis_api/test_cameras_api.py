@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyproj import Geod
 from shapely.geometry import Point, shape
 
@@ -137,3 +139,30 @@ def test_every_sample_camera_covers_a_point_on_its_heading(town_client, town_sto
         lon, lat = _offset(geom.x, geom.y, props["heading_deg"], props["range_m"] / 2)
         body = town_client.get(f"/cameras/covering?point={lon},{lat}").json()
         assert fid in [f["id"] for f in body["features"]]
+
+
+@pytest.fixture
+def plain_client(store, client_for):
+    return client_for(store)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(point=st.text(max_size=30), height=st.one_of(st.floats(), st.text(max_size=5)),
+       occlusion=st.sampled_from(["true", "false", "1", "x"]))
+def test_any_query_answers_200_or_a_json_400(plain_client, point, height, occlusion):
+    c = plain_client
+    r = c.get("/cameras/covering", params={"point": point, "target_height_m": str(height), "occlusion": occlusion})
+    assert r.status_code in (200, 400), r.text
+    if r.status_code == 400:
+        assert set(r.json()) == {"code", "message", "detail"}
+
+
+def test_the_openapi_document_describes_the_camera_and_event_routes(store, client_for):
+    paths = client_for(store).get("/api/openapi.json").json()["paths"]
+    for p in ("/cameras/covering", "/cameras/cones", "/cameras/{camera}/cone", "/cameras/{camera}/streams",
+              "/video/{stream}/{file}", "/events", "/events/{event_id}/transitions", "/events/{event_id}/history"):
+        assert p in paths, p
+    params = {x["name"] for x in paths["/cameras/covering"]["get"]["parameters"]}
+    assert {"point", "occlusion", "target_height_m", "status"} <= params
+    body = paths["/events/{event_id}/transitions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("TransitionRequest")
