@@ -13,11 +13,19 @@ from typing import Any
 from urllib.parse import urljoin
 
 import shapely
-from shapely.geometry import Point, mapping
+from shapely.geometry import LineString, Point, mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 
-from layers.viewshed import LocalFrame, Obstacle, ViewCone, line_of_sight, occluders, visible_area
+from layers.viewshed import (
+    LocalFrame,
+    Obstacle,
+    ObstacleIndex,
+    ViewCone,
+    line_of_sight,
+    occluders,
+    visible_area,
+)
 from twin.errors import FeatureNotFound, InvalidParameter, LimitExceeded
 from twin.params import BBox
 from twin.schema import Camera
@@ -87,7 +95,7 @@ def _check_target_height(target_height_m: float) -> None:
 
 def cone_feature(cam: CameraRecord, settings: TwinSettings, store: SpatialStore | None = None, *,
                  occlusion: bool = False, target_height_m: float = 0.0,
-                 obstacles: list[Obstacle] | None = None, frame: LocalFrame | None = None,
+                 obstacles: ObstacleIndex | None = None, frame: LocalFrame | None = None,
                  base_url: str | None = None) -> dict[str, Any]:
     """The camera's view cone as a GeoJSON Feature (Polygon, CRS84).
 
@@ -102,8 +110,10 @@ def cone_feature(cam: CameraRecord, settings: TwinSettings, store: SpatialStore 
         if obstacles is None:
             if store is None:
                 raise ValueError("occlusion needs the store or the obstacles")
-            obstacles = _obstacles(store, _around(cam.lon, cam.lat, cone.range_m * 1.02), frame, settings)
-        geom = visible_area(cone, cam.eye_height(settings), target_height_m, occluders(cone.x, cone.y, obstacles))
+            obstacles = ObstacleIndex(
+                _obstacles(store, _around(cam.lon, cam.lat, cone.range_m * 1.02), frame, settings))
+        near = obstacles.near(geom)
+        geom = visible_area(cone, cam.eye_height(settings), target_height_m, occluders(cone.x, cone.y, near))
     props = {
         "camera_id": cam.id,
         **{k: cam.props.get(k) for k in ("code", "name", "heading_deg", "fov_deg", "range_m",
@@ -141,7 +151,7 @@ def cones(store: SpatialStore, settings: TwinSettings, bbox: BBox | None, limit:
             boxes = [_around(c.lon, c.lat, reach) for c in cams]
             union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                      max(b[3] for b in boxes))
-            obstacles = _obstacles(store, union, frame, settings)
+            obstacles = ObstacleIndex(_obstacles(store, union, frame, settings))
         feats = [cone_feature(c, settings, occlusion=occlusion, target_height_m=target_height_m,
                               obstacles=obstacles, frame=frame, base_url=base_url) for c in cams]
     return {"type": "FeatureCollection", "numberMatched": page.number_matched,
@@ -180,16 +190,17 @@ def covering(store: SpatialStore, settings: TwinSettings, lon: float, lat: float
             cone = cam.cone(frame)
             if cone.contains(target.x, target.y):
                 hits.append((cam, cone))
-        obstacles: list[Obstacle] = []
+        index = ObstacleIndex([])
         if occlusion and hits:
             far = max(math.hypot(target.x - c.x, target.y - c.y) for _, c in hits)
-            obstacles = _obstacles(store, _around(lon, lat, far * 1.02 + 1), frame, settings)
+            index = ObstacleIndex(_obstacles(store, _around(lon, lat, far * 1.02 + 1), frame, settings))
         for cam, cone in hits:
             dist = math.hypot(target.x - cone.x, target.y - cone.y)
-            if occlusion and not line_of_sight((cone.x, cone.y, cam.eye_height(settings)),
-                                               (target.x, target.y, target_height_m),
-                                               occluders(cone.x, cone.y, obstacles)):
-                continue
+            if occlusion:
+                near = index.near(LineString([(cone.x, cone.y), (target.x, target.y)]))
+                if not line_of_sight((cone.x, cone.y, cam.eye_height(settings)),
+                                     (target.x, target.y, target_height_m), occluders(cone.x, cone.y, near)):
+                    continue
             bearing = math.degrees(math.atan2(target.x - cone.x, target.y - cone.y)) % 360.0
             found.append((dist, {
                 "type": "Feature", "id": cam.id,

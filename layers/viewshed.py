@@ -26,7 +26,6 @@ from functools import lru_cache
 import numpy as np
 import shapely
 from pyproj import Transformer
-from shapely import affinity
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -163,28 +162,35 @@ def shadow(eye: tuple[float, float, float], target_height_m: float, ob: Obstacle
     Exact for an eye above the target (see the module docstring); an obstacle no taller than
     the target hides nothing.
     """
+    parts = shadow_parts(eye, target_height_m, ob, reach_m)
+    return shapely.union_all(parts) if len(parts) else Polygon()
+
+
+def shadow_parts(eye: tuple[float, float, float], target_height_m: float, ob: Obstacle,
+                 reach_m: float) -> np.ndarray:
+    """The pieces whose union is :func:`shadow`: one quadrilateral per wall edge, and the footprint."""
     ex, ey, ez = eye
     ht, H = target_height_m, ob.height_m
     if H <= ht or ez <= ht:
-        return Polygon()
-    quads: list[Polygon] = []
+        return np.array([], dtype=object)
     rings = _rings(ob.footprint)
-    for ring in rings:
-        xy = ring - (ex, ey)
-        for p, q in zip(xy[:-1], xy[1:], strict=True):
-            near = _segment_distance(p, q)
-            if near <= 1e-6:  # edge passes through the camera: it is mounted on this wall
-                continue
-            far = (reach_m * 1.01) / near
-            k = (ez - ht) / (ez - H) if H < ez else far
-            k = min(k, far)
-            if k <= 1.0:
-                continue
-            quad = Polygon([tuple(p), tuple(q), tuple(q * k), tuple(p * k)])
-            if quad.area > 0:
-                quads.append(quad)
-    hidden = shapely.union_all(shapely.make_valid(np.array(quads, dtype=object)))
-    return shapely.union(affinity.translate(hidden, ex, ey), ob.footprint)
+    if not rings:
+        return np.array([ob.footprint], dtype=object)
+    p = np.concatenate([r[:-1] for r in rings]) - (ex, ey)
+    q = np.concatenate([r[1:] for r in rings]) - (ex, ey)
+    d = q - p
+    den = np.einsum("ij,ij->i", d, d)
+    t = np.clip(np.divide(-np.einsum("ij,ij->i", p, d), den, out=np.zeros_like(den), where=den > 0), 0.0, 1.0)
+    near = np.hypot(*(p + t[:, None] * d).T)  # distance from the eye to each edge
+    keep = near > 1e-6  # an edge through the eye: the camera is mounted on that wall
+    far = np.divide(reach_m * 1.01, near, out=np.zeros_like(near), where=keep)
+    k = np.minimum((ez - ht) / (ez - H), far) if H < ez else far
+    keep &= k > 1.0
+    p, q, k = p[keep], q[keep], k[keep][:, None]
+    quads = np.stack([p, q, q * k, p * k, p], axis=1) + (ex, ey)
+    polys = shapely.polygons(quads)
+    polys = polys[shapely.area(polys) > 0]
+    return np.concatenate([shapely.make_valid(polys), np.array([ob.footprint], dtype=object)])
 
 
 def _rings(geom: BaseGeometry) -> list[np.ndarray]:
@@ -197,14 +203,6 @@ def _rings(geom: BaseGeometry) -> list[np.ndarray]:
     return out
 
 
-def _segment_distance(p: np.ndarray, q: np.ndarray) -> float:
-    """Distance from the origin to the segment ``p``–``q``."""
-    d = q - p
-    den = float(d @ d)
-    t = 0.0 if den == 0 else min(1.0, max(0.0, -float(p @ d) / den))
-    return float(np.hypot(*(p + t * d)))
-
-
 def visible_area(cone: ViewCone, eye_height_m: float, target_height_m: float,
                  obstacles: Iterable[Obstacle]) -> BaseGeometry:
     """The cone minus what the obstacles hide.
@@ -212,14 +210,25 @@ def visible_area(cone: ViewCone, eye_height_m: float, target_height_m: float,
     Pass the obstacles through :func:`occluders` first, as for :func:`line_of_sight`.
     """
     poly = cone.polygon()
-    hidden = [
-        shadow((cone.x, cone.y, eye_height_m), target_height_m, ob, cone.range_m)
-        for ob in obstacles
-        if ob.footprint.intersects(poly)
-    ]
-    if not hidden:
+    eye = (cone.x, cone.y, eye_height_m)
+    parts = [shadow_parts(eye, target_height_m, ob, cone.range_m) for ob in obstacles
+             if ob.footprint.intersects(poly)]
+    hidden = np.concatenate(parts) if parts else np.array([], dtype=object)
+    if len(hidden) == 0:
         return poly
-    return poly.difference(shapely.union_all(np.array(hidden, dtype=object)))
+    return poly.difference(shapely.union_all(hidden))
+
+
+class ObstacleIndex:
+    """Obstacles in an STRtree, for many cones over one set of buildings."""
+
+    def __init__(self, obstacles: Sequence[Obstacle]):
+        self.obstacles = list(obstacles)
+        self._tree = shapely.STRtree([o.footprint for o in self.obstacles])
+
+    def near(self, geom: BaseGeometry) -> list[Obstacle]:
+        """The obstacles whose footprint intersects ``geom``."""
+        return [self.obstacles[i] for i in self._tree.query(geom, predicate="intersects")]
 
 
 #: a camera this close to a footprint (metres) is taken to be mounted on that building
@@ -234,6 +243,6 @@ def occluders(apex_x: float, apex_y: float, obstacles: Iterable[Obstacle]) -> li
 
 
 __all__ = [
-    "ARC_STEP_DEG", "LocalFrame", "Obstacle", "ViewCone", "angle_off_heading", "bearing_deg",
-    "line_of_sight", "occluders", "shadow", "visible_area",
+    "ARC_STEP_DEG", "LocalFrame", "Obstacle", "ObstacleIndex", "ViewCone", "angle_off_heading", "bearing_deg",
+    "line_of_sight", "occluders", "shadow", "shadow_parts", "visible_area",
 ]
