@@ -166,3 +166,34 @@ def test_the_openapi_document_describes_the_camera_and_event_routes(store, clien
     assert {"point", "occlusion", "target_height_m", "status"} <= params
     body = paths["/events/{event_id}/transitions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["$ref"].endswith("TransitionRequest")
+
+
+def test_covering_agrees_with_geodesic_distance_and_azimuth_on_the_sample_town(town_client, town_store):
+    """An independent oracle (pyproj's geodesics on the ellipsoid) for random points across the town."""
+    import numpy as np
+
+    from twin.store import FeatureQuery
+
+    cams = town_store.query(FeatureQuery("cameras", limit=10_000))
+    minx, miny, maxx, maxy = town_store.summary("cameras").extent
+    rng = np.random.default_rng(7)
+    # points near cameras (where answers are non-trivial) plus anywhere in the extent
+    near = [_offset(g.x, g.y, float(rng.uniform(0, 360)), float(rng.uniform(0, 160)))
+            for g in cams.geometries[rng.integers(0, len(cams.ids), 25)]]
+    anywhere = list(zip(rng.uniform(minx, maxx, 5), rng.uniform(miny, maxy, 5), strict=True))
+    checked = 0
+    for lon, lat in near + anywhere:
+        expected, borderline = set(), False
+        for fid, p, g in zip(cams.ids, cams.properties, cams.geometries, strict=True):
+            az, _, dist = GEOD.inv(g.x, g.y, lon, lat)
+            off = abs((az - p["heading_deg"] + 180) % 360 - 180)
+            if abs(dist - p["range_m"]) < 0.05 or (p["fov_deg"] < 360 and abs(off - p["fov_deg"] / 2) < 0.01):
+                borderline = True
+            if dist <= p["range_m"] and (p["fov_deg"] >= 360 or off <= p["fov_deg"] / 2):
+                expected.add(fid)
+        if borderline:
+            continue
+        got = {f["id"] for f in town_client.get(f"/cameras/covering?point={lon},{lat}").json()["features"]}
+        assert got == expected, (lon, lat)
+        checked += 1
+    assert checked >= 25
