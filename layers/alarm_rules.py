@@ -116,13 +116,16 @@ def load_rules(path: Path | None = None) -> AlarmRules:
     except (OSError, ValueError) as exc:
         raise InvalidParameter(f"cannot read alarm rules {path}: {exc}") from None
     try:
-        kinds = {name: _kind(name, spec) for name, spec in doc["kinds"].items()}
-    except (KeyError, TypeError, ValueError, StopIteration) as exc:
+        kinds = {str(name): _kind(str(name), spec) for name, spec in doc["kinds"].items()}
+        sources = {str(k): str(v) for k, v in doc.get("sources", {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise InvalidParameter(f"alarm rules {path} are malformed: {exc!r}") from None
-    return AlarmRules(kinds=kinds, sources=dict(doc.get("sources", {})))
+    return AlarmRules(kinds=kinds, sources=sources)
 
 
 def _kind(name: str, spec: dict[str, Any]) -> KindRules:
+    if not isinstance(spec.get("category"), str) or not isinstance(spec.get("title_zh"), str):
+        raise ValueError(f"{name}: 'category' and 'title_zh' must be strings")
     metrics = spec["metrics"]
     if metrics == "device_thresholds":
         return KindRules(name, spec["category"], spec["title_zh"], {}, device_thresholds=True)

@@ -179,3 +179,30 @@ def test_a_rules_file_from_the_setting_replaces_the_packaged_one(tmp_path, town)
                    '"levels": [{"level": 1, "name": "a"}, {"level": 2, "above": 1, "name": "b"}]}}}}}')
     with pytest.raises(InvalidParameter, match="alarm_level 9"):
         load_rules(bad)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=st.one_of(json_values, st.fixed_dictionaries({"kinds": st.dictionaries(
+    st.sampled_from(["dust", "gas"]), st.fixed_dictionaries(
+        {"category": json_values, "title_zh": json_values, "metrics": st.one_of(
+            st.just("device_thresholds"), st.dictionaries(st.just("pm10"), json_values, max_size=1))}),
+    max_size=2)})))
+def test_a_malformed_rules_file_is_refused_with_a_message(tmp_path_factory, doc):
+    path = tmp_path_factory.mktemp("rules") / "rules.json"
+    path.write_text(json.dumps(doc))
+    try:
+        rules = load_rules(path)
+    except InvalidParameter as exc:
+        assert "alarm rules" in exc.message
+    else:
+        for kind in rules.kinds.values():  # what loads is usable
+            assert isinstance(kind.category, str) and isinstance(kind.title_zh, str)
+            for rule in kind.metrics.values():
+                rule.grade(100.0)
