@@ -98,6 +98,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # ~11 s alone, ~25 s beside other tests (builds a town, starts ffmpeg)
 def test_twin_demo_runs_ffmpeg_as_a_child_and_stops_it_with_itself(tmp_path):
     """`twin demo` (scale 0.05) serves /video/demo/index.m3u8 from its own ffmpeg; on SIGTERM both end."""
     import socket
