@@ -206,3 +206,26 @@ def test_a_malformed_rules_file_is_refused_with_a_message(tmp_path_factory, doc)
             assert isinstance(kind.category, str) and isinstance(kind.title_zh, str)
             for rule in kind.metrics.values():
                 rule.grade(100.0)
+
+
+def test_of_concurrent_steps_on_one_event_exactly_one_is_accepted(town):
+    """Eight threads ask to verify the same event at once: one step is kept, the others get 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from layers import events_loop
+
+    with town.engine.begin() as conn:
+        eid = events_loop.open_event(conn, town, lon=120.72, lat=31.61, source="grid", category="garbage",
+                                     title="t", by="test")
+
+    def step(i):
+        try:
+            events_loop.transition(town, eid, "verified", f"worker-{i}")
+            return "ok"
+        except events_loop.IllegalTransition:
+            return "409"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(step, range(8)))
+    assert outcomes.count("ok") == 1 and outcomes.count("409") == 7
+    assert [s["to"] for s in history(town, eid)["history"]] == ["reported", "verified"]
