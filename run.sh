@@ -80,6 +80,11 @@ setup_node_tools() {
   fi
 }
 
+setup_video() {
+  # Debian's ffmpeg: `twin demo` publishes a synthetic HLS camera stream with it; tests run it and ffprobe.
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || apt_install ffmpeg
+}
+
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
 
 setup_postgis() {
@@ -126,6 +131,7 @@ case "$cmd" in
     setup_spatialite
     setup_python
     setup_viewer
+    setup_video
     exec "$VENV/bin/twin" demo "$@"
     ;;
   test)
@@ -134,6 +140,7 @@ case "$cmd" in
     setup_viewer
     setup_browser
     setup_node_tools
+    setup_video
     setup_postgis
     setup_redis
     log "static checks (ruff, mypy on the core)"

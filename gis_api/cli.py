@@ -109,8 +109,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "Warning: the demo app secret (TWIN_DEMO_APP_SECRET, default 'demo-secret') is for demos only.\n",
         flush=True,
     )
-    _serve(settings, args.host, args.port, 1)
+    stream = _start_demo_video(settings, base) if settings.demo_video and not args.no_video else None
+    try:
+        _serve(settings, args.host, args.port, 1)
+    finally:
+        if stream is not None:
+            stream.stop()
     return 0
+
+
+def _start_demo_video(settings, base: str):
+    """The synthetic HLS stream every sample camera points to (ffmpeg child process), or None."""
+    from layers.demo_video import DemoStream, VideoUnavailable
+
+    stream = DemoStream(settings.video_dir / "demo")
+    try:
+        stream.start()
+    except VideoUnavailable as exc:
+        print(f"Warning: no demo video: {exc.message}", flush=True)
+        return None
+    print(f"  demo video        {base}/video/demo/index.m3u8 (ffmpeg pid {stream.process.pid})\n", flush=True)
+    return stream
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -213,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8000)
     d.add_argument("--scale", type=float, default=1.0)
     d.add_argument("--seed", type=int, default=20261123)
+    d.add_argument("--no-video", action="store_true", help="do not start the synthetic HLS camera stream (ffmpeg)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the API on the configured store")

@@ -28,6 +28,8 @@ STATUS: dict[type[E.TwinError], int] = {
     E.Unauthorized: 401,
     E.Forbidden: 403,
     E.AccountLocked: 423,
+    E.Conflict: 409,
+    E.Unprocessable: 422,
 }
 
 

@@ -79,6 +79,15 @@ CAMERA_TAGS = {
 }
 
 
+DEMO_HLS = "/video/demo/index.m3u8"
+
+
+def _gb28181_id(k: int) -> str:
+    """A 20-digit GB/T 28181 id: centre code 32058110 (a township of Changshu, Jiangsu), industry
+    00 (public-security road cameras), type 132 (network camera), network 0, serial number k."""
+    return f"32058110001320{k:06d}"
+
+
 def make_cameras(rng, lay, ctx) -> tuple[list[dict], np.ndarray]:
     n = max(2, int(round(200 * lay.scale)))
     shares = [("intersection", 0.45), ("village_entrance", 0.25), ("river", 0.15), ("construction", 0.1),
@@ -113,7 +122,7 @@ def make_cameras(rng, lay, ctx) -> tuple[list[dict], np.ndarray]:
             elif u < 0.9:
                 proto, url = "hls", f"http://127.0.0.1:8888/cam/{code}/index.m3u8"
             else:
-                proto, url = "gb28181", f"rtsp://127.0.0.1:8554/gb28181/3205811010013200{k:04d}"
+                proto, url = "gb28181", f"rtsp://127.0.0.1:8554/gb28181/{_gb28181_id(k)}"
             ptz = rng.random() < 0.2
             rows.append({
                 "code": code, "name": f"{['路口', '村口', '河道', '工地', '园区'][[s[0] for s in shares].index(place)]}监控{k:03d}",
@@ -122,6 +131,8 @@ def make_cameras(rng, lay, ctx) -> tuple[list[dict], np.ndarray]:
                 "range_m": round(float(rng.uniform(60, 200) if ptz else rng.uniform(40, 150)), 1),
                 "mount_height_m": round(float(rng.uniform(4, 12)), 1),
                 "stream_url": url, "protocol": proto,
+                # every sample camera also plays the demo's synthetic HLS stream (`twin demo`)
+                "streams": {"hls": DEMO_HLS}, "gb28181_id": _gb28181_id(k),
                 "tags": CAMERA_TAGS[place] + (["ptz"] if ptz else []),
                 "status": str(status[j]),
             })

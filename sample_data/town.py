@@ -240,5 +240,8 @@ def build_sample_town(store, raster_dir: Path, seed: int = DEFAULT_SEED, scale: 
     with store.engine.begin() as conn:
         for layer in LAYER_ORDER:
             counts[layer] = store.write_features(layer, town.layers[layer], mode="replace", conn=conn)
+        from sample_data.event_history import write_event_history
+
+        write_event_history(conn, events.AS_OF)  # the closed-loop steps behind each event's status
     write_rasters(town, Path(raster_dir))
     return counts

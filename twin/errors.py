@@ -84,3 +84,15 @@ class AccountLocked(Unauthorized):
     """Too many failed logins: the account is locked for a while (423)."""
 
     code = "account_locked"
+
+
+class Conflict(TwinError):
+    """The request clashes with the current state of the data (e.g. an illegal status step)."""
+
+    code = "conflict"
+
+
+class Unprocessable(TwinError):
+    """The request is well formed but cannot be carried out as asked (e.g. a required note is missing)."""
+
+    code = "unprocessable"

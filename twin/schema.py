@@ -18,7 +18,20 @@ from __future__ import annotations
 import datetime as dt
 
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
@@ -230,6 +243,10 @@ class Camera(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="online", index=True)
     grid_code: Mapped[str | None] = mapped_column(String(64), index=True)
     geom = _geom("POINT")
+    # migration 0006: play URLs by protocol as the video platform / GB/T 28181 gateway exposes
+    # them ({"hls": …, "rtsp": …, "flv": …}) and the 20-digit GB/T 28181 device id.
+    streams: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    gb28181_id: Mapped[str | None] = mapped_column(String(20), index=True)
 
 
 class Event(Base):
@@ -248,6 +265,10 @@ class Event(Base):
     reported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     geom = _geom("POINT")
+    # migration 0006: alarm grade of IoT-alarm events, when their alarm ended, last change
+    severity: Mapped[str | None] = mapped_column(String(32))
+    alarm_cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Road(Base):
@@ -277,6 +298,51 @@ class ConstructionSite(Base):
     start_date: Mapped[dt.date | None] = mapped_column(Date)
     end_date: Mapped[dt.date | None] = mapped_column(Date)
     geom = _geom("MULTIPOLYGON")
+
+
+class EventTransition(Base):
+    """One accepted step of an event's closed loop (``from_status`` is NULL for the report itself).
+
+    The rows of one event, in ``id`` order, are its history. Deleting the event deletes them
+    (FK cascade on PostgreSQL, a trigger on SQLite, migration 0006).
+    """
+
+    __tablename__ = "event_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("events.id", ondelete="CASCADE", name="fk_event_transitions_event_id"),
+        nullable=False, index=True,
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    by: Mapped[str] = mapped_column(String(64), nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class DeviceAlarm(Base):
+    """An alarm of one device metric: open while ``cleared_at`` is NULL, tied to the event it opened.
+
+    The partial unique index allows at most one open alarm per device and metric, whichever
+    worker sees the breach first: the database, not a cache, forbids duplicate events.
+    """
+
+    __tablename__ = "device_alarms"
+    __table_args__ = (
+        Index("uq_device_alarms_open", "device_code", "metric", unique=True,
+              sqlite_where=text("cleared_at IS NULL"), postgresql_where=text("cleared_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_code: Mapped[str] = mapped_column(String(64), nullable=False)
+    metric: Mapped[str] = mapped_column(String(64), nullable=False)
+    level: Mapped[int] = mapped_column(Integer, nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("events.id", ondelete="CASCADE", name="fk_device_alarms_event_id"),
+        nullable=False, index=True,
+    )
 
 
 LAYER_MODELS: dict[str, type[Base]] = {

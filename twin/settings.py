@@ -103,6 +103,30 @@ class TwinSettings(BaseSettings):
                                     "(JSON, see twin/security/roles.json, the default).")
     anonymous_role: str = Field(default="public", description="Role of callers without a token: what the "
                                 "roles file lets it read is public.")
+    # --- video and alarms (layers.cameras, layers.alarms, layers.demo_video) ---
+    camera_default_mount_height_m: float = Field(
+        default=6.0, gt=0, le=500, description="Eye height of cameras whose mount_height_m is not known."
+    )
+    camera_max_obstacles: int = Field(
+        default=20_000, ge=1, description="Most buildings one occlusion computation may take into account."
+    )
+    camera_max_cones: int = Field(
+        default=2_000, ge=1, description="Most cones one /cameras/cones request returns (occluded: a tenth)."
+    )
+    demo_video: bool = Field(
+        default=True, description="`twin demo` runs ffmpeg to publish a synthetic HLS test stream."
+    )
+    alarm_rules: Path | None = Field(
+        default=None, description="JSON file of alarm thresholds per device kind (default: the packaged one)."
+    )
+    alarm_state_ttl_s: float = Field(
+        default=1.0, ge=0, description="How long an alarm engine trusts its cached open alarms (multi-worker staleness bound)."
+    )
+
+    @property
+    def video_dir(self) -> Path:
+        """HLS output of the demo stream(s): ``<home>/video/<stream>/index.m3u8``."""
+        return self.home / "video"
 
     @property
     def raster_dir(self) -> Path:
