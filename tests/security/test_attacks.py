@@ -120,8 +120,8 @@ def test_crs_strings_name_no_files_or_urls(attack):
     """CVE-2021-40822-style SSRF (GeoServer fetched URLs named in a request) and CRS strings naming files."""
     port = attack.canary.port
     for crs in ("/etc/passwd", "file:///etc/passwd", f"http://127.0.0.1:{port}/crs",
-                f"+proj=longlat +nadgrids=http://127.0.0.1:{port}/x.tif", f"+init=/etc/passwd:1",
-                '{"$schema": "http://127.0.0.1:%d/x"}' % port):
+                f"+proj=longlat +nadgrids=http://127.0.0.1:{port}/x.tif", "+init=/etc/passwd:1",
+                '{"$schema": "http://127.0.0.1:' + str(port) + '/x"}'):
         _ok(attack.get("/collections/buildings/items", params={"crs": crs}))
         _ok(attack.get("/collections/buildings/items", params={"bbox": "120.8,31.6,121,31.8", "bbox-crs": crs}))
         _ok(attack.get("/collections/buildings/items", params={"filter": "S_INTERSECTS(geom, POINT(1 2))",
