@@ -179,3 +179,19 @@ def cql_properties(tree: Any) -> set[str]:
         elif isinstance(node, list | tuple):
             stack.extend(node)
     return out
+
+
+def layer_permission(layer: str, permission: str):  # noqa: ANN201 - a FastAPI dependency
+    """A route dependency: the caller may ``permission`` the layer ``layer``."""
+
+    def check(request: Request) -> Principal:
+        return authorize(request, layer, permission)
+
+    return check
+
+
+def field_visible(request: Request, layer: str, field: str) -> None:
+    """Refuse (403/401) a caller from whom ``field`` of ``layer`` is hidden, e.g. a camera's video."""
+    who = authorize(request, layer, "read")
+    if field in hidden_fields(request, layer):
+        _deny(request, who, f"{layer}.{field}", "read")

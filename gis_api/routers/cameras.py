@@ -9,17 +9,33 @@ import math
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BaseUrlDep, BBoxDep, SettingsDep, StoreDep
+from gis_api.security import authorize, field_visible, hidden_fields
 from layers import cameras as cam
 from twin import geojson
 from twin.errors import FeatureNotFound, InvalidParameter
 
 router = APIRouter(tags=["Cameras and video"])
 GEOJSON = "application/geo+json"
+
+
+def _visible(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """Camera features as the caller may see them: fields hidden by its roles removed, and the
+    play URLs too when the stream URL is hidden (a guest sees where cameras look, not what)."""
+    hidden = set(hidden_fields(request, "cameras"))
+    if "stream_url" in hidden:
+        hidden |= {"streams", "play_urls"}
+    if hidden:
+        feats = body.get("features") if body.get("type") == "FeatureCollection" else [body]
+        for f in feats or []:
+            props = f.get("properties") or {}
+            for k in hidden & set(props):
+                del props[k]
+    return body
 
 
 def _json(obj: Any, media_type: str = GEOJSON) -> Response:
@@ -54,15 +70,16 @@ TargetHeight = Annotated[float, Query(ge=0, le=100, description="Height above th
     "drops cameras whose sight line to the point is cut by a building.",
     response_class=Response, responses={200: {"content": {GEOJSON: {}}}},
 )
-async def covering(store: StoreDep, settings: SettingsDep, base: BaseUrlDep, point: PointDep,
+async def covering(request: Request, store: StoreDep, settings: SettingsDep, base: BaseUrlDep, point: PointDep,
                    occlusion: Occlusion = False, target_height_m: TargetHeight = 0.0,
                    status: Annotated[str | None, Query(description="Only cameras with this status, e.g. online")]
                    = None) -> Response:
     lon, lat = point
+    authorize(request, "cameras", "read")
     body = await run_in_threadpool(lambda: cam.covering(
         store, settings, lon, lat, occlusion=occlusion, target_height_m=target_height_m, status=status,
         base_url=base))
-    return _json(body)
+    return _json(_visible(request, body))
 
 
 @router.get(
@@ -72,14 +89,15 @@ async def covering(store: StoreDep, settings: SettingsDep, base: BaseUrlDep, poi
     "play URLs. With `occlusion=true` each polygon is the part of the cone buildings leave visible.",
     response_class=Response, responses={200: {"content": {GEOJSON: {}}}},
 )
-async def cones(store: StoreDep, settings: SettingsDep, base: BaseUrlDep, bbox: BBoxDep,
+async def cones(request: Request, store: StoreDep, settings: SettingsDep, base: BaseUrlDep, bbox: BBoxDep,
                 limit: Annotated[int, Query(ge=1, description="Cones per page")] = 100,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
                 occlusion: Occlusion = False, target_height_m: TargetHeight = 0.0) -> Response:
+    authorize(request, "cameras", "read")
     body = await run_in_threadpool(lambda: cam.cones(
         store, settings, bbox, limit, offset, occlusion=occlusion, target_height_m=target_height_m,
         base_url=base))
-    return _json(body)
+    return _json(_visible(request, body))
 
 
 CameraId = Annotated[str, Path(description="Camera feature id or code (e.g. 12 or CAM00012)",
@@ -93,18 +111,21 @@ CameraId = Annotated[str, Path(description="Camera feature id or code (e.g. 12 o
     "`range_m` long) as a GeoJSON Polygon; `occlusion=true` cuts away what buildings hide.",
     response_class=Response, responses={200: {"content": {GEOJSON: {}}}},
 )
-async def camera_cone(store: StoreDep, settings: SettingsDep, base: BaseUrlDep, camera: CameraId,
+async def camera_cone(request: Request, store: StoreDep, settings: SettingsDep, base: BaseUrlDep, camera: CameraId,
                       occlusion: Occlusion = False, target_height_m: TargetHeight = 0.0) -> Response:
+    authorize(request, "cameras", "read")
+
     def run() -> dict[str, Any]:
         record = cam.find_camera(store, camera)
         return cam.cone_feature(record, settings, store, occlusion=occlusion, target_height_m=target_height_m,
                                 base_url=base)
 
-    return _json(await run_in_threadpool(run))
+    return _json(_visible(request, await run_in_threadpool(run)))
 
 
 @router.get("/cameras/{camera}/streams", summary="One camera's play URLs by protocol (hls, flv, rtsp, …)")
-async def camera_streams(store: StoreDep, base: BaseUrlDep, camera: CameraId) -> Response:
+async def camera_streams(request: Request, store: StoreDep, base: BaseUrlDep, camera: CameraId) -> Response:
+    field_visible(request, "cameras", "stream_url")
     record = await run_in_threadpool(cam.find_camera, store, camera)
     return _json({"camera_id": record.id, "code": record.props.get("code"),
                   "gb28181_id": record.props.get("gb28181_id"),
@@ -121,9 +142,10 @@ _FILE = re.compile(r"^[A-Za-z0-9_-]{1,64}\.(m3u8|ts|m4s|mp4)$")
     summary="HLS playlist and segments of a stream published under TWIN_HOME/video",
     description="`twin demo` publishes the synthetic test stream `demo`: `/video/demo/index.m3u8`.",
 )
-async def video_file(settings: SettingsDep,
+async def video_file(request: Request, settings: SettingsDep,
                      stream: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
                      file: Annotated[str, Path(description="index.m3u8 or a segment")]) -> Response:
+    field_visible(request, "cameras", "stream_url")
     if not _FILE.match(file):
         raise InvalidParameter(f"not an HLS file name: {file!r}")
     path = settings.video_dir / stream / file

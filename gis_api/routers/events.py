@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import StoreDep
-from gis_api.routers.imports import require_admin
+from gis_api.security import layer_permission
 from layers import events_loop
 from twin import geojson
 
@@ -53,7 +53,7 @@ def _json(obj: Any, status: int = 200, media_type: str = "application/json") -> 
 
 
 @router.post("/events", summary="Report an event at a location", status_code=201,
-             dependencies=[Depends(require_admin)],
+             dependencies=[Depends(layer_permission("events", "write"))],
              responses={201: {"content": {"application/geo+json": {}}, "description": "The new event"}})
 async def report_event(store: StoreDep, body: ReportRequest) -> Response:
     def run() -> dict[str, Any]:
@@ -72,7 +72,7 @@ async def report_event(store: StoreDep, body: ReportRequest) -> Response:
     description="Moves the event to `to` if that is a legal step from its current status and records who "
     "took it. 409 `illegal_transition` for a step the loop does not allow (the body lists the allowed ones), "
     "422 `note_required` for a turn-back or early close without a note.",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(layer_permission("events", "write"))],
     status_code=201,
 )
 async def take_step(store: StoreDep, event_id: EventId, body: TransitionRequest) -> Response:
@@ -80,7 +80,7 @@ async def take_step(store: StoreDep, event_id: EventId, body: TransitionRequest)
     return _json(step, 201)
 
 
-@router.get("/events/{event_id}/history",
+@router.get("/events/{event_id}/history", dependencies=[Depends(layer_permission("events", "read"))],
             summary="An event's closed-loop steps in order, its status and the steps allowed next")
 async def event_history(store: StoreDep, event_id: EventId) -> Response:
     return _json(await run_in_threadpool(events_loop.history, store, event_id))

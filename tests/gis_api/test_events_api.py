@@ -70,9 +70,10 @@ def test_malformed_requests_are_400_json(store, client, body):
     assert set(r.json()) == {"code", "message", "detail"}
 
 
-def test_steps_need_the_admin_token_and_unknown_events_are_404(store, client):
+def test_steps_need_a_role_that_may_write_events_and_unknown_events_are_404(store, client, client_for):
     eid = _new_event(store)
-    assert client.post(f"/events/{eid}/transitions", json={"to": "verified", "by": "x"}).status_code == 401
+    guest = client_for(store, admin_token=TOKEN, anonymous_role="public")  # the product's default
+    assert guest.post(f"/events/{eid}/transitions", json={"to": "verified", "by": "x"}).status_code == 401
     assert client.post(f"/events/{eid}/transitions", json={"to": "verified", "by": "x"},
                        headers={"Authorization": "Bearer wrong"}).status_code == 401
     r = client.post("/events/999999/transitions", json={"to": "verified", "by": "x"}, headers=AUTH)

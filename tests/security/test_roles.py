@@ -143,3 +143,17 @@ def test_scenes_leave_out_what_the_role_may_not_read(public_client, town_store):
     assert c.get(f"/scenes/scene.glb?bbox={bbox}&layers=pipelines").status_code == 401
     assert c.get("/scenes/tileset.json?layers=pipelines").status_code == 401
     assert c.get("/scenes/tileset.json?layers=buildings,pipelines").status_code == 200
+
+
+def test_guests_see_where_cameras_look_but_not_their_video(public_client, town_store):
+    c = public_client
+    minx, miny, maxx, maxy = town_store.summary("cameras").extent
+    cones = c.get(f"/cameras/cones?bbox={minx - 0.01},{miny - 0.01},{maxx + 0.01},{maxy + 0.01}").json()
+    assert cones["features"]
+    assert all(not ({"streams", "stream_url", "play_urls"} & set(f["properties"])) for f in cones["features"])
+    cam_id = cones["features"][0]["properties"].get("camera_id") or cones["features"][0].get("id")
+    assert c.get(f"/cameras/{cam_id}/streams").status_code == 401
+    assert c.get("/video/demo/index.m3u8").status_code == 401
+    assert c.get(f"/cameras/{cam_id}/streams", headers=c.tokens["operator"]).status_code == 200
+    r = c.post("/events/1/transitions", json={"to": "verified", "by": "x"}, headers=c.tokens["planner"])
+    assert r.status_code == 403
