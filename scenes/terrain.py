@@ -242,6 +242,7 @@ class TerrainService:
 
     def tile_key(self, z: int, x: int, y: int, normals: bool) -> str:
         """Changes with the DEM file, the level settings and the encoder; ETag and cache key."""
+        check_tile_address(z, x, y, self.max_zoom)
         text = (f"{ENCODING_VERSION}|{self.info().fingerprint}|{self.max_zoom}|{self.finest_m}|"
                 f"{z}/{x}/{y}|{int(normals)}")
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
@@ -257,6 +258,12 @@ class TerrainService:
             if self.cache is not None:
                 self.cache.set(key, body)
         return body
+
+    def close(self) -> None:
+        """Let go of the cache's connections (Redis)."""
+        close = getattr(self.cache, "close", None)
+        if close is not None:
+            close()
 
     def layer_json(self, *, name: str = "twin terrain") -> dict[str, Any]:
         """Cesium's terrain metadata (a TileJSON 2.1-like document, as Cesium's own servers give)."""
