@@ -66,6 +66,19 @@ setup_browser() {
   export TWIN_TEST_CHROMIUM="${TWIN_TEST_CHROMIUM:-$(command -v chromium)}"
 }
 
+setup_node_tools() {
+  # Node tools the tests run (the Khronos glTF Validator), from the npm registry (tools/node/package-lock.json).
+  command -v npm >/dev/null || apt_install nodejs npm
+  local dir="$ROOT/tools/node" stamp want
+  stamp="$dir/node_modules/.twin-installed"
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing the test tools (npm ci in tools/node)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$want" > "$stamp"
+  fi
+}
+
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1; }
 
 setup_postgis() {
@@ -119,6 +132,7 @@ case "$cmd" in
     setup_python
     setup_viewer
     setup_browser
+    setup_node_tools
     setup_postgis
     setup_redis
     log "static checks (ruff, mypy on the core)"

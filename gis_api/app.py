@@ -30,7 +30,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         yield
-        for name in ("tiles", "raster_tile_cache", "terrain"):  # services that hold connections
+        for name in ("tiles", "raster_tile_cache", "scenes", "terrain"):  # services that hold connections
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()

@@ -161,6 +161,35 @@ def cmd_tiles_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(label: str):  # noqa: ANN202 - a callback (done, total)
+    """A one-line text progress bar on stderr: ``label [#####.....] done/total``."""
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        rate = done / max(time.monotonic() - started, 1e-9)
+        end = "\n" if done >= total else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:.0f}/s)",
+              end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_scenes_export(args: argparse.Namespace) -> int:
+    from scenes.service import SceneService
+
+    settings = _settings()
+    svc = SceneService(_store(settings), settings)
+    layers = svc.tileset_layers(args.layers)
+    started = time.monotonic()
+    result = svc.export(layers, Path(args.dir), progress=_progress_bar("tiles"))
+    result["seconds"] = round(time.monotonic() - started, 2)
+    svc.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _jsonable(obj):
     import dataclasses
 
@@ -224,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--zooms", required=True, help="N or N-M")
     te.add_argument("--bbox")
     te.set_defaults(func=cmd_tiles_export)
+
+    sc = sub.add_parser("scenes", help="3D: write the 3D Tiles tileset to disk")
+    scsub = sc.add_subparsers(dest="scenes_command", required=True)
+    se = scsub.add_parser("export", help="write tileset.json and every content GLB under DIR (static hosting)")
+    se.add_argument("dir")
+    se.add_argument("--layers", default=None, help="buildings,pipelines,pipe_nodes (default: all three)")
+    se.set_defaults(func=cmd_scenes_export)
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=cmd_config)

@@ -50,6 +50,29 @@ class TwinSettings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Base URL used in links when behind a proxy (else taken from the request)."
     )
+    # --- 3D scenes and tilesets (scenes/) ---
+    scene_max_area_km2: float = Field(
+        default=25.0, gt=0, description="Largest bbox (km²) one /scenes/scene.glb may cover."
+    )
+    scene_max_features: int = Field(default=100_000, ge=1, description="Most features one scene or tile holds.")
+    scene_max_triangles: int = Field(default=8_000_000, ge=1, description="Most triangles one scene may have.")
+    scene_storey_height_m: float = Field(
+        default=3.0, gt=0, description="Height per floor for buildings without height_m."
+    )
+    scene_default_height_m: float = Field(
+        default=3.0, gt=0, description="Height of a building with neither height_m nor floors."
+    )
+    scene_default_cover_m: float = Field(
+        default=1.2, ge=0, description="Ground-to-pipe-top cover of pipes with neither inverts nor depths."
+    )
+    scene_default_diameter_mm: float = Field(default=300.0, gt=0, description="Diameter of pipes without one.")
+    scene_terrain_cells: int = Field(
+        default=160, ge=2, le=2048, description="Most terrain grid cells along a scene's side."
+    )
+    scene_tile_feature_cap: int = Field(
+        default=1500, ge=1, description="Most features in one 3D Tiles content tile (largest stay in parents)."
+    )
+    scene_cache_mb: int = Field(default=128, ge=0, description="In-process cache of tileset content (GLB).")
     terrain_dataset: str = Field(
         default="dem", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
         description="Raster dataset (file stem in the raster folder) the CesiumJS terrain is built from.",
