@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from qm_decoder import decode, ecef, scaled_point_visible
 from scipy.spatial import Delaunay
 
-from scenes.quantized_mesh import QMAX, TileMesh, encode_tile, high_water_mark_encode, zigzag_delta_encode
+from scenes.quantized_mesh import (
+    QMAX,
+    TileMesh,
+    encode_tile,
+    high_water_mark_encode,
+    zigzag_delta_encode,
+)
 
 A, B = 6378137.0, 6356752.3142451793
 
