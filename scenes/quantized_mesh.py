@@ -63,7 +63,7 @@ def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndar
 
 def zigzag_delta_encode(values: np.ndarray) -> np.ndarray:
     """0..32767 values → uint16 zig-zag codes of the differences to the previous value."""
-    d = np.diff(np.asarray(values, dtype=np.int32), prepend=0)
+    d: np.ndarray = np.diff(np.asarray(values, dtype=np.int32), prepend=0).astype(np.int32)
     return ((d << 1) ^ (d >> 31)).astype(np.uint16)
 
 

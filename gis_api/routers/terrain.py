@@ -20,7 +20,7 @@ from scenes.terrain import MEDIA_TYPE, OCT_VERTEX_NORMALS, TerrainService, wants
 
 router = APIRouter(prefix="/terrain", tags=["3D scenes"])
 
-TILE_MEDIA = {MEDIA_TYPE: {}, f"{MEDIA_TYPE};extensions={OCT_VERTEX_NORMALS}": {}}
+TILE_MEDIA: dict[str, dict[str, object]] = {MEDIA_TYPE: {}, f"{MEDIA_TYPE};extensions={OCT_VERTEX_NORMALS}": {}}
 
 
 def terrain_service(request: Request) -> TerrainService:
@@ -80,9 +80,8 @@ async def terrain_tile(
     if if_none_match is not None and (etag in if_none_match or if_none_match.strip() == "*"):
         return Response(status_code=304, headers=headers)
     cache = service.cache
-    body = cache.get_memory("terrain:" + key) if cache is not None and hasattr(cache, "get_memory") else None
-    if body is None:
-        body = await run_in_threadpool(service.tile, z, x, y, normals=normals)
+    hit = cache.get_memory("terrain:" + key) if cache is not None and hasattr(cache, "get_memory") else None
+    body: bytes = hit if hit is not None else await run_in_threadpool(service.tile, z, x, y, normals=normals)
     media = f"{MEDIA_TYPE};extensions={OCT_VERTEX_NORMALS}" if normals else MEDIA_TYPE
     if "gzip" in (accept_encoding or "").lower():
         headers["Content-Encoding"] = "gzip"
