@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenes.terrain import TerrainNotAvailable, check_tile_address, tile_bounds, tiles_covering, wants_normals
+from scenes.terrain import (
+    TerrainNotAvailable,
+    check_tile_address,
+    tile_bounds,
+    tiles_covering,
+    wants_normals,
+)
 from twin.errors import InvalidParameter
 
 
