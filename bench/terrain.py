@@ -84,6 +84,44 @@ def library(dem: Path, tiles: list[tuple[int, int, int]]) -> dict:
     return {"n": len(lat), "p50_ms": p50, "p95_ms": p95, "kb": statistics.fmean(size) / 1024}
 
 
+def encoders(dem: Path, tiles: list[tuple[int, int, int]]) -> tuple[dict, dict | None]:
+    """twin's encoder vs quantized-mesh-encoder on the same meshes (encode + normals + gzip)."""
+    import gzip
+    import json
+    import subprocess
+
+    import numpy as np
+
+    from scenes.quantized_mesh import QMAX, encode_tile
+    from scenes.terrain import tile_bounds
+
+    svc = TerrainService(dem)
+    meshes = [(svc.mesh(*t), tile_bounds(*t)) for t in tiles]
+    lat, size = [], []
+    for mesh, bounds in meshes:
+        t0 = time.perf_counter()
+        size.append(len(gzip.compress(encode_tile(mesh, bounds, normals=True), compresslevel=6, mtime=0)))
+        lat.append(time.perf_counter() - t0)
+    p50, p95 = ms_stats(lat)
+    ours = {"n": len(lat), "p50_ms": p50, "p95_ms": p95, "kb": statistics.fmean(size) / 1024}
+    peer_py = BENCH / ".venv-qme" / "bin" / "python"
+    if not peer_py.exists():
+        return ours, None
+    arrays: dict[str, np.ndarray] = {"count": np.array(len(meshes))}
+    for i, (m, (w, s, e, n)) in enumerate(meshes):
+        lon = w + (e - w) * m.u / QMAX
+        lat_ = s + (n - s) * m.v / QMAX
+        arrays[f"p{i}"] = np.column_stack([lon, lat_, m.heights]).astype(np.float64)
+        arrays[f"t{i}"] = m.triangles.astype(np.uint32)
+        arrays[f"b{i}"] = np.array([w, s, e, n])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "meshes.npz"
+        np.savez(path, **arrays)
+        out = subprocess.run([str(peer_py), str(BENCH / "terrain_peer_qme.py"), str(path)], capture_output=True,
+                             text=True, timeout=600, check=True)
+    return ours, json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def http_sample(port: int, tiles: list[tuple[int, int, int]], rounds: int = 1) -> dict:
     conn = http.client.HTTPConnection(h.HOST, port, timeout=60)
     lat, size, bad = [], [], 0
@@ -128,6 +166,7 @@ def main() -> None:
     tiles = tiles_of(svc, 3, cap)
     print(f"terrain bench: {dem} (maxzoom {svc.max_zoom}), {len(tiles)} tiles, load avg {h.loadavg()}")
     lib = library(dem, tiles)
+    ours, peer = encoders(dem, tiles)
     with server(dem, "twin-terrain-uncached", 0) as s:
         uncached = http_sample(s.port, tiles)
     with server(dem, "twin-terrain-cached", 256) as s:
@@ -138,15 +177,23 @@ def main() -> None:
         ["HTTP uncached", uncached["n"], uncached["p50_ms"], uncached["p95_ms"], uncached["kb"], uncached["errors"]],
         ["HTTP cached", cached["n"], cached["p50_ms"], cached["p95_ms"], cached["kb"], cached["errors"]],
     ]
+    rows.append(["encode only: twin (numpy)", ours["n"], ours["p50_ms"], ours["p95_ms"], ours["kb"], "–"])
+    if peer is not None:
+        rows.append([f"encode only: quantized-mesh-encoder {peer['version']}", peer["n"], peer["p50_ms"],
+                     peer["p95_ms"], peer["kb"], "–"])
     table = h.md_table(["scenario", "tiles", "p50 ms", "p95 ms", "KB (gzip)", "errors"], rows)
     print(table)
     body = (f"## Terrain tiles (quantized-mesh)\n\n`python bench/terrain.py{' --quick' if args.quick else ''}` "
             f"on {h.now()}, commit {h.git_commit()}, DEM `{dem.name}` of the scale-{scale:g} sample town, "
             f"levels {tiles[0][0]}–{tiles[-1][0]} (maxzoom {svc.max_zoom}), octvertexnormals, one uvicorn worker. "
             f"Load average before: {h.loadavg()} — a shared, busy 2-core machine; the lead re-takes figures on a "
-            f"quiet one. No terrain server peer is pip-installable, so the numbers are absolute.\n\n{table}\n")
+            f"quiet one. No terrain *server* peer is pip-installable, so the HTTP numbers are absolute; the encode-only rows "
+            f"compare twin's numpy encoder with quantized-mesh-encoder (PyPI, Cython; `bench/.venv-qme`) on the same "
+            f"meshes, both with vertex normals and gzip"
+            + (f" — twin/peer p50 {h.ratio(ours['p50_ms'], peer['p50_ms'])}" if peer else "") + f".\n\n{table}\n")
     h.write_section(DOC, "terrain", body)
-    h.save_json("terrain", {"library": lib, "uncached": uncached, "cached": cached, "dem": str(dem)})
+    h.save_json("terrain", {"library": lib, "uncached": uncached, "cached": cached, "encode_twin": ours,
+                            "encode_peer": peer, "dem": str(dem)})
 
 
 if __name__ == "__main__":
