@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -258,6 +260,40 @@ class TerrainService:
             if self.cache is not None:
                 self.cache.set(key, body)
         return body
+
+    def available_tiles(self) -> list[tuple[int, int, int]]:
+        """Every tile ``layer.json`` lists as available, level by level."""
+        out = []
+        for z, ranges in enumerate(self.layer_json()["available"]):
+            for r in ranges:
+                out += [(z, x, y) for x in range(r["startX"], r["endX"] + 1) for y in range(r["startY"], r["endY"] + 1)]
+        return out
+
+    def export(self, directory: Path, *, normals: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Write ``layer.json`` and every available tile (gzipped, ``{z}/{x}/{y}.terrain``) under ``directory``.
+
+        For static hosting: the server must send the ``.terrain`` files with
+        ``Content-Encoding: gzip`` (as Cesium's own tilesets are hosted); ``layer.json``
+        says whether they carry vertex normals.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tiles = self.available_tiles()
+        written = 0
+        for i, (z, x, y) in enumerate(tiles):
+            path = directory / str(z) / str(x) / f"{y}.terrain"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            body = self.tile(z, x, y, normals=normals)
+            path.write_bytes(body)
+            written += len(body)
+            if progress:
+                progress(i + 1, len(tiles))
+        doc = self.layer_json()
+        if not normals:
+            doc["extensions"] = []
+        (directory / "layer.json").write_text(json.dumps(doc, indent=1))
+        return {"tiles": len(tiles), "bytes": written, "maxzoom": doc["maxzoom"], "normals": normals}
 
     def close(self) -> None:
         """Let go of the cache's connections (Redis)."""

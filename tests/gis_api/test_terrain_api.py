@@ -199,3 +199,29 @@ def test_the_openapi_document_lists_the_terrain_routes(town_client):
     tile = paths["/terrain/{z}/{x}/{y}.terrain"]["get"]
     assert "application/vnd.quantized-mesh" in tile["responses"]["200"]["content"]
     assert "/terrain/layer.json" in paths
+
+
+def test_cli_exports_every_available_tile_for_static_hosting(town_client, town_settings, layer, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "TWIN_HOME": str(town_settings.home), "TWIN_DATABASE_URL": town_settings.database_url,
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "terrain"
+    r = subprocess.run([sys.executable, "-m", "gis_api.cli", "terrain", "export", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    want = sum((a["endX"] - a["startX"] + 1) * (a["endY"] - a["startY"] + 1) for [a] in layer["available"])
+    assert result["tiles"] == want == len(list(out.rglob("*.terrain")))
+    assert f"{want}/{want}" in r.stderr  # the progress bar
+    assert json.loads((out / "layer.json").read_text())["available"] == layer["available"]
+    z = layer["maxzoom"]
+    a = layer["available"][z][0]
+    served = _tile(town_client, z, a["startX"], a["startY"]).content
+    assert gzip.decompress((out / str(z) / str(a["startX"]) / f"{a['startY']}.terrain").read_bytes()) == served
+    # with no DEM the command says why and exits 2
+    r = subprocess.run([sys.executable, "-m", "gis_api.cli", "terrain", "export", str(tmp_path / "x")],
+                       capture_output=True, text=True, env={**env, "TWIN_HOME": str(tmp_path)}, timeout=120)
+    assert r.returncode == 2 and "terrain_not_available" in r.stderr
