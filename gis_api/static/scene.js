@@ -133,6 +133,16 @@
     }
   }
 
+  // underground: a see-through ground shows the pipes at their depth; the camera may go below it
+  function setUnderground(on) {
+    scene.globe.translucency.enabled = on;
+    scene.globe.translucency.frontFaceAlpha = 0.35;
+    scene.globe.translucency.backFaceAlpha = 0.35;
+    scene.screenSpaceCameraController.enableCollisionDetection = !on;
+  }
+  document.getElementById("toggle-underground").addEventListener("change", (e) => setUnderground(e.target.checked));
+  window.twinScene.setUnderground = setUnderground;
+
   new Cesium.ScreenSpaceEventHandler(scene.canvas).setInputAction(
     (click) => showCard(describe(scene.pick(click.position))),
     Cesium.ScreenSpaceEventType.LEFT_CLICK,

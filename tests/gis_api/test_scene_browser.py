@@ -116,6 +116,12 @@ def test_scene_page_draws_the_twins_terrain_and_tileset(browser, live_url, town_
     # and the canvas is not blank
     px = _pixels(shot)
     assert px.shape[0] >= 3 and float(px[:3].std()) > 10
+    # the underground switch makes the ground see-through (pipes show below the street)
+    page.check("#toggle-underground")
+    assert page.evaluate("window.twinScene.viewer.scene.globe.translucency.enabled")
+    page.wait_for_timeout(1500)
+    _save(page, tmp_path / "scene-underground.png")
+    assert watch.problems == [] and page.evaluate("window.twinScene.errors") == []
     page.close()
 
 
