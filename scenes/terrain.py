@@ -27,6 +27,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from pymartini import Martini
 from rasterio.warp import transform_bounds
 from rio_tiler.io import Reader
@@ -138,8 +140,19 @@ class DemInfo:
 
 
 def read_dem_info(path: Path) -> DemInfo:
+    """The DEM's identity and extent; :class:`TerrainNotAvailable` if the file is not a readable raster."""
     st = path.stat()
+    try:
+        return _read_dem_info(path, st)
+    except (rasterio.errors.RasterioError, ValueError) as exc:
+        raise TerrainNotAvailable(f"the DEM {path.name} cannot be read as a georeferenced raster",
+                                  detail={"dataset": path.stem, "error": str(exc)[:200]}) from None
+
+
+def _read_dem_info(path: Path, st: os.stat_result) -> DemInfo:
     with rasterio.open(path) as src:
+        if src.crs is None:
+            raise ValueError("the raster has no CRS")
         bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
         w, s, e, n = (float(b) for b in bounds)
         pixel = min((e - w) / src.width, (n - s) / src.height)
@@ -214,10 +227,14 @@ class TerrainService:
         if i0 > i1 or j0 > j1:
             return grid
         bbox = (west + (i0 - 0.5) * dx, south + (j0 - 0.5) * dy, west + (i1 + 0.5) * dx, south + (j1 + 0.5) * dy)
-        img = self._reader(info).part(
-            bbox, dst_crs="EPSG:4326", bounds_crs="EPSG:4326", width=i1 - i0 + 1, height=j1 - j0 + 1,
-            indexes=1, resampling_method="bilinear", reproject_method="bilinear",
-        )
+        try:
+            img = self._reader(info).part(
+                bbox, dst_crs="EPSG:4326", bounds_crs="EPSG:4326", width=i1 - i0 + 1, height=j1 - j0 + 1,
+                indexes=1, resampling_method="bilinear", reproject_method="bilinear",
+            )
+        except rasterio.errors.RasterioError as exc:  # a damaged file: say so, never a 500
+            raise TerrainNotAvailable(f"the DEM {info.path.name} could not be read for tile {z}/{x}/{y}",
+                                      detail={"error": str(exc)[:200]}) from None
         band = img.array[0]
         values = np.ma.filled(band.astype(np.float64), 0.0)
         values[~np.isfinite(values)] = 0.0

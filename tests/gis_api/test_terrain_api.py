@@ -225,3 +225,13 @@ def test_cli_exports_every_available_tile_for_static_hosting(town_client, town_s
     r = subprocess.run([sys.executable, "-m", "gis_api.cli", "terrain", "export", str(tmp_path / "x")],
                        capture_output=True, text=True, env={**env, "TWIN_HOME": str(tmp_path)}, timeout=120)
     assert r.returncode == 2 and "terrain_not_available" in r.stderr
+
+
+def test_a_damaged_dem_is_a_clear_404_not_a_500(client_for, store, tmp_path):
+    (tmp_path / "rasters").mkdir()
+    (tmp_path / "rasters" / "dem.tif").write_bytes(b"II*\x00" + b"\x00" * 100)  # a TIFF header and nothing else
+    client = client_for(store, home=tmp_path)
+    for path in ("/terrain/layer.json", "/terrain/0/0/0.terrain"):
+        r = client.get(path)
+        assert r.status_code == 404, r.text
+        assert r.json()["code"] == "terrain_not_available" and "cannot be read" in r.json()["message"]
