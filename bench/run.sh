@@ -14,6 +14,7 @@ case "$what" in
   data) "$PY" "$HERE/data.py" "$@" ;;
   features) "$PY" "$HERE/features.py" "$@" ;;
   tiles) "$PY" "$HERE/tiles.py" "$@" ;;
+  scenes) "$PY" "$HERE/scenes.py" "$@" ;;
   all) "$PY" "$HERE/features.py" "$@"; "$PY" "$HERE/tiles.py" "$@" ;;
-  *) echo "usage: bash bench/run.sh features|tiles|all|data|setup [args]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/run.sh features|tiles|scenes|all|data|setup [args]" >&2; exit 2 ;;
 esac

@@ -2,6 +2,7 @@
 # Idempotent setup of the benchmark peers and the load generator.
 #   bench/.venv-tipg     TiPg 1.x (its pins clash with twin's, so it gets its own venv)
 #   bench/.venv-titiler  titiler.core + uvicorn
+#   bench/.venv-py3dtiles py3dtiles 12.x (3D Tiles peer of bench/scenes.py)
 #   wrk                  Debian package (load generator)
 # Safe to run repeatedly: each step is skipped when already done.
 set -euo pipefail
@@ -23,6 +24,7 @@ mkvenv() {  # mkvenv DIR CHECK_IMPORT PACKAGES...
 
 mkvenv "$HERE/.venv-tipg" "tipg, uvicorn" "tipg>=1,<2" "uvicorn[standard]"
 mkvenv "$HERE/.venv-titiler" "titiler.core, uvicorn" "titiler.core" "uvicorn[standard]"
+mkvenv "$HERE/.venv-py3dtiles" "py3dtiles, psycopg2" "py3dtiles>=12,<13" "psycopg2-binary"  # 3D Tiles peer (bench/scenes.py)
 mkvenv "$HERE/.venv-qme" "quantized_mesh_encoder" "quantized-mesh-encoder>=0.5,<0.6"  # terrain encoder peer (bench/terrain.py)
 
 if ! command -v wrk >/dev/null; then

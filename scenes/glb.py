@@ -138,6 +138,17 @@ def _accessor(gltf: dict, buf: _Buffer, arr: np.ndarray, gtype: str, ctype: int,
     return len(gltf["accessors"]) - 1
 
 
+def _normals(gltf: dict, buf: _Buffer, nrm: np.ndarray) -> int:
+    """Unit normals as normalised signed bytes (KHR_mesh_quantization): 4 bytes a vertex instead of 12."""
+    q = np.zeros((len(nrm), 4), np.int8)
+    q[:, :3] = np.clip(np.round(nrm * 127.0), -127, 127)
+    view = buf.add(q.tobytes(), 34962)
+    buf.views[view]["byteStride"] = 4
+    gltf["accessors"].append({"bufferView": view, "componentType": 5120, "normalized": True,
+                              "count": int(len(nrm)), "type": "VEC3"})
+    return len(gltf["accessors"]) - 1
+
+
 def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extras: dict[str, Any]) -> bytes:
     """A GLB of ``meshes`` (empty ones are skipped) with ``tables`` as structural metadata."""
     buf = _Buffer()
@@ -166,8 +177,9 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
         nrm[np.abs(nrm).sum(axis=1) == 0] = (0.0, 1.0, 0.0)  # degenerate faces (repeated vertices)
         attrs = {
             "POSITION": _accessor(gltf, buf, pos, "VEC3", 5126, 34962, minmax=True),
-            "NORMAL": _accessor(gltf, buf, nrm, "VEC3", 5126, 34962),
+            "NORMAL": _normals(gltf, buf, nrm),
         }
+        used.add("KHR_mesh_quantization")
         material: dict[str, Any] = {"name": m.name, "pbrMetallicRoughness": {
             "baseColorFactor": list(m.color), "metallicFactor": 0.0, "roughnessFactor": 0.9}}
         if m.color[3] < 1.0:
@@ -196,6 +208,11 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
         big = len(pos) > 65535
         idx = p.indices.astype(np.uint32 if big else np.uint16)
         prim["indices"] = _accessor(gltf, buf, idx, "SCALAR", 5125 if big else 5123, 34963)
+        if p.outline is not None and len(p.outline):
+            lines = p.outline.astype(np.uint32 if big else np.uint16)
+            prim.setdefault("extensions", {})["CESIUM_primitive_outline"] = {
+                "indices": _accessor(gltf, buf, lines, "SCALAR", 5125 if big else 5123, 34963)}
+            used.add("CESIUM_primitive_outline")
         gltf["meshes"].append({"name": m.name, "primitives": [prim]})
         node: dict[str, Any] = {"name": m.name, "mesh": len(gltf["meshes"]) - 1}
         if m.extras:
@@ -213,6 +230,8 @@ def write_glb(meshes: Sequence[LayerMesh], tables: Sequence[PropertyTable], extr
         used.add("EXT_structural_metadata")
     if used:
         gltf["extensionsUsed"] = sorted(used)
+    if "KHR_mesh_quantization" in used:
+        gltf["extensionsRequired"] = ["KHR_mesh_quantization"]
     binary = buf.bytes()
     if binary:
         gltf["buffers"] = [{"byteLength": len(binary)}]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import shapely
@@ -24,8 +23,7 @@ import shapely
 from scenes.dem import DemWindow
 from scenes.frame import LocalFrame
 from scenes.glb import LayerMesh, PropertyTable
-from scenes.meshes import MeshPart, cylinders, extrude_footprints, tubes
-from twin.catalog import get_layer
+from scenes.meshes import cylinders, extrude_footprints, tubes
 from twin.settings import TwinSettings
 
 #: The layers a scene can hold ("terrain" is the DEM, not a catalogue layer).
@@ -222,17 +220,3 @@ def build_pipe_nodes(frame: LocalFrame, rows: LayerRows, dem: DemWindow, opts: S
 
 
 BUILDERS = {"buildings": build_buildings, "pipelines": build_pipelines, "pipe_nodes": build_pipe_nodes}
-
-
-def rows_from_page(layer: str, page: Any) -> LayerRows:
-    """LayerRows from a :class:`twin.store.FeaturePage` read with ``READ_COLUMNS[layer]``."""
-    cols = {c: np.array([p.get(c) for p in page.properties], dtype=object) for c in READ_COLUMNS[layer]}
-    ids = np.array(page.ids, dtype=np.int64)
-    geoms = np.asarray(page.geometries, dtype=object)
-    keep = ~shapely.is_empty(geoms) if len(geoms) else np.zeros(0, bool)
-    get_layer(layer)
-    return LayerRows(layer, ids, cols, geoms).take(keep)
-
-
-def empty_part() -> MeshPart:
-    return MeshPart.empty()

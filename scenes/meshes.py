@@ -28,6 +28,7 @@ class MeshPart:
     feature: np.ndarray  # (N,) int64 property-table row
     colors: np.ndarray | None = None  # (N, 4) uint8 RGBA
     uvs: np.ndarray | None = None  # (N, 2) float32
+    outline: np.ndarray | None = None  # (2K,) uint32 vertex pairs: edges to draw (CESIUM_primitive_outline)
 
     @property
     def triangles(self) -> int:
@@ -47,12 +48,14 @@ def merge(parts: Sequence[MeshPart]) -> MeshPart:
     offsets = np.cumsum([0] + [len(p.positions) for p in parts[:-1]])
     colors = np.concatenate([p.colors for p in parts]) if all(p.colors is not None for p in parts) else None
     uvs = np.concatenate([p.uvs for p in parts]) if all(p.uvs is not None for p in parts) else None
+    outlines = [p.outline + np.uint32(o) for p, o in zip(parts, offsets, strict=True) if p.outline is not None]
     return MeshPart(
         np.concatenate([p.positions for p in parts]),
         np.concatenate([p.normals for p in parts]),
         np.concatenate([p.indices + np.uint32(o) for p, o in zip(parts, offsets, strict=True)]).astype(np.uint32),
         np.concatenate([p.feature for p in parts]),
         colors, uvs,
+        np.concatenate(outlines).astype(np.uint32) if outlines else None,
     )
 
 
@@ -130,11 +133,14 @@ def extrude_footprints(frame: LocalFrame, geoms: np.ndarray, base: np.ndarray, t
     rtri = orient_outward(upper, rnorm, rtri)
     wtri = orient_outward(wpos, wnorm, wtri)
     positions = np.concatenate([wpos, upper])
+    # outline: bottom, top and one vertical edge per wall quad (the next quad draws the other vertical)
+    outline = np.stack([q, q + 1, q + 3, q + 2, q, q + 3], axis=1).ravel().astype(np.uint32)
     return MeshPart(
         positions,
         np.concatenate([wnorm, rnorm]),
         np.concatenate([wtri, rtri + np.uint32(len(wpos))]).astype(np.uint32),
         np.concatenate([wfeat, np.asarray(rows)[feat_of_coord]]).astype(np.int64),
+        outline=outline,
     )
 
 

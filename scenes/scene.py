@@ -12,9 +12,10 @@ from scenes.dem import DemWindow, dem_path, read_dem
 from scenes.frame import LocalFrame
 from scenes.glb import LayerMesh, PropertyTable, write_glb
 from scenes.ground import ortho_jpeg, terrain_mesh
-from scenes.layers import BUILDERS, FEATURE_LAYERS, READ_COLUMNS, SCENE_LAYERS, LayerRows, SceneOptions, rows_from_page
+from scenes.layers import BUILDERS, FEATURE_LAYERS, SCENE_LAYERS, LayerRows, SceneOptions
+from scenes.source import read_rows
 from twin.errors import InvalidParameter, LimitExceeded
-from twin.store import FeatureQuery, SpatialStore
+from twin.store import SpatialStore
 
 BBox = tuple[float, float, float, float]
 
@@ -53,17 +54,15 @@ def check_scene_bbox(bbox: BBox, max_area_km2: float) -> None:
 
 def load_rows(store: SpatialStore, layer: str, bbox: BBox, cap: int) -> LayerRows:
     """The features of ``layer`` touching ``bbox``; more than ``cap`` → LimitExceeded."""
-    page = store.query(FeatureQuery(layer, bbox=bbox, limit=cap + 1, properties=READ_COLUMNS[layer]))
-    if len(page.ids) > cap:
-        raise LimitExceeded(f"more than {cap} {layer} in the bbox; ask for a smaller area or use the tileset",
-                            detail={"max_features": cap})
-    return rows_from_page(layer, page)
+    return read_rows(store, layer, bbox=bbox, cap=cap)
 
 
 def build_layers(frame: LocalFrame, rows: dict[str, LayerRows], dem: DemWindow,
                  opts: SceneOptions) -> tuple[list[LayerMesh], list[PropertyTable], dict[str, Any]]:
     """Meshes and property tables of the feature layers (tables only for layers with features)."""
-    meshes, tables, info = [], [], {}
+    meshes: list[LayerMesh] = []
+    tables: list[PropertyTable] = []
+    info: dict[str, Any] = {}
     triangles = 0
     for layer, r in rows.items():
         if len(r) == 0:

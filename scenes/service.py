@@ -22,14 +22,23 @@ import numpy as np
 from scenes.dem import dem_path, read_dem
 from scenes.frame import LocalFrame
 from scenes.glb import write_glb
-from scenes.layers import FEATURE_LAYERS, READ_COLUMNS, LayerRows, SceneOptions, rows_from_page
+from scenes.layers import FEATURE_LAYERS, LayerRows, SceneOptions
 from scenes.scene import Scene, build_layers, build_scene, parse_scene_layers
-from scenes.tileset import (FeatureIndex, Tile, build_index, build_tree, content_bbox, find_tile,
-                            square_root_bounds, tileset_json)
+from scenes.source import read_rows
+from scenes.tileset import (
+    FeatureIndex,
+    Tile,
+    build_index,
+    build_tree,
+    content_bbox,
+    find_tile,
+    square_root_bounds,
+    tileset_json,
+)
 from tiles.cache import LayerVersions, TileCache
 from twin.errors import NotFound
 from twin.settings import TwinSettings
-from twin.store import FeatureQuery, SpatialStore
+from twin.store import SpatialStore
 
 #: Bump when the content encoding changes, so cached GLBs of the old form are not served.
 CONTENT_VERSION = "s1"
@@ -112,8 +121,7 @@ class SceneService:
             return state
 
     def _read_all(self, layer: str) -> LayerRows:
-        page = self.store.query(FeatureQuery(layer, limit=10**9, properties=READ_COLUMNS[layer]))
-        return rows_from_page(layer, page)
+        return read_rows(self.store, layer)
 
     def _build_state(self, layers: tuple[str, ...], versions: dict[str, int]) -> TilesetState:
         rows = {n: self._read_all(n) for n in layers}
@@ -169,9 +177,7 @@ class SceneService:
             want = idx.ids[tile.content[idx.layer[tile.content] == layer]]
             if len(want) == 0:
                 continue
-            page = self.store.query(FeatureQuery(layer, bbox=bbox, limit=10**9, properties=READ_COLUMNS[layer]))
-            r = rows_from_page(layer, page)
-            rows[layer] = r.take(np.isin(r.ids, want))
+            rows[layer] = read_rows(self.store, layer, ids=want)
         dem = read_dem(dem_path(self.raster_dir), bbox)
         meshes, tables, info = build_layers(st.frame, rows, dem, self.opts)
         return write_glb(meshes, tables, {"twin": {"tile": tile.address, "content": info}})

@@ -29,7 +29,13 @@ import shapely
 
 from scenes.dem import DemWindow
 from scenes.frame import LocalFrame
-from scenes.layers import FEATURE_LAYERS, LayerRows, SceneOptions, building_heights, pipe_axis_heights
+from scenes.layers import (
+    FEATURE_LAYERS,
+    LayerRows,
+    SceneOptions,
+    building_heights,
+    pipe_axis_heights,
+)
 from scenes.layers import _num as _numbers
 
 BBox = tuple[float, float, float, float]

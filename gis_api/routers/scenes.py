@@ -65,12 +65,15 @@ async def scene_glb(
 
 
 @router.get("/scenes/tileset.json", summary="3D Tiles 1.1 tileset of the whole twin (GLB content, ADD refinement)")
-async def tileset(request: Request, layers: LayersQuery = None) -> JSONResponse:
+async def tileset(request: Request, layers: LayersQuery = None) -> Response:
     svc = scene_service(request.app)
     names = svc.tileset_layers(layers)
     q = quote(",".join(names), safe=",")
     doc = await run_in_threadpool(svc.tileset, names, f"tiles/{{z}}/{{x}}/{{y}}.glb?layers={q}&v={{v}}")
-    return JSONResponse(doc, headers={"cache-control": "no-cache"})
+    etag = f'"{doc["asset"]["extras"]["twin"]["version"]}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag})
+    return JSONResponse(doc, headers={"cache-control": "no-cache", "etag": etag})
 
 
 @router.get(

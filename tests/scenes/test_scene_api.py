@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from gltf_check import Glb, assert_valid
 from pyproj import Transformer
 
 from scenes.frame import LocalFrame
-from gltf_check import Glb, assert_valid
 
-EXT = {"EXT_mesh_features", "EXT_structural_metadata"}
+EXT = {"EXT_mesh_features", "EXT_structural_metadata", "KHR_mesh_quantization", "CESIUM_primitive_outline"}
 TO_MERC = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
 
 
@@ -106,7 +106,7 @@ def test_a_feature_id_picked_from_the_mesh_names_the_item_under_it(scene, town_c
 
     s1, s2, s3 = side(a, b), side(b, c), side(c, a)
     inside = ((s1 >= 0) & (s2 >= 0) & (s3 >= 0)) | ((s1 <= 0) & (s2 <= 0) & (s3 <= 0))
-    flat = np.abs((a[:, 1] - b[:, 1])) + np.abs(a[:, 1] - c[:, 1]) < 0.05  # roofs (level up to Earth curvature)
+    flat = np.abs(a[:, 1] - b[:, 1]) + np.abs(a[:, 1] - c[:, 1]) < 0.05  # roofs (level up to Earth curvature)
     hits = np.flatnonzero(inside & flat)
     assert len(hits)
     top = hits[np.argmax(a[hits, 1])]

@@ -82,3 +82,12 @@ def test_an_edit_shows_in_the_tileset_at_once(client, empty_store):
     t2 = Glb(after.content).table("buildings")
     assert t2["height_m"][t2["id"].index(3)] == 21.0
     assert ts2["root"]["boundingVolume"]["region"][5] == pytest.approx(21.0, abs=0.01)
+
+
+def test_an_empty_store_gives_an_empty_tileset(empty_store, client_for, tmp_path):
+    client = client_for(empty_store, home=tmp_path)
+    r = client.get("/scenes/tileset.json")
+    assert r.status_code == 200
+    doc = r.json()
+    assert "content" not in doc["root"] and doc["root"]["geometricError"] == 0
+    assert client.get("/scenes/tiles/0/0/0.glb").status_code == 404

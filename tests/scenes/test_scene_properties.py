@@ -64,3 +64,37 @@ def test_any_bbox_gives_a_scene_or_a_json_4xx(town_client, bbox, layers):
         assert r.content[:4] == b"glTF"
     else:
         assert set(r.json()) == {"code", "message", "detail"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 400), cap=st.integers(1, 50), seed=st.integers(0, 2**31))
+def test_the_quadtree_holds_every_feature_once_largest_first(n, cap, seed):
+    from scenes.tileset import FeatureIndex, build_tree, square_root_bounds
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(120.8, 120.9, n)
+    y = rng.uniform(31.6, 31.7, n)
+    w = rng.uniform(1e-5, 5e-4, n)
+    box = np.stack([x, y, x + w, y + w], axis=1) if n else np.zeros((0, 4))
+    zmin = rng.uniform(-5, 10, n)
+    index = FeatureIndex(np.full(n, "buildings", dtype=object), np.arange(n), box, zmin,
+                         zmin + rng.uniform(1, 80, n), rng.uniform(1, 100, n))
+    extent = (120.8, 31.6, 120.9005, 31.7005)
+    root = build_tree(index, square_root_bounds(extent), cap)
+    tiles = list(root.walk())
+    held = np.concatenate([t.content for t in tiles]) if tiles else np.zeros(0, int)
+    assert sorted(held.tolist()) == list(range(n))                    # every feature exactly once
+    for t in tiles:
+        assert len(t.content) <= cap or not t.children
+        w_, s_, e_, n_, lo, hi = t.region
+        if len(t.content):
+            assert (index.box[t.content, 0] >= w_ - 1e-12).all() and (index.box[t.content, 2] <= e_ + 1e-12).all()
+            assert (index.zmin[t.content] >= lo - 1e-9).all() and (index.zmax[t.content] <= hi + 1e-9).all()
+        for c in t.children:
+            assert c.region[0] >= w_ - 1e-12 and c.region[2] <= e_ + 1e-12       # children inside parents
+            assert c.region[4] >= lo - 1e-9 and c.region[5] <= hi + 1e-9
+            if len(c.content) and len(t.content):
+                assert index.size[c.content].max() <= index.size[t.content].min()  # largest kept above
+            assert t.geometric_error >= c.geometric_error
+        if not t.children:
+            assert t.geometric_error == 0

@@ -108,6 +108,9 @@ def test_content_has_an_etag_and_answers_304(tileset, town_client):
     etag = r.headers["etag"]
     again = town_client.get(uri, headers={"if-none-match": etag})
     assert again.status_code == 304
+    ts = town_client.get("/scenes/tileset.json", params={"layers": "buildings,pipelines,pipe_nodes"})
+    assert town_client.get("/scenes/tileset.json", params={"layers": "buildings,pipelines,pipe_nodes"},
+                           headers={"if-none-match": ts.headers["etag"]}).status_code == 304
 
 
 @pytest.mark.parametrize("path, status", [
@@ -120,3 +123,25 @@ def test_bad_tileset_requests_are_json_errors(town_client, path, status):
     r = town_client.get(path)
     assert r.status_code == status, r.text
     assert set(r.json()) == {"code", "message", "detail"}
+
+
+def test_openapi_documents_the_3d_routes(town_client):
+    doc = town_client.get("/api/openapi.json").json()
+    for path in ("/scenes/scene.glb", "/scenes/tileset.json", "/scenes/tiles/{z}/{x}/{y}.glb"):
+        assert path in doc["paths"], path
+    scene = doc["paths"]["/scenes/scene.glb"]["get"]
+    assert "model/gltf-binary" in scene["responses"]["200"]["content"]
+    names = {p["name"] for p in scene["parameters"]}
+    assert {"bbox", "layers", "texture"} <= names
+
+
+def test_the_urls_in_docs_scenes_md_work(town_client):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scenes.md").read_text()
+    urls = sorted(set(re.findall(r'http://127\.0\.0\.1:8000(/scenes/[^"\s]+)', doc)))
+    assert len(urls) >= 2
+    for url in urls:
+        r = town_client.get(url)
+        assert r.status_code == 200, (url, r.text)
