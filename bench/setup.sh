@@ -25,6 +25,7 @@ mkvenv() {  # mkvenv DIR CHECK_IMPORT PACKAGES...
 mkvenv "$HERE/.venv-tipg" "tipg, uvicorn" "tipg>=1,<2" "uvicorn[standard]"
 mkvenv "$HERE/.venv-titiler" "titiler.core, uvicorn" "titiler.core" "uvicorn[standard]"
 mkvenv "$HERE/.venv-py3dtiles" "py3dtiles, psycopg2" "py3dtiles>=12,<13" "psycopg2-binary"  # 3D Tiles peer (bench/scenes.py)
+mkvenv "$HERE/.venv-qme" "quantized_mesh_encoder" "quantized-mesh-encoder>=0.5,<0.6"  # terrain encoder peer (bench/terrain.py)
 
 if ! command -v wrk >/dev/null; then
   echo "setup: installing wrk" >&2

@@ -31,7 +31,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         yield
-        for name in ("tiles", "raster_tile_cache", "scenes"):  # services that hold connections
+        for name in ("tiles", "raster_tile_cache", "scenes", "terrain"):  # services that hold connections
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()
@@ -63,6 +63,11 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         ):
             return await landing.landing(base_url(request))
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/scene", include_in_schema=False)
+    async def scene() -> FileResponse:
+        """The 3D scene (CesiumJS): terrain, the 3D Tiles tileset, picking."""
+        return FileResponse(STATIC / "scene.html")
 
     @app.get("/api/collections", include_in_schema=False)
     @app.get("/api/collections/{rest:path}", include_in_schema=False)

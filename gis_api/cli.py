@@ -215,6 +215,19 @@ def cmd_scenes_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_terrain_export(args: argparse.Namespace) -> int:
+    from scenes.terrain import TerrainService
+
+    s = _settings()
+    svc = TerrainService(s.raster_dir / f"{s.terrain_dataset}.tif", max_zoom=s.terrain_max_zoom,
+                         finest_m=s.terrain_tolerance_m)
+    started = time.monotonic()
+    result = svc.export(Path(args.dir), normals=not args.no_normals, progress=_progress_bar("terrain"))
+    result["seconds"] = round(time.monotonic() - started, 2)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _jsonable(obj):
     import dataclasses
 
@@ -286,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("dir")
     se.add_argument("--layers", default=None, help="buildings,pipelines,pipe_nodes (default: all three)")
     se.set_defaults(func=cmd_scenes_export)
+
+    tr = sub.add_parser("terrain", help="3D: quantized-mesh terrain for CesiumJS")
+    trsub = tr.add_subparsers(dest="terrain_command", required=True)
+    tre = trsub.add_parser("export", help="write layer.json and every terrain tile (gzipped) under DIR")
+    tre.add_argument("dir")
+    tre.add_argument("--no-normals", action="store_true", help="leave out the octvertexnormals extension")
+    tre.set_defaults(func=cmd_terrain_export)
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=cmd_config)

@@ -127,6 +127,18 @@ class TwinSettings(BaseSettings):
     def video_dir(self) -> Path:
         """HLS output of the demo stream(s): ``<home>/video/<stream>/index.m3u8``."""
         return self.home / "video"
+    terrain_dataset: str = Field(
+        default="dem", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
+        description="Raster dataset (file stem in the raster folder) the CesiumJS terrain is built from.",
+    )
+    terrain_max_zoom: int | None = Field(
+        default=None, ge=0, le=20,
+        description="Deepest terrain level served (default: the first level as fine as the DEM's pixels).",
+    )
+    terrain_tolerance_m: float = Field(
+        default=0.1, gt=0, le=100,
+        description="How far (m) the deepest terrain level's simplified mesh may depart from the DEM.",
+    )
 
     @property
     def raster_dir(self) -> Path:
