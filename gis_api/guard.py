@@ -35,8 +35,12 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
        "media-src 'self' blob:; worker-src 'self' blob:; child-src 'self' blob:; "
        "connect-src 'self' ws: wss: blob: data:; font-src 'self' data:; object-src 'none'; base-uri 'self'; "
        "frame-ancestors 'self'")
-HTML_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"SAMEORIGIN"),
-                (b"referrer-policy", b"strict-origin-when-cross-origin")]
+#: CesiumJS (the /scene page) compiles WebAssembly (terrain and mesh decoders) and its widgets'
+#: bindings build functions from strings: that page alone also allows eval and wasm.
+CSP_3D = CSP.replace("script-src 'self'", "script-src 'self' blob: 'unsafe-eval' 'wasm-unsafe-eval'")
+OTHER_HTML_HEADERS = [(b"x-frame-options", b"SAMEORIGIN"), (b"referrer-policy", b"strict-origin-when-cross-origin")]
+HTML_HEADERS = [(b"content-security-policy", CSP.encode()), *OTHER_HTML_HEADERS]
+HTML_HEADERS_3D = [(b"content-security-policy", CSP_3D.encode()), *OTHER_HTML_HEADERS]
 NEVER_CUT = ("/healthz", "/metrics", "/static/", "/favicon")
 UPLOAD_PATHS = ("/import",)  # suffixes of routes with their own, larger cap
 
@@ -204,7 +208,7 @@ class Guard:
                 headers.append((b"x-content-type-options", b"nosniff"))
                 if any(n == b"content-type" and v.startswith(b"text/html") for n, v in headers) \
                         and not path.startswith("/api/docs"):
-                    headers.extend(HTML_HEADERS)
+                    headers.extend(HTML_HEADERS_3D if path.rstrip("/") == "/scene" else HTML_HEADERS)
                 message = {**message, "headers": headers}
                 if half_open and message["status"] < 500:
                     self.breaker.success()

@@ -20,6 +20,18 @@ import rasterio
 import shapely
 from rasterio.io import MemoryFile
 
+
+def wait_for(page, expression: str, timeout_s: float, interval: float = 0.1) -> None:
+    """Poll ``expression`` with ``page.evaluate`` until truthy (the page's CSP forbids the eval
+    that Playwright's ``wait_for_function`` builds its predicate with)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
+        time.sleep(interval)
+
 CHROMIUM = os.environ.get("TWIN_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
         "--ignore-gpu-blocklist", "--disable-background-networking", "--disable-component-update",
@@ -59,9 +71,9 @@ def _open(browser, url: str, tmp_path: Path, name: str):
     page = browser.new_page(viewport={"width": 1100, "height": 760})
     watch = Watch(page)
     page.goto(url, timeout=90_000)
-    page.wait_for_function("window.twinScene !== undefined", timeout=30_000)
+    wait_for(page, "window.twinScene !== undefined", 30)
     page.evaluate("window.twinScene.ready")
-    page.wait_for_function("window.twinScene.tilesLoaded()", timeout=LOAD_TIMEOUT_MS, polling=500)
+    wait_for(page, "window.twinScene.tilesLoaded()", LOAD_TIMEOUT_MS / 1000, interval=0.5)
     page.wait_for_timeout(500)  # one more frame after the last tile
     shot = _save(page, tmp_path / f"{name}.png")
     return page, watch, shot
@@ -148,7 +160,7 @@ def test_clicking_a_building_names_it_and_links_to_its_feature(browser, live_url
     assert page.text_content("#card-title") == f"buildings #{feature['id']}"
     href = page.get_attribute("#card-link", "href")
     assert href.endswith(f"/collections/buildings/items/{feature['id']}")
-    page.wait_for_function("document.querySelectorAll('#card-props tr').length > 3", timeout=10_000)
+    wait_for(page, "document.querySelectorAll('#card-props tr').length > 3", 10)
     assert "height_m" in page.inner_text("#card-props")
     _save(page, tmp_path / "scene-pick.png")
     assert watch.problems == [] and page.evaluate("window.twinScene.errors") == []
