@@ -132,9 +132,10 @@ def test_layer_toggle_hides_a_layer(browser, live_url, town_store, tmp_path):
         assert box.is_checked()
         assert v.eval("window.twinMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'roads').length") > 0
         box.uncheck()
-        v.settle()
-        left = v.eval("window.twinMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'roads').length")
-        assert left == 0
+        # the map repaints on its next frame: wait until no road is drawn
+        wait_for(v.page, "window.twinMap.queryRenderedFeatures().filter(f => f.sourceLayer === 'roads').length === 0",
+                 20)
+        assert v.eval("window.twinMap.getLayoutProperty('roads', 'visibility')") == "none"
     finally:
         v.close()
 
@@ -184,9 +185,11 @@ def public_url(town_store, town_settings):
         Accounts(town_store, settings).create_user("viewer-operator", "Viewer-Operator-2026", ["operator"])
     except Exception:  # noqa: BLE001 - exists from an earlier module run
         pass
-    from conftest import _free_port
+    import socket
 
-    port = _free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings, store=town_store), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
