@@ -44,15 +44,3 @@ def _map_geometries(node: Any, src: CRS | None) -> Any:
 
 def _stack(xy: tuple[Any, Any]) -> Any:
     return np.column_stack(xy)
-
-
-def _buffer_m(g: Any, metres: float) -> Any:
-    """``g`` (CRS84) grown by ``metres`` in an equidistant projection centred on it."""
-    c = g.centroid if not g.is_empty else g
-    aeqd = CRS.from_proj4(f"+proj=aeqd +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m")
-    fwd = Transformer.from_crs("OGC:CRS84", aeqd, always_xy=True)
-    back = Transformer.from_crs(aeqd, "OGC:CRS84", always_xy=True)
-    local = shapely.transform(g, lambda xy: _stack(fwd.transform(xy[:, 0], xy[:, 1])))
-    grown = shapely.buffer(local, metres, quad_segs=32)
-    return shapely.transform(grown, lambda xy: _stack(back.transform(xy[:, 0], xy[:, 1])))
-

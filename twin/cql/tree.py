@@ -153,7 +153,10 @@ def _timestamp(s: str) -> dt.datetime:
         raise ValueError(f"{s!r} is not an RFC 3339 timestamp") from None
     if "T" not in s.upper() and " " not in s:
         raise ValueError(f"{s!r} is not an RFC 3339 timestamp (use DATE for dates)")
-    return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+    try:  # held in UTC from here on; a zone offset can push year 1 or 9999 out of range
+        return v.astimezone(dt.UTC) if v.tzinfo else v.replace(tzinfo=dt.UTC)
+    except OverflowError:
+        raise ValueError(f"{s!r} is out of the range of timestamps (years 1 to 9999 in UTC)") from None
 
 
 def _date(s: str) -> dt.date:
@@ -172,3 +175,27 @@ def _instant(v: Any) -> dt.datetime | dt.date | None:
         return _timestamp(v) if ("T" in v.upper() or " " in v) else _date(v)
     raise TypeError(f"{v!r} is not an instant")
 
+
+
+def describe(v: Any) -> str:
+    """A literal or node as a user would name it in an error message."""
+    if isinstance(v, Prop):
+        return f"property {v.name!r}"
+    if isinstance(v, bool):
+        return f"boolean {str(v).lower()}"
+    if isinstance(v, (int, float)):
+        r = repr(v)
+        return f"number {r if len(r) <= 40 else r[:37] + '...'}"
+    if isinstance(v, str):
+        return f"string {v!r}"
+    if isinstance(v, dt.datetime):
+        return f"timestamp {v.isoformat()}"
+    if isinstance(v, dt.date):
+        return f"date {v.isoformat()}"
+    if isinstance(v, shapely.Geometry):
+        return f"{v.geom_type} geometry"
+    if isinstance(v, Interval):
+        return "interval"
+    if isinstance(v, Op):
+        return f"{v.op.upper()}(...)"
+    return repr(v)
