@@ -50,6 +50,17 @@ class TwinSettings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Base URL used in links when behind a proxy (else taken from the request)."
     )
+    cql_max_chars: int = Field(default=20_000, ge=100, le=200_000, description="Longest CQL2 `filter` accepted.")
+    cql_max_depth: int = Field(
+        default=60, ge=4, le=60,
+        description="Deepest nesting in a CQL2 filter (at most 60: keeps every parser and compiler step far from the "
+        "recursion limit).",
+    )
+    cql_max_operators: int = Field(
+        default=500, ge=10, le=900,
+        description="Most operators and functions in one CQL2 filter (at most 900: SQLite refuses expressions deeper "
+        "than 1000).",
+    )
 
     @property
     def raster_dir(self) -> Path:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gis_api.deps import BaseUrlDep, BBoxDep, LayerDep, PageDep, StoreDep
+from gis_api.deps import BaseUrlDep, BBoxDep, LayerDep, PageDep, SettingsDep, StoreDep
 from twin import cql, geojson
 from twin.catalog import LAYERS, LayerSpec
 from twin.crs import (
@@ -138,6 +138,7 @@ async def items(
     base: BaseUrlDep,
     bbox: BBoxDep,
     page: PageDep,
+    settings: SettingsDep,
     crs: Annotated[str | None, Query(description="Output CRS URI (default CRS84)")] = None,
     datetime: Annotated[str | None, Query(description="RFC 3339 instant or interval a/b, ../b, a/..")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties to return")] = None,
@@ -155,7 +156,8 @@ async def items(
     limit, offset = page
     if filter is None and (filter_lang is not None or filter_crs is not None):
         raise InvalidParameter("filter-lang or filter-crs given without filter")
-    parsed = cql.parse(filter, filter_lang, filter_crs) if filter is not None else None
+    limits = cql.CqlLimits(settings.cql_max_chars, settings.cql_max_depth, settings.cql_max_operators)
+    parsed = cql.parse(filter, filter_lang, filter_crs, limits) if filter is not None else None
     out_crs = parse_crs(crs) if crs else None
     if out_crs is not None:
         check_supported(out_crs)

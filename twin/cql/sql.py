@@ -199,9 +199,12 @@ class _Compiler:
             if v.op in ARITHMETIC:
                 return self.arithmetic(v)
             if v.op == "casei":
-                inner = self.scalar(v.args[0])
+                arg = v.args[0]
+                while isinstance(arg, Op) and arg.op == "casei":  # folding twice is folding once
+                    arg = arg.args[0]
+                inner = self.scalar(arg)
                 if inner.kind != STRING:
-                    raise self.fail(f"CASEI needs a string, not {describe(v.args[0])}")
+                    raise self.fail(f"CASEI needs a string, not {describe(arg)}")
                 return _Typed(self.dialect.casei(inner.sql), STRING)
             raise self.fail(f"{v.op.upper()} is a condition, not a value")
         if isinstance(v, bool):
