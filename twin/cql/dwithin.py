@@ -95,7 +95,11 @@ def _circles_around(g: Any, metres: float) -> Any:
     # densify so circles overlap well: spacing about a quarter of the distance (in degrees
     # of latitude, a lower bound of the length of a degree anywhere)
     step_deg = max(metres / 4 / 110_574.0, 1e-6)
-    dense = shapely.get_coordinates(shapely.segmentize(g, step_deg)) if not isinstance(g, shapely.MultiPoint) else pts
+    try:
+        dense = shapely.get_coordinates(shapely.segmentize(g, step_deg))
+    except shapely.errors.GEOSException:  # degenerate parts (a line of two equal points)
+        dense = pts
+    dense = np.unique(dense, axis=0)
     if len(dense) > MAX_CIRCLES:
         dense = dense[np.linspace(0, len(dense) - 1, MAX_CIRCLES).round().astype(int)]
     circles = [_circle(x, y, metres, vertices=64 if len(dense) > 8 else CIRCLE_VERTICES) for x, y in dense]

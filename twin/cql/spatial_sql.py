@@ -56,6 +56,8 @@ def spatial(c: _Compiler, op: str, a: tuple[Any, ...]) -> Any:
             lit = grown(lit, float(dist) * scale)
         except OutsideTheEarth as exc:
             raise c.fail(str(exc)) from None
+        except shapely.errors.GEOSException as exc:  # a literal GEOS cannot grow (degenerate)
+            raise c.fail(f"S_DWITHIN cannot grow this geometry by the distance: {exc}") from None
         op = "s_intersects"
         geoms = [("prop", c.tbl.c.geom), ("lit", lit)]
     args = [g if k == "prop" else geometry(g) for k, g in geoms]
