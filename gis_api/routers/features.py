@@ -143,7 +143,9 @@ async def items(
     datetime: Annotated[str | None, Query(description="RFC 3339 instant or interval a/b, ../b, a/..")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties to return")] = None,
     filter: Annotated[str | None, Query(description="CQL2 expression on the queryables, e.g. "
-                                        "`floors >= 5 AND use = 'residential'`")] = None,
+                                        "`floors >= 5 AND use = 'residential'`; at most "
+                                        "TWIN_CQL_MAX_CHARS characters (20,000), TWIN_CQL_MAX_DEPTH "
+                                        "nesting levels (60) and TWIN_CQL_MAX_OPERATORS operators (500)")] = None,
     filter_lang: Annotated[str | None, Query(alias="filter-lang",
                                              description="`cql2-text` (default) or `cql2-json`")] = None,
     filter_crs: Annotated[str | None, Query(alias="filter-crs",
