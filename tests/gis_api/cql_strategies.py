@@ -22,7 +22,9 @@ SPECIAL_INTS = [0, 1, -1, 2**31 - 1, 2**31, -(2**31) - 1, 2**63 - 1, 2**63, -(2*
 idents = st.one_of(st.sampled_from(PROPS), st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True))
 ints = st.one_of(st.integers(-10, 10), st.integers(), st.sampled_from(SPECIAL_INTS))
 floats = st.floats(allow_nan=True, allow_infinity=True)
-unicode = st.text(st.characters(codec="utf-8"), max_size=12)
+unicode = st.one_of(st.text(st.characters(codec="utf-8"), max_size=12),
+                    st.sampled_from(["a\x00b", "École Ａ座", "x\\", "\\", "'", "%_\\%", "ΟΔΟΣ", "2026-09-29",
+                                     "2026-09-29T06:00:00Z", "9999-12-31", "0001-01-01T00:00:00+14:00"]))
 coords = st.one_of(st.floats(-180, 180), st.floats(-1e6, 1e6), floats,
                    st.sampled_from([90.0, -90.0, 180.0, -180.0, 100.0, 1e308]))
 

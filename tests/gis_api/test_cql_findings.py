@@ -216,6 +216,12 @@ def test_like_escaped_backslash_matches_a_backslash_on_both_backends(client):
     assert codes(client, filter="address LIKE 'Main St 3\\\\'") == []
 
 
+def test_strings_with_nul_are_400_on_both_backends(client):
+    assert "NUL" in bad(client, "name = 'a\x00b'")
+    assert "NUL" in bad(client, "CASEI(name) LIKE CASEI('\x00%')")
+    assert "NUL" in bad(client, '{"op": "=", "args": [{"property": "name"}, "a\\u0000"]}', "cql2-json")
+
+
 # --- 10. non-finite coordinates ---------------------------------------------------
 
 

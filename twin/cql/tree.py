@@ -111,7 +111,8 @@ def _number(v: int | float, where: str) -> int | float:
 
 
 def check_shape(tree: Any, limits: CqlLimits) -> None:
-    """Refuse a parsed tree nested deeper than ``limits.max_depth`` or with too many operators.
+    """Refuse a parsed tree nested deeper than ``limits.max_depth``, with too many operators,
+    or with a string no database can hold (NUL).
 
     Iterative (no recursion of its own), and run on the tree from either parser, so every
     later recursive walk is bounded.
@@ -134,7 +135,9 @@ def check_shape(tree: Any, limits: CqlLimits) -> None:
                     detail={"max_operators": limits.max_operators})
             stack.extend((a, depth + 1) for a in node.args)
         elif isinstance(node, tuple):
-            stack.extend((a, depth) for a in node if isinstance(a, (Op, tuple)))
+            stack.extend((a, depth) for a in node)
+        elif isinstance(node, str) and "\x00" in node:  # PostgreSQL text cannot hold NUL
+            raise InvalidParameter("filter: a string contains the NUL character (U+0000)")
 
 
 def _bbox(args: list[Any]) -> Any:
