@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
 
 from twin import cql
 from twin.catalog import get_layer
+from twin.db import normalise_url
 from twin.cql.dwithin import grown
 from twin.dialect import PostgisDialect
 from twin.store import SpatialStore, queryables
@@ -77,10 +79,14 @@ def main() -> None:
         print(f"parse+compile {name}: {timed(compile_it, args.n):.2f} ms")
 
     from sample_data import build_sample_town
-    from tests.conftest import _fresh_postgis_db
 
-    url = _fresh_postgis_db(args.db.rsplit("/", 1)[1])
-    store = SpatialStore.from_url(url)
+    url = make_url(args.db)
+    admin = create_engine(normalise_url(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+    admin.dispose()
+    store = SpatialStore.from_url(args.db)
     store.migrate()
     with tempfile.TemporaryDirectory() as tmp:
         build_sample_town(store, Path(tmp), scale=args.scale)
