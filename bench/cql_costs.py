@@ -31,8 +31,8 @@ from sqlalchemy.engine import make_url
 
 from twin import cql
 from twin.catalog import get_layer
-from twin.db import normalise_url
 from twin.cql.dwithin import grown
+from twin.db import normalise_url
 from twin.dialect import PostgisDialect
 from twin.store import SpatialStore, queryables
 
