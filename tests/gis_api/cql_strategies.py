@@ -83,8 +83,21 @@ t_predicate = st.one_of(
               idents, st.one_of(t_instant, t_interval)).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
     st.sampled_from(["TRUE", "FALSE"]),
 )
+# well-typed predicates on real properties, so many filters reach the database
+t_typed = st.one_of(
+    st.tuples(st.sampled_from(["floors", "height_m", "year_built", "households"]),
+              st.sampled_from(["=", "<>", "<", "<=", ">", ">="]), t_number).map(" ".join),
+    st.tuples(st.sampled_from(["name", "address", "use", "code", "status", "title"]),
+              st.sampled_from(["=", "<>", "<", ">=", "LIKE"]), t_string).map(" ".join),
+    st.tuples(st.sampled_from(["name", "address"]), t_string).map(lambda t: f"CASEI({t[0]}) LIKE CASEI({t[1]})"),
+    st.tuples(st.sampled_from(["reported_at", "closed_at"]), st.sampled_from(["=", "<", ">=", "<>"]),
+              st.one_of(t_date, t_timestamp)).map(" ".join),
+    st.tuples(st.sampled_from(["floors", "year_built"]), st.lists(t_number, min_size=1, max_size=5)).map(
+        lambda t: f"{t[0]} IN ({', '.join(t[1])})"),
+    st.tuples(t_point, st.one_of(ints, floats).map(_num)).map(lambda t: f"S_DWITHIN(geom, {t[0]}, {t[1]}, km)"),
+)
 t_condition = st.recursive(
-    t_predicate,
+    st.one_of(t_predicate, t_typed),
     lambda inner: st.one_of(
         st.tuples(inner, st.sampled_from(["AND", "OR", "and", "or"]), inner).map(" ".join),
         inner.map(lambda s: f"NOT {s}"), inner.map(lambda s: f"({s})")),
@@ -127,8 +140,22 @@ j_predicate = st.one_of(
               st.one_of(j_instant, st.tuples(j_instant, j_instant).map(lambda p: {"interval": list(p)}))).map(
         lambda t: {"op": t[0], "args": [t[1], t[2]]}),
 )
+j_typed = st.one_of(
+    st.tuples(st.sampled_from(["=", "<>", "<", "<=", ">", ">="]),
+              st.sampled_from(["floors", "height_m", "year_built"]), j_number).map(
+        lambda t: {"op": t[0], "args": [{"property": t[1]}, t[2]]}),
+    st.tuples(st.sampled_from(["=", "like", ">"]), st.sampled_from(["name", "address", "status"]), unicode).map(
+        lambda t: {"op": t[0], "args": [{"property": t[1]}, t[2]]}),
+    st.tuples(st.sampled_from(["floors", "year_built"]), st.lists(j_number, min_size=1, max_size=4)).map(
+        lambda t: {"op": "in", "args": [{"property": t[0]}, t[1]]}),
+    st.tuples(st.sampled_from(["t_before", "t_after", "t_intersects", "t_disjoint"]), j_instant).map(
+        lambda t: {"op": t[0], "args": [{"property": "reported_at"}, t[1]]}),
+    st.tuples(j_geometry, j_number).map(lambda t: {"op": "s_dwithin", "args": [{"property": "geom"}, t[0], t[1]]}),
+    st.tuples(st.sampled_from(["s_intersects", "s_within", "s_disjoint"]), j_geometry).map(
+        lambda t: {"op": t[0], "args": [{"property": "geom"}, t[1]]}),
+)
 j_condition = st.recursive(
-    j_predicate,
+    st.one_of(j_predicate, j_typed),
     lambda inner: st.one_of(
         st.tuples(st.sampled_from(["and", "or", "AND"]), st.lists(inner, min_size=1, max_size=4)).map(
             lambda t: {"op": t[0], "args": t[1]}),
