@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 
+from twin import casei
 from twin.errors import StoreUnavailable
 
 SPATIALITE_MODULE = "mod_spatialite"
@@ -92,6 +93,8 @@ def _spatialite_engine(u: URL, *, echo: bool) -> Engine:
                 detail=str(exc),
             ) from exc
         dbapi_conn.enable_load_extension(False)
+        # CASEI folds Unicode the same way on both backends (twin.casei)
+        dbapi_conn.create_function(casei.SQLITE_FUNCTION, 1, casei.casei, deterministic=True)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")

@@ -14,11 +14,12 @@ from typing import Any
 
 import psycopg
 import shapely
-from sqlalchemy import Column, Table, column, func, select, table
+from sqlalchemy import Column, Table, column, func, literal_column, select, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from twin import casei
 from twin.schema import SRID
 
 BBox = tuple[float, float, float, float]
@@ -38,6 +39,10 @@ class SpatialDialect:
 
     def geometry_wkb(self, tbl: Table) -> ColumnElement[bytes]:
         return func.ST_AsBinary(tbl.c.geom)
+
+    def casei(self, expr: Any) -> ColumnElement[str]:
+        """``expr`` case-folded as :func:`twin.casei.casei` folds in Python."""
+        raise NotImplementedError
 
     # helpers shared by both
     @staticmethod
@@ -59,6 +64,10 @@ def _utc(value: Any) -> Any:
 
 class PostgisDialect(SpatialDialect):
     name = "postgis"
+
+    def casei(self, expr: Any) -> ColumnElement[str]:
+        folded = func.lower(expr.collate(casei.POSTGRES_COLLATION))
+        return func.normalize(folded, literal_column("NFC"))
 
     def bbox_clause(self, tbl: Table, bbox: BBox) -> ColumnElement[bool]:
         env = func.ST_MakeEnvelope(*bbox, SRID)
@@ -111,6 +120,9 @@ class PostgisDialect(SpatialDialect):
 
 class SpatialiteDialect(SpatialDialect):
     name = "spatialite"
+
+    def casei(self, expr: Any) -> ColumnElement[str]:
+        return getattr(func, casei.SQLITE_FUNCTION)(expr)
 
     @staticmethod
     def _index(tbl: Table):  # noqa: ANN205 - a lightweight table clause

@@ -123,10 +123,6 @@ class TwinSettings(BaseSettings):
         default=1.0, ge=0, description="How long an alarm engine trusts its cached open alarms (multi-worker staleness bound)."
     )
 
-    @property
-    def video_dir(self) -> Path:
-        """HLS output of the demo stream(s): ``<home>/video/<stream>/index.m3u8``."""
-        return self.home / "video"
     terrain_dataset: str = Field(
         default="dem", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$",
         description="Raster dataset (file stem in the raster folder) the CesiumJS terrain is built from.",
@@ -139,6 +135,22 @@ class TwinSettings(BaseSettings):
         default=0.1, gt=0, le=100,
         description="How far (m) the deepest terrain level's simplified mesh may depart from the DEM.",
     )
+    cql_max_chars: int = Field(default=20_000, ge=100, le=200_000, description="Longest CQL2 `filter` accepted.")
+    cql_max_depth: int = Field(
+        default=60, ge=4, le=60,
+        description="Deepest nesting in a CQL2 filter (at most 60: keeps every parser and compiler step far from the "
+        "recursion limit).",
+    )
+    cql_max_operators: int = Field(
+        default=500, ge=10, le=900,
+        description="Most operators and functions in one CQL2 filter (at most 900: SQLite refuses expressions deeper "
+        "than 1000).",
+    )
+
+    @property
+    def video_dir(self) -> Path:
+        """HLS output of the demo stream(s): ``<home>/video/<stream>/index.m3u8``."""
+        return self.home / "video"
 
     @property
     def raster_dir(self) -> Path:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from gis_api.deps import BaseUrlDep, BBoxDep, PageDep, StoreDep
+from gis_api.deps import BaseUrlDep, BBoxDep, PageDep, SettingsDep, StoreDep
 from gis_api.security import (
     ReadableLayerDep,
     cql_properties,
@@ -147,11 +147,14 @@ async def items(
     base: BaseUrlDep,
     bbox: BBoxDep,
     page: PageDep,
+    settings: SettingsDep,
     crs: Annotated[str | None, Query(description="Output CRS URI (default CRS84)")] = None,
     datetime: Annotated[str | None, Query(description="RFC 3339 instant or interval a/b, ../b, a/..")] = None,
     properties: Annotated[str | None, Query(description="Comma-separated properties to return")] = None,
     filter: Annotated[str | None, Query(description="CQL2 expression on the queryables, e.g. "
-                                        "`floors >= 5 AND use = 'residential'`")] = None,
+                                        "`floors >= 5 AND use = 'residential'`; at most "
+                                        "TWIN_CQL_MAX_CHARS characters (20,000), TWIN_CQL_MAX_DEPTH "
+                                        "nesting levels (60) and TWIN_CQL_MAX_OPERATORS operators (500)")] = None,
     filter_lang: Annotated[str | None, Query(alias="filter-lang",
                                              description="`cql2-text` (default) or `cql2-json`")] = None,
     filter_crs: Annotated[str | None, Query(alias="filter-crs",
@@ -164,7 +167,8 @@ async def items(
     limit, offset = page
     if filter is None and (filter_lang is not None or filter_crs is not None):
         raise InvalidParameter("filter-lang or filter-crs given without filter")
-    parsed = cql.parse(filter, filter_lang, filter_crs) if filter is not None else None
+    limits = cql.CqlLimits(settings.cql_max_chars, settings.cql_max_depth, settings.cql_max_operators)
+    parsed = cql.parse(filter, filter_lang, filter_crs, limits) if filter is not None else None
     out_crs = parse_crs(crs) if crs else None
     if out_crs is not None:
         check_supported(out_crs)

@@ -29,23 +29,30 @@ from twin.cql.geometry import _map_geometries
 from twin.cql.json_form import _parse_json
 from twin.cql.sql import order_by, to_sql
 from twin.cql.text import _TextParser
-from twin.cql.tree import LANGS, MAX_FILTER_CHARS, CqlFilter, Interval, Op, Prop, SortKey
+from twin.cql.tree import LANGS, CqlFilter, CqlLimits, Interval, Op, Prop, SortKey, check_shape
 from twin.crs import check_supported, parse_crs
 from twin.errors import InvalidParameter
 
 # --- parsing -----------------------------------------------------------------
 
 
-def parse(text: str, lang: str | None = None, crs: str | None = None) -> CqlFilter:
-    """Parse ``text`` as ``lang`` (default cql2-text); geometry literals in ``crs`` (default CRS84)."""
+def parse(text: str, lang: str | None = None, crs: str | None = None, limits: CqlLimits | None = None) -> CqlFilter:
+    """Parse ``text`` as ``lang`` (default cql2-text); geometry literals in ``crs`` (default CRS84).
+
+    Both languages pass the same checks: the length, nesting and operator caps of
+    ``limits`` (see :class:`CqlLimits`), finite numbers and finite geometry coordinates.
+    """
+    limits = limits or CqlLimits()
     lang = (lang or "cql2-text").strip().lower()
     if lang not in LANGS:
         raise InvalidParameter(f"filter-lang {lang!r} is not supported", detail={"supported": list(LANGS)})
     if not text.strip():
         raise InvalidParameter("filter is empty")
-    if len(text) > MAX_FILTER_CHARS:
-        raise InvalidParameter(f"filter is longer than {MAX_FILTER_CHARS} characters")
-    tree = _TextParser(text).parse() if lang == "cql2-text" else _parse_json(text)
+    if len(text) > limits.max_chars:
+        raise InvalidParameter(f"filter is longer than {limits.max_chars} characters",
+                               detail={"max_chars": limits.max_chars})
+    tree = _TextParser(text, limits).parse() if lang == "cql2-text" else _parse_json(text, limits)
+    check_shape(tree, limits)
     src = parse_crs(crs) if crs else None
     if src is not None:
         check_supported(src)
@@ -71,4 +78,4 @@ def parse_sortby(text: str | None) -> tuple[SortKey, ...]:
         raise InvalidParameter("sortby is empty")
     return tuple(keys)
 
-__all__ = ["LANGS", "CqlFilter", "Interval", "Op", "Prop", "SortKey", "order_by", "parse", "parse_sortby", "to_sql"]
+__all__ = ["LANGS", "CqlFilter", "CqlLimits", "Interval", "Op", "Prop", "SortKey", "order_by", "parse", "parse_sortby", "to_sql"]

@@ -6,6 +6,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 
@@ -22,8 +23,12 @@ def _to_crs84(src: str) -> Transformer:
 
 
 def _map_geometries(node: Any, src: CRS | None) -> Any:
+    """Every geometry literal of the tree checked (finite coordinates) and moved to CRS84."""
     if isinstance(node, shapely.Geometry):
         g = node
+        xyz = shapely.get_coordinates(g, include_z=True)  # z is NaN where there is none
+        if not (np.isfinite(xyz[:, :2]).all() and not np.isinf(xyz[:, 2]).any()):
+            raise InvalidParameter("filter: a geometry literal has a coordinate that is not a finite number")
         if src is not None and not is_crs84(src):
             t = _to_crs84(src.srs)
             g = shapely.transform(g, lambda xy: _stack(t.transform(xy[:, 0], xy[:, 1])))
@@ -38,18 +43,4 @@ def _map_geometries(node: Any, src: CRS | None) -> Any:
 
 
 def _stack(xy: tuple[Any, Any]) -> Any:
-    import numpy as np
-
     return np.column_stack(xy)
-
-
-def _buffer_m(g: Any, metres: float) -> Any:
-    """``g`` (CRS84) grown by ``metres`` in an equidistant projection centred on it."""
-    c = g.centroid if not g.is_empty else g
-    aeqd = CRS.from_proj4(f"+proj=aeqd +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m")
-    fwd = Transformer.from_crs("OGC:CRS84", aeqd, always_xy=True)
-    back = Transformer.from_crs(aeqd, "OGC:CRS84", always_xy=True)
-    local = shapely.transform(g, lambda xy: _stack(fwd.transform(xy[:, 0], xy[:, 1])))
-    grown = shapely.buffer(local, metres, quad_segs=32)
-    return shapely.transform(grown, lambda xy: _stack(back.transform(xy[:, 0], xy[:, 1])))
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from shapely.geometry import shape
@@ -11,9 +10,9 @@ from shapely.geometry import shape
 from twin.cql.tree import (
     ARITHMETIC,
     COMPARISONS,
-    MAX_DEPTH,
     SPATIAL,
     TEMPORAL,
+    CqlLimits,
     Interval,
     Op,
     Prop,
@@ -21,6 +20,7 @@ from twin.cql.tree import (
     _date,
     _instant,
     _is_number,
+    _number,
     _Syntax,
     _timestamp,
 )
@@ -32,28 +32,63 @@ _JSON_OPS = COMPARISONS | ARITHMETIC | SPATIAL | TEMPORAL | {
     "and", "or", "not", "like", "between", "in", "isnull", "casei", "s_dwithin"}
 
 
-def _parse_json(text: str) -> Any:
+def _json_nesting(text: str) -> int:
+    """How deeply ``[``/``{`` nest in ``text`` (outside strings), without parsing it.
+
+    ``json.loads`` recurses once per level and fails with a RecursionError (a 500) on a few
+    thousand; this scan runs first so a deep document is a plain 400.
+    """
+    depth = deepest = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _parse_json(text: str, limits: CqlLimits | None = None) -> Any:
+    limits = limits or CqlLimits()
+    # an operator is two levels ({"op", "args": [...]}); GeoJSON coordinates add up to four
+    max_nesting = 2 * limits.max_depth + 8
+    if _json_nesting(text) > max_nesting:
+        raise InvalidParameter(f"filter: JSON nested deeper than {max_nesting} levels",
+                               detail={"filter": text, "max_depth": limits.max_depth})
     try:
         doc = json.loads(text)
     except ValueError as exc:
         raise InvalidParameter(f"filter: not valid JSON: {exc}", detail={"filter": text}) from None
     try:
-        return _walk_json(doc, "$", 0)
+        return _walk_json(doc, "$", 0, limits.max_depth)
     except _Syntax as exc:
         raise InvalidParameter(f"filter: {exc.message}", detail={"filter": text}) from None
 
 
-def _walk_json(node: Any, path: str, depth: int) -> Any:  # noqa: C901 - a flat dispatch
-    if depth > MAX_DEPTH:
-        raise _Syntax(f"expression nested deeper than {MAX_DEPTH} levels", 0)
+def _walk_json(node: Any, path: str, depth: int, max_depth: int) -> Any:  # noqa: C901 - a flat dispatch
+    if depth > max_depth:
+        raise _Syntax(f"expression nested deeper than {max_depth} levels", 0)
     if node is None:
         raise _Syntax(f"null is not a value at {path} (use isNull)", 0)
-    if isinstance(node, (bool, int, float, str)):
-        if isinstance(node, float) and not math.isfinite(node):
-            raise _Syntax(f"number at {path} is not finite", 0)
+    if isinstance(node, bool) or isinstance(node, str):
         return node
+    if isinstance(node, (int, float)):
+        try:
+            return _number(node, f"at {path}")
+        except _Syntax as exc:
+            raise _Syntax(exc.message, 0) from None
     if isinstance(node, list):
-        return tuple(_walk_json(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node))
+        return tuple(_walk_json(v, f"{path}[{i}]", depth + 1, max_depth) for i, v in enumerate(node))
     if not isinstance(node, dict):
         raise _Syntax(f"unexpected value at {path}", 0)
     if "property" in node:
@@ -85,9 +120,9 @@ def _walk_json(node: Any, path: str, depth: int) -> Any:  # noqa: C901 - a flat 
         if not isinstance(b, list) or len(b) not in (4, 6) or not all(_is_number(v) for v in b):
             raise _Syntax(f"bbox at {path} must be 4 (or 6) numbers", 0)
         try:
-            return _bbox(list(b))
-        except ValueError as exc:
-            raise _Syntax(f"{exc} at {path}", 0) from None
+            return _bbox([_number(v, f"in the bbox at {path}") for v in b])
+        except _Syntax as exc:
+            raise _Syntax(f"{exc.message} at {path}", 0) from None
     if "type" in node and ("coordinates" in node or "geometries" in node):
         try:
             return shape(node)
@@ -102,14 +137,11 @@ def _walk_json(node: Any, path: str, depth: int) -> Any:  # noqa: C901 - a flat 
         args = node.get("args", [])
         if not isinstance(args, list):
             args = [args]
-        vals = [_walk_json(a, f"{path}.args[{i}]", depth + 1) for i, a in enumerate(args)]
+        vals = [_walk_json(a, f"{path}.args[{i}]", depth + 1, max_depth) for i, a in enumerate(args)]
         if op in ("and", "or"):
             if len(vals) < 2:
                 raise _Syntax(f"{op} at {path} needs at least two arguments", 0)
-            out = vals[0]
-            for v in vals[1:]:
-                out = Op(op, (out, v))
-            return out
+            return Op(op, tuple(vals))
         if op == "between" and len(vals) == 2 and isinstance(vals[1], tuple) and len(vals[1]) == 2:
             vals = [vals[0], *vals[1]]
         if op == "in" and (len(vals) != 2 or not isinstance(vals[1], tuple)):

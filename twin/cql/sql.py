@@ -1,23 +1,35 @@
 """Compiling a parsed filter and ``sortby`` against one layer's table into SQLAlchemy.
 
 Only queryable columns, with matching types; every value a bound parameter. Backend
-differences (SpatiaLite's integer spatial predicates, its case-insensitive ``LIKE``) are
-handled here only.
+differences are handled here (and in :mod:`twin.cql.spatial_sql`) only:
+
+* SpatiaLite's spatial predicates answer 1/0/-1, its ``LIKE`` ignores ASCII case (``GLOB``
+  is used instead), and CASEI folds through the ``twin_casei`` function (:mod:`twin.casei`).
+* Numbers never overflow into a database error. An integer literal outside the range of
+  the integer column it is compared with (PostGIS ``integer``: 32 bits; SQLite: 64) is
+  replaced by a float beyond that range that compares the same way
+  (:mod:`twin.int_range`): ``floors = 3000000000`` matches nothing, ``floors < 3000000000``
+  everything. Arithmetic runs in ``numeric`` on PostGIS (its ``integer`` and ``double``
+  arithmetic raise on overflow) and in SQLite's own types there (which turn overflow into
+  floats and infinities); either way there is no error.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import shapely
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
     Float,
     Integer,
+    Numeric,
     and_,
     cast,
     false,
@@ -29,28 +41,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from twin.cql.geometry import _buffer_m
+from twin.casei import casei as fold_case
+from twin.cql import spatial_sql, temporal_sql
 from twin.cql.tree import (
     ARITHMETIC,
     COMPARISONS,
     SPATIAL,
     TEMPORAL,
-    UNITS_M,
     CqlFilter,
-    Interval,
     Op,
     Prop,
     SortKey,
     _instant,
     _is_number,
+    describe,
 )
 from twin.errors import InvalidParameter
-from twin.schema import SRID
-
-# --- compiling to SQL --------------------------------------------------------
+from twin.int_range import INT64, integer_range, outside_sentinel
 
 # kinds of scalar values
 NUMBER, STRING, BOOLEAN, TIMESTAMP, DATE, GEOMETRY = "number", "string", "boolean", "timestamp", "date", "geometry"
+_FLIP = {"=": "=", "<>": "<>", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
 
 @dataclass
@@ -58,14 +69,15 @@ class _Typed:
     sql: Any
     kind: str
     column: Any = None  # set when the value is a plain column (its type binds the literal)
+    numeric: bool = False  # an arithmetic result: NUMERIC on PostGIS
 
 
 def to_sql(flt: CqlFilter, tbl: Any, queryable: dict[str, str], dialect: Any, layer: str) -> ColumnElement[bool]:
     """The filter as a boolean SQL expression on ``tbl``.
 
     ``queryable`` names the properties a filter may use; ``dialect`` is the store's
-    :class:`twin.dialect.SpatialDialect` (for the index-backed bbox pre-filter and the
-    backend's spatial-predicate convention).
+    :class:`twin.dialect.SpatialDialect` (for the index-backed bbox pre-filter, the
+    backend's spatial-predicate convention and CASEI).
     """
     return _Compiler(tbl, queryable, dialect, layer).condition(flt.tree)
 
@@ -83,28 +95,6 @@ def order_by(keys: tuple[SortKey, ...], tbl: Any, queryable: dict[str, str], lay
     return out
 
 
-def _describe(v: Any) -> str:
-    if isinstance(v, Prop):
-        return f"property {v.name!r}"
-    if isinstance(v, bool):
-        return f"boolean {str(v).lower()}"
-    if isinstance(v, (int, float)):
-        return f"number {v!r}"
-    if isinstance(v, str):
-        return f"string {v!r}"
-    if isinstance(v, dt.datetime):
-        return f"timestamp {v.isoformat()}"
-    if isinstance(v, dt.date):
-        return f"date {v.isoformat()}"
-    if isinstance(v, shapely.Geometry):
-        return f"{v.geom_type} geometry"
-    if isinstance(v, Interval):
-        return "interval"
-    if isinstance(v, Op):
-        return f"{v.op.upper()}(...)"
-    return repr(v)
-
-
 class _Compiler:
     def __init__(self, tbl: Any, queryable: dict[str, str], dialect: Any, layer: str):
         self.tbl = tbl
@@ -112,16 +102,21 @@ class _Compiler:
         self.dialect = dialect
         self.layer = layer
         self.sqlite = getattr(dialect, "name", "") == "spatialite"
+        self.backend = "sqlite" if self.sqlite else "postgresql"
 
     def fail(self, message: str) -> InvalidParameter:
         return InvalidParameter(f"filter: {message}", detail={"queryables": sorted(self.queryable)})
+
+    def predicate(self, expr: Any) -> Any:
+        """SpatiaLite's ST_ predicates answer 1/0/-1; PostGIS's are boolean."""
+        return expr == 1 if self.sqlite else expr
 
     # boolean conditions
     def condition(self, n: Any) -> Any:  # noqa: C901 - one dispatch over operators
         if isinstance(n, bool):
             return true() if n else false()
         if not isinstance(n, Op):
-            raise self.fail(f"{_describe(n)} is not a condition")
+            raise self.fail(f"{describe(n)} is not a condition")
         op, a = n.op, n.args
         if op == "and":
             return and_(*(self.condition(x) for x in a))
@@ -130,33 +125,49 @@ class _Compiler:
         if op == "not":
             return not_(self.condition(a[0]))
         if op in COMPARISONS:
-            lhs, rhs = self.pair(a[0], a[1], op)
-            if lhs.kind == GEOMETRY:
-                raise self.fail(f"{op} does not compare geometries; use S_EQUALS")
-            return {"=": lhs.sql.__eq__, "<>": lhs.sql.__ne__, "<": lhs.sql.__lt__, "<=": lhs.sql.__le__,
-                    ">": lhs.sql.__gt__, ">=": lhs.sql.__ge__}[op](rhs.sql)
+            return self.compare(op, a[0], a[1])
         if op == "like":
             return self.like(a[0], a[1])
         if op == "between":
-            lhs, lo = self.pair(a[0], a[1], "BETWEEN")
-            _, hi = self.pair(a[0], a[2], "BETWEEN")
+            lhs, _ = self.pair(a[0], a[1], "BETWEEN")
             if lhs.kind not in (NUMBER, STRING, TIMESTAMP, DATE):
                 raise self.fail(f"BETWEEN does not apply to a {lhs.kind}")
-            return lhs.sql.between(lo.sql, hi.sql)
+            return and_(self.compare(">=", a[0], a[1]), self.compare("<=", a[0], a[2]))
         if op == "in":
-            if not a[1]:
-                raise self.fail("IN needs at least one value")
-            lhs = self.scalar(a[0])
-            vals = [self.coerce(v, lhs, "IN").sql for v in a[1]]
-            return lhs.sql.in_(vals)
+            return self.in_list(a[0], a[1])
         if op == "isnull":
             v = self.scalar(a[0])
             return v.sql.is_(None)
         if op in SPATIAL or op == "s_dwithin":
-            return self.spatial(op, a)
+            return spatial_sql.spatial(self, op, a)
         if op in TEMPORAL:
-            return self.temporal(op, a[0], a[1])
+            return temporal_sql.temporal(self, op, a[0], a[1])
         raise self.fail(f"{op.upper()} is not a condition")
+
+    def compare(self, op: str, a: Any, b: Any) -> Any:
+        """``a op b``, the literal (if any) on the right; a DATE against a timestamp is its whole day."""
+        if not isinstance(a, (Prop, Op)) and isinstance(b, (Prop, Op)):
+            a, b, op = b, a, _FLIP[op]
+        lhs, rhs = self.pair(a, b, op)
+        if lhs.kind == GEOMETRY:
+            raise self.fail(f"{op} does not compare geometries; use S_EQUALS")
+        if lhs.kind == TIMESTAMP and not isinstance(b, (Prop, Op)):
+            return temporal_sql.compare_instant(op, lhs.sql, temporal_sql.span(self, lhs, b, op))
+        lhs, rhs = self.unify(lhs, rhs)
+        return {"=": lhs.sql.__eq__, "<>": lhs.sql.__ne__, "<": lhs.sql.__lt__, "<=": lhs.sql.__le__,
+                ">": lhs.sql.__gt__, ">=": lhs.sql.__ge__}[op](rhs.sql)
+
+    def in_list(self, a: Any, items: tuple[Any, ...]) -> Any:
+        if not items:
+            raise self.fail("IN needs at least one value")
+        lhs = self.scalar(a)
+        if lhs.kind == TIMESTAMP:  # dates among the values are whole days
+            return or_(*(self.compare("=", a, v) for v in items))
+        vals = [self.coerce(v, lhs, "IN") for v in items]
+        if not self.sqlite and lhs.kind == NUMBER and (lhs.numeric or any(v.numeric for v in vals)):
+            lhs = self.as_numeric(lhs)
+            vals = [self.as_numeric(v) for v in vals]
+        return lhs.sql.in_([v.sql for v in vals])
 
     # scalar values
     def prop(self, p: Prop) -> _Typed:
@@ -186,24 +197,20 @@ class _Compiler:
             return self.prop(v)
         if isinstance(v, Op):
             if v.op in ARITHMETIC:
-                lhs, rhs = self.scalar_num(v.args[0], v.op), self.scalar_num(v.args[1], v.op)
-                if v.op == "/":
-                    # real division on both backends, NULL (not an error) when dividing by zero
-                    return _Typed(cast(lhs.sql, Float) / func.nullif(cast(rhs.sql, Float), 0), NUMBER)
-                return _Typed({"+": lhs.sql.__add__, "-": lhs.sql.__sub__, "*": lhs.sql.__mul__}[v.op](rhs.sql),
-                              NUMBER)
+                return self.arithmetic(v)
             if v.op == "casei":
-                inner = self.scalar(v.args[0])
+                arg = v.args[0]
+                while isinstance(arg, Op) and arg.op == "casei":  # folding twice is folding once
+                    arg = arg.args[0]
+                inner = self.scalar(arg)
                 if inner.kind != STRING:
-                    raise self.fail(f"CASEI needs a string, not {_describe(v.args[0])}")
-                return _Typed(func.lower(inner.sql), STRING)
+                    raise self.fail(f"CASEI needs a string, not {describe(arg)}")
+                return _Typed(self.dialect.casei(inner.sql), STRING)
             raise self.fail(f"{v.op.upper()} is a condition, not a value")
         if isinstance(v, bool):
             return _Typed(literal(v, Boolean), BOOLEAN)
-        if isinstance(v, int):
-            return _Typed(literal(v, Integer), NUMBER)
-        if isinstance(v, float):
-            return _Typed(literal(v, Float), NUMBER)
+        if _is_number(v):
+            return self.number(v, None)
         if isinstance(v, str):
             return _Typed(literal(v), STRING)
         if isinstance(v, dt.datetime):
@@ -211,32 +218,74 @@ class _Compiler:
         if isinstance(v, dt.date):
             return _Typed(literal(v, Date), DATE)
         if isinstance(v, shapely.Geometry):
-            return _Typed(self.geometry(v), GEOMETRY)
-        raise self.fail(f"{_describe(v)} cannot be used here")
+            return _Typed(spatial_sql.geometry(v), GEOMETRY)
+        raise self.fail(f"{describe(v)} cannot be used here")
 
-    def scalar_num(self, v: Any, op: str) -> _Typed:
-        t = self.scalar(v)
-        if t.kind != NUMBER:
-            raise self.fail(f"arithmetic {op!r} needs numbers, not {_describe(v)}")
-        return t
+    def arithmetic(self, v: Op) -> _Typed:
+        """``+ - * /``: real division, NULL (no match) when dividing by zero, no overflow errors."""
+        operands = []
+        for x in v.args:
+            if self.sqlite or not _is_number(x):
+                t = self.scalar(x)
+                if t.kind != NUMBER:
+                    raise self.fail(f"arithmetic {v.op!r} needs numbers, not {describe(x)}")
+                operands.append(t)
+            else:
+                operands.append(self.number(x, _Typed(None, NUMBER, numeric=True)))
+        lhs, rhs = operands
+        if not self.sqlite:
+            lhs, rhs = self.as_numeric(lhs), self.as_numeric(rhs)
+            if v.op == "/":
+                return _Typed(lhs.sql / func.nullif(rhs.sql, 0), NUMBER, numeric=True)
+            return _Typed({"+": lhs.sql.__add__, "-": lhs.sql.__sub__, "*": lhs.sql.__mul__}[v.op](rhs.sql),
+                          NUMBER, numeric=True)
+        if v.op == "/":
+            return _Typed(cast(lhs.sql, Float) / func.nullif(cast(rhs.sql, Float), 0), NUMBER)
+        return _Typed({"+": lhs.sql.__add__, "-": lhs.sql.__sub__, "*": lhs.sql.__mul__}[v.op](rhs.sql), NUMBER)
+
+    def number(self, v: int | float, other: _Typed | None) -> _Typed:
+        """A number literal bound so that no backend sees a value out of its range."""
+        if other is not None and other.numeric and not self.sqlite:
+            return _Typed(literal(Decimal(v) if isinstance(v, int) else Decimal(repr(v)), Numeric), NUMBER,
+                          numeric=True)
+        col = other.column if other is not None else None
+        if col is not None and isinstance(col.type, Integer):
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, int):
+                bounds = integer_range(col.type, self.backend)
+                if bounds[0] <= v <= bounds[1]:
+                    return _Typed(literal(v, col.type), NUMBER)
+                return _Typed(literal(outside_sentinel(v, bounds), Float), NUMBER)
+        if isinstance(v, int) and INT64[0] <= v <= INT64[1]:
+            return _Typed(literal(v, BigInteger), NUMBER)
+        return _Typed(literal(float(v), Float), NUMBER)
+
+    def as_numeric(self, t: _Typed) -> _Typed:
+        """``t`` as PostgreSQL ``numeric`` (exact, and it does not overflow at these sizes)."""
+        return t if t.numeric else replace(t, sql=cast(t.sql, Numeric), numeric=True)
+
+    def unify(self, lhs: _Typed, rhs: _Typed) -> tuple[_Typed, _Typed]:
+        """Both sides ``numeric`` on PostGIS when either is (a double beside a numeric could overflow)."""
+        if self.sqlite or lhs.kind != NUMBER or not (lhs.numeric or rhs.numeric):
+            return lhs, rhs
+        return self.as_numeric(lhs), self.as_numeric(rhs)
 
     def coerce(self, v: Any, other: _Typed, where: str) -> _Typed:
         """Literal ``v`` as a value comparable with ``other`` (typed by its column), or a 400."""
         k = other.kind
         col = other.column
         target = f"{k} property {col.name!r}" if col is not None else f"a {k} expression"
-        bad = self.fail(f"{_describe(v)} cannot be compared with {target} (in {where})")
+        bad = self.fail(f"{describe(v)} cannot be compared with {target} (in {where})")
         if isinstance(v, (Prop, Op)):
             t = self.scalar(v)
             if t.kind != k and {t.kind, k} != {TIMESTAMP, DATE}:
-                raise self.fail(f"{_describe(v)} ({t.kind}) cannot be compared with a {k} (in {where})")
+                raise self.fail(f"{describe(v)} ({t.kind}) cannot be compared with a {k} (in {where})")
             return t
         if k == NUMBER:
             if not _is_number(v):
                 raise bad
-            if col is not None and isinstance(col.type, Integer) and isinstance(v, float) and v.is_integer():
-                v = int(v)
-            return _Typed(literal(v, Float if isinstance(v, float) else Integer), NUMBER)
+            return self.number(v, other)
         if k == STRING:
             if not isinstance(v, str):
                 raise bad
@@ -263,7 +312,7 @@ class _Compiler:
         if k == GEOMETRY:
             if not isinstance(v, shapely.Geometry):
                 raise bad
-            return _Typed(self.geometry(v), GEOMETRY)
+            return _Typed(spatial_sql.geometry(v), GEOMETRY)
         raise bad
 
     def pair(self, a: Any, b: Any, where: str) -> tuple[_Typed, _Typed]:
@@ -271,7 +320,7 @@ class _Compiler:
         a_lit = not isinstance(a, (Prop, Op))
         b_lit = not isinstance(b, (Prop, Op))
         if a_lit and b_lit:
-            raise self.fail(f"{where} between two literals ({_describe(a)}, {_describe(b)}); name a property")
+            raise self.fail(f"{where} between two literals ({describe(a)}, {describe(b)}); name a property")
         if a_lit:
             rb = self.scalar(b)
             return self.coerce(a, rb, where), rb
@@ -282,13 +331,16 @@ class _Compiler:
     def like(self, lhs: Any, pattern: Any) -> Any:
         value = self.scalar(lhs)
         if value.kind != STRING:
-            raise self.fail(f"LIKE needs a string property, not {_describe(lhs)}")
+            raise self.fail(f"LIKE needs a string property, not {describe(lhs)}")
         casei = isinstance(pattern, Op) and pattern.op == "casei"
         pat = pattern.args[0] if casei else pattern
         if not isinstance(pat, str):
-            raise self.fail(f"LIKE pattern must be a quoted string, not {_describe(pat)}")
+            raise self.fail(f"LIKE pattern must be a quoted string, not {describe(pat)}")
+        if _ends_in_escape(pat):
+            raise self.fail(f"LIKE pattern {pat!r} ends with the escape character '\\'; "
+                            "write '\\\\' for a literal backslash")
         if casei:
-            pat = pat.lower()
+            pat = fold_case(pat) or ""
         if not self.sqlite:
             return value.sql.like(literal(pat), escape="\\")
         # SQLite's LIKE ignores ASCII case; GLOB does not. Translate % _ \x to * ? [x].
@@ -296,7 +348,7 @@ class _Compiler:
         it = iter(pat)
         for ch in it:
             if ch == "\\":
-                nxt = next(it, "\\")
+                nxt = next(it)
                 out.append(f"[{nxt}]" if nxt in "*?[" else nxt)
             elif ch == "%":
                 out.append("*")
@@ -308,84 +360,8 @@ class _Compiler:
                 out.append(ch)
         return value.sql.op("GLOB")(literal("".join(out)))
 
-    # spatial predicates
-    def geometry(self, g: Any) -> Any:
-        return func.ST_GeomFromText(literal(shapely.to_wkt(g, rounding_precision=-1)), SRID)
 
-    def _pred(self, expr: Any) -> Any:
-        """SpatiaLite's ST_ predicates answer 1/0/-1; PostGIS's are boolean."""
-        return expr == 1 if self.sqlite else expr
-
-    def spatial(self, op: str, a: tuple[Any, ...]) -> Any:
-        geoms = []
-        for v in a[:2]:
-            if isinstance(v, Prop):
-                t = self.prop(v)
-                if t.kind != GEOMETRY:
-                    raise self.fail(f"{op.upper()} needs the geometry property 'geom', not {_describe(v)}")
-                geoms.append(("prop", t.sql))
-            elif isinstance(v, shapely.Geometry):
-                geoms.append(("lit", v))
-            else:
-                raise self.fail(f"{op.upper()} needs geometries, not {_describe(v)}")
-        kinds = [k for k, _ in geoms]
-        if kinds.count("prop") != 1:
-            raise self.fail(f"{op.upper()} needs the geometry property and one geometry literal")
-        lit = next(g for k, g in geoms if k == "lit")
-        if lit.is_empty:
-            raise self.fail(f"{op.upper()} with an empty geometry")
-        if op == "s_dwithin":
-            dist = a[2]
-            units = (a[3] if len(a) > 3 else "meters")
-            if not _is_number(dist) or dist < 0:
-                raise self.fail(f"S_DWITHIN distance must be a non-negative number, not {_describe(dist)}")
-            scale = UNITS_M.get(str(units).lower())
-            if scale is None:
-                raise self.fail(f"S_DWITHIN units {units!r} not supported; use meters or kilometers")
-            lit = _buffer_m(lit, float(dist) * scale)
-            op = "s_intersects"
-            geoms = [("prop", self.tbl.c.geom), ("lit", lit)]
-        fn = {"s_intersects": func.ST_Intersects, "s_within": func.ST_Within, "s_contains": func.ST_Contains,
-              "s_disjoint": func.ST_Disjoint, "s_touches": func.ST_Touches, "s_crosses": func.ST_Crosses,
-              "s_overlaps": func.ST_Overlaps, "s_equals": func.ST_Equals}[op]
-        args = [g if k == "prop" else self.geometry(g) for k, g in geoms]
-        pred = self._pred(fn(*args))
-        if op == "s_disjoint":
-            return pred
-        # every other predicate implies that the feature meets the literal's envelope: add the
-        # dialect's index-backed bbox test so the spatial index narrows the scan first
-        x0, y0, x1, y1 = lit.bounds
-        eps = 1e-9
-        return and_(self.dialect.bbox_clause(self.tbl, (x0 - eps, y0 - eps, x1 + eps, y1 + eps)), pred)
-
-    # temporal predicates on instants (the layer's datetime or date columns)
-    def temporal(self, op: str, a: Any, b: Any) -> Any:
-        if isinstance(b, Prop) and not isinstance(a, Prop):
-            a, b = b, a
-            op = {"t_before": "t_after", "t_after": "t_before"}.get(op, op)
-        col = self.scalar(a)
-        if col.kind not in (TIMESTAMP, DATE):
-            raise self.fail(f"{op.upper()} needs a date or timestamp property, not {_describe(a)}")
-        if isinstance(b, Interval):
-            lo = self.coerce(b.start, col, op.upper()).sql if b.start is not None else None
-            hi = self.coerce(b.end, col, op.upper()).sql if b.end is not None else None
-            x = col.sql
-            if op == "t_during":
-                conds = [c for c in ((x > lo) if lo is not None else None, (x < hi) if hi is not None else None)
-                         if c is not None]
-            elif op in ("t_intersects", "t_disjoint"):
-                conds = [c for c in ((x >= lo) if lo is not None else None, (x <= hi) if hi is not None else None)
-                         if c is not None]
-            elif op == "t_before" and lo is not None:
-                conds = [x < lo]
-            elif op == "t_after" and hi is not None:
-                conds = [x > hi]
-            else:
-                raise self.fail(f"{op.upper()} of an instant and this interval is not supported")
-            cond = and_(*conds) if conds else x.is_not(None)
-            return not_(cond) if op == "t_disjoint" else cond
-        if op == "t_during":
-            raise self.fail("T_DURING needs an INTERVAL")
-        v = self.coerce(b, col, op.upper()).sql
-        return {"t_before": col.sql < v, "t_after": col.sql > v, "t_equals": col.sql == v,
-                "t_intersects": col.sql == v, "t_disjoint": col.sql != v}[op]
+def _ends_in_escape(pattern: str) -> bool:
+    """Whether ``pattern`` ends in an unpaired backslash (PostgreSQL refuses it, SQLite guessed)."""
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return trailing % 2 == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +11,9 @@ import shapely
 
 from twin.cql.tree import (
     COMPARISONS,
-    MAX_DEPTH,
     SPATIAL,
     TEMPORAL,
+    CqlLimits,
     Interval,
     Op,
     Prop,
@@ -20,6 +21,7 @@ from twin.cql.tree import (
     _date,
     _instant,
     _is_number,
+    _number,
     _Syntax,
     _timestamp,
 )
@@ -49,10 +51,16 @@ class _Tok:
 
 
 class _TextParser:
-    """Recursive descent over the CQL2 text grammar (the subset listed in the module doc)."""
+    """Recursive descent over the CQL2 text grammar (the subset listed in the module doc).
 
-    def __init__(self, text: str):
+    Every production that recurses (a group, ``NOT``, a sign, a function call) passes
+    through :meth:`_deeper`, so no input can reach Python's recursion limit; ``AND`` and
+    ``OR`` chains are read in a loop into one n-ary node, however long.
+    """
+
+    def __init__(self, text: str, limits: CqlLimits | None = None):
         self.text = text
+        self.limits = limits or CqlLimits()
         self.toks = self._lex(text)
         self.i = 0
         self.depth = 0
@@ -114,31 +122,41 @@ class _TextParser:
             ) from None
 
     def _deeper(self) -> None:
+        """One level down; the caller undoes it with ``self.depth -= 1`` in a ``finally``."""
         self.depth += 1
-        if self.depth > MAX_DEPTH:  # not a _Syntax: no backtracking out of this
-            raise InvalidParameter(f"filter: expression nested deeper than {MAX_DEPTH} levels")
+        if self.depth > self.limits.max_depth:  # not a _Syntax: no backtracking out of this
+            raise InvalidParameter(
+                f"filter: expression nested deeper than {self.limits.max_depth} levels "
+                f"(at position {self.tok.pos + 1})",
+                detail={"filter": self.text, "position": self.tok.pos + 1, "max_depth": self.limits.max_depth})
 
     # boolean level
     def _or(self) -> Any:
         self._deeper()
-        node = self._and()
-        while self._word() == "OR":
-            self.i += 1
-            node = Op("or", (node, self._and()))
-        self.depth -= 1
-        return node
+        try:
+            items = [self._and()]
+            while self._word() == "OR":
+                self.i += 1
+                items.append(self._and())
+        finally:
+            self.depth -= 1
+        return items[0] if len(items) == 1 else Op("or", tuple(items))
 
     def _and(self) -> Any:
-        node = self._not()
+        items = [self._not()]
         while self._word() == "AND":
             self.i += 1
-            node = Op("and", (node, self._not()))
-        return node
+            items.append(self._not())
+        return items[0] if len(items) == 1 else Op("and", tuple(items))
 
     def _not(self) -> Any:
         if self._word() == "NOT":
             self.i += 1
-            return Op("not", (self._not(),))
+            self._deeper()
+            try:
+                return Op("not", (self._not(),))
+            finally:
+                self.depth -= 1
         return self._primary()
 
     def _primary(self) -> Any:
@@ -224,22 +242,33 @@ class _TextParser:
         return node
 
     def _unary(self) -> Any:
-        if self._is_op("-"):
+        if self._is_op("-") or self._is_op("+"):
+            sign = self.tok.value
             self.i += 1
-            v = self._unary()
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            self._deeper()
+            try:
+                v = self._unary()
+            finally:
+                self.depth -= 1
+            if sign == "+":
+                return v
+            if _is_number(v):
                 return -v
             return Op("-", (0, v))
-        if self._is_op("+"):
-            self.i += 1
-            return self._unary()
         return self._atom()
 
     def _atom(self) -> Any:
         t = self.tok
         if t.kind == "num":
             self.i += 1
-            return float(t.value) if any(c in t.value for c in ".eE") else int(t.value)
+            try:
+                v: int | float = float(t.value) if any(c in t.value for c in ".eE") else int(t.value)
+            except ValueError:  # more digits than Python converts (4,300)
+                v = math.inf
+            try:
+                return _number(v, t.value if len(t.value) <= 40 else t.value[:37] + "...")
+            except _Syntax as exc:
+                raise _Syntax(exc.message, t.pos) from None
         if t.kind == "str":
             self.i += 1
             return t.value[1:-1].replace("''", "'")
@@ -249,8 +278,10 @@ class _TextParser:
         if self._is_op("("):
             self.i += 1
             self._deeper()
-            node = self._expr()
-            self.depth -= 1
+            try:
+                node = self._expr()
+            finally:
+                self.depth -= 1
             self._expect_op(")")
             return node
         if t.kind != "id":
@@ -269,11 +300,15 @@ class _TextParser:
         # function call
         self.i += 2
         args: list[Any] = []
-        if not self._is_op(")"):
-            args.append(self._expr())
-            while self._is_op(","):
-                self.i += 1
+        self._deeper()
+        try:
+            if not self._is_op(")"):
                 args.append(self._expr())
+                while self._is_op(","):
+                    self.i += 1
+                    args.append(self._expr())
+        finally:
+            self.depth -= 1
         self._expect_op(")")
         return self._function(w.lower(), args, t.pos)
 
@@ -291,6 +326,8 @@ class _TextParser:
                 raise self._error("unbalanced parentheses in the geometry literal")
             if t.kind == "op" and t.value == "(":
                 level += 1
+                if level > self.limits.max_depth:
+                    raise self._error(f"geometry literal nested deeper than {self.limits.max_depth} levels")
             elif t.kind == "op" and t.value == ")":
                 level -= 1
             self.i += 1
@@ -299,7 +336,7 @@ class _TextParser:
         wkt = self.text[start : self.toks[self.i - 1].pos + 1]
         try:
             return shapely.from_wkt(wkt)
-        except shapely.errors.ShapelyError as exc:
+        except (shapely.errors.ShapelyError, ValueError) as exc:
             raise _Syntax(f"invalid WKT geometry: {exc}", start) from None
 
     def _function(self, name: str, args: list[Any], pos: int) -> Any:
@@ -324,7 +361,10 @@ class _TextParser:
         if name == "bbox":
             if len(args) not in (4, 6) or not all(_is_number(a) for a in args):
                 raise _Syntax("BBOX takes 4 (or 6) numbers", pos)
-            return _bbox(args)
+            try:
+                return _bbox(args)
+            except _Syntax as exc:
+                raise _Syntax(exc.message, pos) from None
         if name == "s_dwithin":
             if len(args) == 4 and isinstance(args[3], Prop):  # units given as a bare word
                 args[3] = args[3].name
