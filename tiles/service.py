@@ -1,8 +1,8 @@
 """The vector tile service: validated request → cached, compressed MVT bytes with an ETag.
 
 This is what the HTTP routers, the seeder and the PMTiles exporter call; it knows no
-HTTP. A tile's identity is ``(layers with their data versions, z/x/y, encoding
-version)``; that hash is both the cache key and the ETag, so a conditional request
+HTTP. A tile's identity is ``(layers with the newest change touching the tile,
+z/x/y, encoding version)``; that hash is both the cache key and the ETag, so a conditional request
 can be answered before any cache or database is touched.
 """
 
@@ -19,14 +19,18 @@ from dataclasses import dataclass
 
 from tiles.cache import LayerVersions, TileCache, tile_key
 from tiles.mvt import DEFAULT_FEATURE_CAP, ENCODING_VERSION, TileEncoder, encoder_for, plan_tile
-from tiles.tms import Tile, parse_layer_list
+from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list
 from twin.catalog import LayerSpec, get_layer
+from twin.changes import BUFFER_FRACTION
 from twin.dialect import BBox
 
 try:  # optional: br when the client accepts it
     import brotli
 except ImportError:  # pragma: no cover - brotli is a declared dependency
     brotli = None  # type: ignore[assignment]
+
+# the change index grows tiles by BUFFER_FRACTION; a wider MVT buffer would miss edits
+assert BUFFER / EXTENT <= BUFFER_FRACTION, "tile buffer wider than the change index assumes"
 
 #: Most layers one composite tile may name.
 MAX_LAYERS_PER_TILE = 20
@@ -96,12 +100,13 @@ class TileService:
         version_ttl: float = 1.0,
         statement_timeout_ms: int = 15_000,
         workers: int | None = None,
+        max_log_rows: int = 20_000,
     ):
         self.store = store
         self.cache = cache if cache is not None else TileCache(0)
         self.feature_cap = feature_cap
         self.max_layers = max_layers
-        self.versions = LayerVersions(store, ttl=version_ttl)
+        self.versions = LayerVersions(store, ttl=version_ttl, max_log_rows=max_log_rows)
         self._statement_timeout_ms = statement_timeout_ms
         self._encoder: TileEncoder | None = None
         self._encoder_lock = threading.Lock()
@@ -147,8 +152,14 @@ class TileService:
             out[spec.id] = cached[1]
         return out
 
-    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int]) -> str:
-        return tile_key((s.id for s in specs), versions, tile.z, tile.x, tile.y, ENCODING_VERSION)
+    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> str:
+        """Cache key and ETag of ``tile``: per layer the newest change touching the tile (plus
+        buffer), so an edit changes exactly the tiles it touches. ``versions`` is unused (kept
+        for callers of the layer-version scheme); the change index is the source."""
+        index = self.versions.index
+        ids = [s.id for s in specs]
+        return tile_key(ids, index.tile_versions(ids, tile.z, tile.x, tile.y), tile.z, tile.x, tile.y,
+                        ENCODING_VERSION)
 
     # --- rendering ---------------------------------------------------------------
     def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> bytes:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
@@ -53,6 +53,38 @@ class LayerVersion(Base):
     layer: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     updated_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class ChangeLogEntry(Base):
+    """One change to a layer, written by database triggers in the same transaction as the edit.
+
+    ``version`` is the layer's data version the change produced (``layer_versions``);
+    ``minx..maxy`` the lon/lat extent of the changed geometry (old and new places get a
+    row each). A row with no extent means "the whole layer" (bulk load, replace,
+    TRUNCATE). Tile cache keys use the newest change that touches the tile, so an
+    edit invalidates exactly the tiles it touches (see :mod:`twin.changes`).
+    """
+
+    __tablename__ = "change_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    minx: Mapped[float | None] = mapped_column(Float)
+    miny: Mapped[float | None] = mapped_column(Float)
+    maxx: Mapped[float | None] = mapped_column(Float)
+    maxy: Mapped[float | None] = mapped_column(Float)
+    __table_args__ = (Index("ix_change_log_layer_version", "layer", "version"),)
+
+
+class ChangeLogState(Base):
+    """One row: the compaction ``generation`` (readers reload the log when it moves) and
+    the ``bulk`` flag twin sets inside a bulk load so SQLite's row triggers log the load
+    once, as a whole-layer change, instead of row by row."""
+
+    __tablename__ = "change_log_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bulk: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
 class Grid(Base):

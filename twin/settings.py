@@ -42,6 +42,10 @@ class TwinSettings(BaseSettings):
     )
     tile_workers: int | None = Field(default=None, ge=1, description="Threads rendering tiles (default: per CPU).")
     tile_redis_prefix: str = Field(default="twin:tile:", description="Key prefix of the Redis tile tier.")
+    change_log_max_rows: int = Field(
+        default=20_000, ge=100,
+        description="Rows the change log may hold before a worker compacts it (merges old edits per ~2 km cell).",
+    )
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

@@ -48,6 +48,7 @@ def tile_service(app: FastAPI) -> TileService:
             version_ttl=s.tile_version_ttl_s,
             statement_timeout_ms=s.statement_timeout_ms,
             workers=s.tile_workers,
+            max_log_rows=s.change_log_max_rows,
         )
         app.state.tiles = svc
     return svc
