@@ -92,7 +92,10 @@ BEGIN
   INSERT INTO layer_versions (layer, version, updated_at) VALUES (TG_TABLE_NAME, 2, {_UTC_NOW_PG})
   ON CONFLICT (layer) DO UPDATE SET version = layer_versions.version + 1, updated_at = EXCLUDED.updated_at
   RETURNING version INTO v;
-  IF TG_OP = 'TRUNCATE' OR coalesce(current_setting('twin.bulk_load', true), '') = 'on' THEN
+  IF coalesce(current_setting('twin.bulk_load', true), '') = 'on' THEN
+    RETURN NULL;  -- bulk_change() logs the whole layer once at its end
+  END IF;
+  IF TG_OP = 'TRUNCATE' THEN
     INSERT INTO change_log (layer, version) VALUES (TG_TABLE_NAME, v);
     RETURN NULL;
   END IF;
