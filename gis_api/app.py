@@ -29,8 +29,12 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        if settings.tile_warm:
+            from gis_api.routers.tiles import start_warmer
+
+            start_warmer(app)
         yield
-        for name in ("tiles", "raster_tile_cache"):  # services that hold connections
+        for name in ("tile_warmer", "tiles", "raster_tile_cache"):  # services that hold connections
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()

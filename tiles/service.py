@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from tiles.cache import LayerVersions, TileCache, tile_key
 from tiles.mvt import DEFAULT_FEATURE_CAP, ENCODING_VERSION, TileEncoder, encoder_for, plan_tile
 from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list
@@ -28,6 +30,10 @@ try:  # optional: br when the client accepts it
     import brotli
 except ImportError:  # pragma: no cover - brotli is a declared dependency
     brotli = None  # type: ignore[assignment]
+
+TILE_LOOKUPS = Counter("twin_tile_cache_lookups_total",
+                       "Vector tile lookups: hit (memory or Redis) or miss (rendered)", ["result"])
+_HIT, _MISS = TILE_LOOKUPS.labels("hit"), TILE_LOOKUPS.labels("miss")
 
 # the change index grows tiles by BUFFER_FRACTION; a wider MVT buffer would miss edits
 assert BUFFER / EXTENT <= BUFFER_FRACTION, "tile buffer wider than the change index assumes"
@@ -180,7 +186,10 @@ class TileService:
             return None
         key = self.etag(specs, tile, versions)
         body = self.cache.get_memory(f"{key}:{encoding}")
-        return None if body is None else TileResult(body, key, encoding)
+        if body is None:
+            return None
+        _HIT.inc()
+        return TileResult(body, key, encoding)
 
     def etag_if_fresh(self, specs: Sequence[LayerSpec], tile: Tile) -> str | None:
         versions = self.versions.peek()
@@ -199,11 +208,14 @@ class TileService:
             return TileResult(compress(self.render(specs, tile, versions), encoding), key, encoding)
         body = self.cache.get(f"{key}:{encoding}")
         if body is not None:
+            _HIT.inc()
             return TileResult(body, key, encoding)
         canonical = self.cache.get(f"{key}:gzip") if encoding != "gzip" else None
         if canonical is not None:
+            _HIT.inc()
             raw = gunzip_bytes(canonical) if canonical else b""
         else:
+            _MISS.inc()
             raw = self.render(specs, tile, versions)
             if encoding != "gzip":
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")

@@ -37,10 +37,10 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import Table, delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from twin.schema import ChangeLogEntry, ChangeLogState
@@ -207,6 +207,9 @@ class ChangeFeed:
         self._generation: int | None = None
         self._lock = threading.Lock()
         self._compacted_at = 0.0
+        #: called with ``(layer, box)`` for each new change (box ``None`` = whole layer), and with
+        #: ``(None, None)`` after a reload, when any place may have a new key
+        self.listeners: list[Callable[[str | None, BBox | None], None]] = []
 
     def refresh(self) -> dict[str, int]:
         """Bring the index up to date; the current data version of every layer."""
@@ -220,9 +223,12 @@ class ChangeFeed:
                 self.index = index
                 return versions
             if generation != self._generation:
+                first = self._generation is None
                 self.index = self._load_all(conn)
                 self._generation = generation
                 self._seen = dict(versions)
+                if not first:
+                    self._notify(None, None)
             else:
                 for name, v in versions.items():
                     if v > self._seen.get(name, 0):
@@ -255,6 +261,15 @@ class ChangeFeed:
             .where(t.c.layer == layer, t.c.version > above)
         ).all()
         self._rows_into(self.index, rows)
+        for name, _, minx, miny, maxx, maxy in rows:
+            self._notify(name, None if minx is None else (minx, miny, maxx, maxy))
+
+    def _notify(self, layer: str | None, box: BBox | None) -> None:
+        for fn in list(self.listeners):
+            try:
+                fn(layer, box)
+            except Exception:  # a listener's failure must not stop the feed
+                log.exception("change listener failed")
 
 
 def compact(engine: Engine, *, keep: int = 10_000, cell_zoom: int = 14) -> int:
@@ -266,7 +281,7 @@ def compact(engine: Engine, *, keep: int = 10_000, cell_zoom: int = 14) -> int:
     2 km at z14) into one row with the union extent and the newest version. Bumps
     the generation so every reader reloads. Returns the number of rows removed.
     """
-    t = ChangeLogEntry.__table__
+    t: Table = ChangeLogEntry.__table__  # type: ignore[assignment]
     with engine.begin() as conn:
         state = select(ChangeLogState.generation).where(ChangeLogState.id == 1)
         if conn.dialect.name == "postgresql":
@@ -297,7 +312,7 @@ def compact(engine: Engine, *, keep: int = 10_000, cell_zoom: int = 14) -> int:
                 m[1], m[2] = min(m[1], minx), min(m[2], miny)
                 m[3], m[4] = max(m[3], maxx), max(m[4], maxy)
         conn.execute(delete(t).where(t.c.id <= boundary))
-        rows = [{"layer": layer, "version": v, "minx": None, "miny": None, "maxx": None, "maxy": None}
+        rows: list[dict[str, object]] = [{"layer": layer, "version": v, "minx": None, "miny": None, "maxx": None, "maxy": None}
                 for layer, v in floors.items()]
         rows += [{"layer": layer, "version": int(m[0]), "minx": m[1], "miny": m[2], "maxx": m[3], "maxy": m[4]}
                  for (layer, _, _), m in merged.items()]

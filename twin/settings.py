@@ -46,6 +46,12 @@ class TwinSettings(BaseSettings):
         default=20_000, ge=100,
         description="Rows the change log may hold before a worker compacts it (merges old edits per ~2 km cell).",
     )
+    tile_warm: bool = Field(
+        default=False, description="Render the style's sources z10–z16 in the background and re-render edited tiles "
+        "(`twin serve --warm`; on in `twin demo`).")
+    tile_warm_zooms: str = Field(default="10-16", pattern=r"^\d{1,2}(-\d{1,2})?$", description="Zooms the warmer keeps rendered.")
+    tile_warm_cpu_share: float = Field(
+        default=0.25, gt=0, le=1, description="Most of one core the warmer may use (it sleeps between renders).")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

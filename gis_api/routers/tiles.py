@@ -146,6 +146,19 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     return JSONResponse(twin_style(base, center=center, zoom=14))
 
 
+def start_warmer(app: FastAPI) -> None:
+    """Start the background warm pyramid over the style's vector sources (``TWIN_TILE_WARM``)."""
+    from tiles.style import source_layers
+    from tiles.warm import TileWarmer, parse_zoom_range
+
+    s = app.state.settings
+    svc = tile_service(app)
+    app.state.tile_warmer = TileWarmer(
+        svc, source_layers(), zooms=parse_zoom_range(s.tile_warm_zooms), cpu_share=s.tile_warm_cpu_share,
+        poll_s=max(s.tile_version_ttl_s, 0.2),
+    ).start()
+
+
 def register(app: FastAPI) -> None:
     tile_service(app)
     app.router.routes.insert(0, Route(TILE_PATH, _mvt_endpoint, methods=["GET", "HEAD"], name="mvt_tile"))

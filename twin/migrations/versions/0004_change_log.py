@@ -12,7 +12,11 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from twin.versioning import change_log_triggers_sql, drop_change_log_triggers_sql, version_triggers_sql
+from twin.versioning import (
+    change_log_triggers_sql,
+    drop_change_log_triggers_sql,
+    version_triggers_sql,
+)
 
 revision = "0004_change_log"
 down_revision = "0003"
