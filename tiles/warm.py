@@ -126,8 +126,9 @@ class TileWarmer:
 
     def warm_one(self, name: str, tile: Tile) -> bool:
         """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered."""
-        specs = self.specs[name]
-        if self.service.cached(specs, tile, self.encoding) is not None:
+        specs, svc = self.specs[name], self.service
+        svc.versions.get()
+        if svc.cache.get(f"{svc.etag(specs, tile)}:{self.encoding}") is not None:  # memory, then Redis
             return False
         started = time.perf_counter()
         self.service.tile(specs, tile, self.encoding)

@@ -58,7 +58,9 @@ def test_the_walk_leaves_every_tile_of_the_pyramid_cached(warmer):
     warmer.run_pass()
     tiles = warmer.pyramid()
     assert tiles and warmer.walked == len(tiles)
-    assert all(warmer.service.cached(warmer.specs[name], t, "gzip") is not None for name, t in tiles)
+    svc = warmer.service
+    svc.versions.get()
+    assert all(svc.cache.get_memory(f"{svc.etag(warmer.specs[name], t)}:gzip") is not None for name, t in tiles)
     assert warmer.rendered == len(tiles)
     warmer.run_pass()  # a second walk finds everything cached: nothing rendered again
     assert warmer.rendered == len(tiles)
@@ -78,9 +80,10 @@ def test_an_edit_re_renders_only_the_touched_tiles_of_the_source_holding_the_lay
     # one to a few tiles per zoom around P, all in the live source; the buildings were not touched
     assert len(warmer.zooms) <= warmer.rerendered <= 4 * len(warmer.zooms)
     for z in warmer.zooms:
-        hit = svc.cached(live, tile_at(*P, z), "gzip")
+        svc.versions.get()
+        hit = svc.cache.get_memory(f"{svc.etag(live, tile_at(*P, z))}:gzip")
         assert hit is not None, f"z{z} tile around the edit is warm again"
-        feats = mapbox_vector_tile.decode(gzip.decompress(hit.body))["events"]["features"]
+        feats = mapbox_vector_tile.decode(gzip.decompress(hit))["events"]["features"]
         assert {f["properties"]["status"] for f in feats if f["id"] == 1} == {"closed"}
 
 
