@@ -45,7 +45,7 @@ def layer_sql(plan: LayerPlan, index: int, projected: bool, feature_cap: int) ->
     tbl = spec.table
     cols = [_column_sql(tbl.c[name]) for name in spec.tile_properties if name in tbl.c]
     env = "ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int)"
-    margin = BUFFER / EXTENT
+    margin = plan.margin / EXTENT
     if projected:
         geom = "t.geom_3857"
         where = [f"t.geom_3857 && ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => {margin})"]
@@ -125,7 +125,7 @@ class PostgisTileEncoder:
 
     # --- encoding --------------------------------------------------------------
     def sql(self, plans: Sequence[LayerPlan], feature_cap: int) -> str:
-        key = (tuple((p.id, p.min_area > 0, p.min_length > 0, p.simplify > 0) for p in plans), feature_cap)
+        key = (tuple((p.id, p.min_area > 0, p.min_length > 0, p.simplify > 0, p.margin) for p in plans), feature_cap)
         text = self._sql_cache.get(key)
         if text is None:
             parts = [layer_sql(p, i, self.projected, feature_cap) for i, p in enumerate(plans)]

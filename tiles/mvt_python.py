@@ -84,7 +84,7 @@ class PythonTileEncoder:
         names = [n for n in spec.tile_properties if n in tbl.c]
         stmt = (
             select(tbl.c.id, *(tbl.c[n] for n in names), self.store.dialect.geometry_wkb(tbl))
-            .where(self.store.dialect.bbox_clause(tbl, tile_bounds_lonlat(tile, BUFFER)))
+            .where(self.store.dialect.bbox_clause(tbl, tile_bounds_lonlat(tile, plan.margin)))
             .limit(feature_cap)
         )
         rows = conn.execute(stmt).all()

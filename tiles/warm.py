@@ -103,13 +103,24 @@ class TileWarmer:
                     WARM_PENDING.set(len(self._pending))
 
     def _next_touched(self) -> tuple[str, Tile] | None:
+        """The oldest queued tile, left in the queue until :meth:`_done` (so :meth:`idle` waits for it)."""
         with self._lock:
-            if not self._pending:
-                return None
-            item = self._pending.popleft()
-            self._pending_set.discard(item)
+            return self._pending[0] if self._pending else None
+
+    def _done(self, item: tuple[str, Tile]) -> None:
+        with self._lock:
+            if self._pending and self._pending[0] == item:
+                self._pending.popleft()
             WARM_PENDING.set(len(self._pending))
-            return item
+
+    def _rerender(self, item: tuple[str, Tile]) -> None:
+        # drop it from the set first: an edit landing during the render queues it again
+        with self._lock:
+            self._pending_set.discard(item)
+        if self.warm_one(*item):
+            self.rerendered += 1
+            WARM_RENDERS.labels("edit").inc()
+        self._done(item)
 
     # --- the walk ------------------------------------------------------------
     def pyramid(self) -> list[tuple[str, Tile]]:
@@ -151,9 +162,7 @@ class TileWarmer:
                 last_poll = now
             touched = self._next_touched()
             if touched is not None:
-                if self.warm_one(*touched):
-                    self.rerendered += 1
-                    WARM_RENDERS.labels("edit").inc()
+                self._rerender(touched)
                 continue
             item = next(it, None)
             if item is None:
@@ -187,9 +196,8 @@ class TileWarmer:
                 touched = self._next_touched()
                 if touched is None:
                     self._stop.wait(self.poll_s)
-                elif self.warm_one(*touched):
-                    self.rerendered += 1
-                    WARM_RENDERS.labels("edit").inc()
+                else:
+                    self._rerender(touched)
         except Exception:  # the warmer is an accelerator: log and stop, never take the server down
             log.exception("tile warmer stopped")
 
