@@ -107,12 +107,17 @@ class TileService:
         statement_timeout_ms: int = 15_000,
         workers: int | None = None,
         max_log_rows: int = 20_000,
+        invalidation: str = "extent",
     ):
         self.store = store
         self.cache = cache if cache is not None else TileCache(0)
         self.feature_cap = feature_cap
         self.max_layers = max_layers
         self.versions = LayerVersions(store, ttl=version_ttl, max_log_rows=max_log_rows)
+        if invalidation not in ("extent", "layer"):
+            raise ValueError(f"invalidation must be 'extent' or 'layer', not {invalidation!r}")
+        #: "extent": keys follow the newest change touching the tile; "layer": the layer version
+        self.invalidation = invalidation
         self._statement_timeout_ms = statement_timeout_ms
         self._encoder: TileEncoder | None = None
         self._encoder_lock = threading.Lock()
@@ -162,8 +167,11 @@ class TileService:
         """Cache key and ETag of ``tile``: per layer the newest change touching the tile (plus
         buffer), so an edit changes exactly the tiles it touches. ``versions`` is unused (kept
         for callers of the layer-version scheme); the change index is the source."""
-        index = self.versions.index
         ids = [s.id for s in specs]
+        if self.invalidation == "layer":  # the older, coarser scheme: any edit changes every tile of the layer
+            return tile_key(ids, versions if versions is not None else self.versions.get(), tile.z, tile.x,
+                            tile.y, ENCODING_VERSION)
+        index = self.versions.index
         return tile_key(ids, index.tile_versions(ids, tile.z, tile.x, tile.y), tile.z, tile.x, tile.y,
                         ENCODING_VERSION)
 

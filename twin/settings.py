@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,9 @@ class TwinSettings(BaseSettings):
         default=20_000, ge=100,
         description="Rows the change log may hold before a worker compacts it (merges old edits per ~2 km cell).",
     )
+    tile_invalidation: Literal["extent", "layer"] = Field(
+        default="extent", description="Tile keys: 'extent' = newest change touching the tile (an edit invalidates "
+        "only its tiles); 'layer' = the layer's data version (any edit invalidates the whole layer).")
     tile_warm: bool = Field(
         default=False, description="Render the style's sources z10–z16 in the background and re-render edited tiles "
         "(`twin serve --warm`; on in `twin demo`).")

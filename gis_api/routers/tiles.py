@@ -49,6 +49,7 @@ def tile_service(app: FastAPI) -> TileService:
             statement_timeout_ms=s.statement_timeout_ms,
             workers=s.tile_workers,
             max_log_rows=s.change_log_max_rows,
+            invalidation=s.tile_invalidation,
         )
         app.state.tiles = svc
     return svc
