@@ -29,12 +29,12 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        if settings.tile_warm:
-            from gis_api.routers.tiles import start_warmer
+        if getattr(app.state, "tiles", None) is not None:
+            from gis_api.routers.tiles import start_background
 
-            start_warmer(app)
+            start_background(app)  # building blocks, warm pyramid
         yield
-        for name in ("tile_warmer", "tiles", "raster_tile_cache"):  # services that hold connections
+        for name in ("tile_warmer", "block_maintainer", "tiles", "raster_tile_cache"):  # hold threads/connections
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()

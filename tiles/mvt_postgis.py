@@ -42,11 +42,11 @@ def _column_sql(col) -> str:  # noqa: ANN001 - a SQLAlchemy Column
 def layer_sql(plan: LayerPlan, index: int, projected: bool, feature_cap: int) -> str:
     """The ``(SELECT ST_AsMVT(...))`` sub-select of one layer; parameters ``z``, ``x``, ``y``, ``aN``, ``lN``, ``sN``."""
     spec = plan.spec
-    tbl = spec.table
+    tbl = plan.source
     cols = [_column_sql(tbl.c[name]) for name in spec.tile_properties if name in tbl.c]
     env = "ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int)"
     margin = plan.margin / EXTENT
-    if projected:
+    if projected and plan.table is None:
         geom = "t.geom_3857"
         where = [f"t.geom_3857 && ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => {margin})"]
     else:
@@ -54,6 +54,8 @@ def layer_sql(plan: LayerPlan, index: int, projected: bool, feature_cap: int) ->
         where = [
             f"t.geom && ST_Transform(ST_TileEnvelope(%(z)s::int, %(x)s::int, %(y)s::int, margin => {margin}), 4326)"
         ]
+    if "zoom" in tbl.c:  # generalised per zoom (building blocks)
+        where.append("t.zoom = %(z)s::int")
     if plan.min_area > 0:
         where.append(f"ST_Area({geom}) >= %(a{index})s::float8")
     if plan.min_length > 0:
@@ -125,7 +127,8 @@ class PostgisTileEncoder:
 
     # --- encoding --------------------------------------------------------------
     def sql(self, plans: Sequence[LayerPlan], feature_cap: int) -> str:
-        key = (tuple((p.id, p.min_area > 0, p.min_length > 0, p.simplify > 0, p.margin) for p in plans), feature_cap)
+        key = (tuple((p.id, p.min_area > 0, p.min_length > 0, p.simplify > 0, p.margin, p.table is not None)
+                     for p in plans), feature_cap)
         text = self._sql_cache.get(key)
         if text is None:
             parts = [layer_sql(p, i, self.projected, feature_cap) for i, p in enumerate(plans)]

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 
 from tiles.cache import LayerVersions, TileCache, tile_key
-from tiles.mvt import DEFAULT_FEATURE_CAP, ENCODING_VERSION, TileEncoder, encoder_for, plan_tile
+from tiles.mvt import (
+    DEFAULT_FEATURE_CAP,
+    ENCODING_VERSION,
+    TileEncoder,
+    encoder_for,
+    key_layers,
+    plan_tile,
+)
 from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list
 from twin.catalog import LayerSpec, get_layer
 from twin.changes import BUFFER_FRACTION
@@ -167,7 +174,7 @@ class TileService:
         """Cache key and ETag of ``tile``: per layer the newest change touching the tile (plus
         buffer), so an edit changes exactly the tiles it touches. ``versions`` is unused (kept
         for callers of the layer-version scheme); the change index is the source."""
-        ids = [s.id for s in specs]
+        ids = key_layers(specs, tile.z)
         if self.invalidation == "layer":  # the older, coarser scheme: any edit changes every tile of the layer
             return tile_key(ids, versions if versions is not None else self.versions.get(), tile.z, tile.x,
                             tile.y, ENCODING_VERSION)

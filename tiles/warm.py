@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge
 from tiles.service import TileService
 from tiles.tilejson import union_extent
 from tiles.tms import BUFFER, EXTENT, Tile, tiles_for_bbox
+from twin.blocks import BLOCK_ZOOMS
 from twin.catalog import LayerSpec
 from twin.dialect import BBox
 
@@ -84,11 +85,14 @@ class TileWarmer:
         if layer is None or box is None:
             self._rewalk.set()
             return
+        zooms: Sequence[int] = self.zooms
+        if layer == "building_blocks":  # drawn as the buildings layer at the block zooms
+            layer, zooms = "buildings", [z for z in self.zooms if z in BLOCK_ZOOMS]
         for name, specs in self.specs.items():
             if not any(s.id == layer for s in specs):
                 continue
             touched: list[Tile] = []
-            for z in self.zooms:
+            for z in zooms:
                 touched.extend(tiles_for_bbox(_grow(box, z), z))
                 if len(touched) > _MAX_TOUCHED:
                     self._rewalk.set()

@@ -311,6 +311,29 @@ class ConstructionSite(Base):
     geom = _geom("MULTIPOLYGON")
 
 
+class BuildingBlock(Base):
+    """Built-up block (街区轮廓): buildings of one ~2 km cell merged and generalised for one zoom.
+
+    Derived data, not a layer of its own: vector tiles draw these in place of single
+    buildings at z12–z13, where buildings are sub-pixel (:mod:`twin.blocks`). Kept in
+    step with ``buildings`` through the change log; ``cell_x``/``cell_y`` are the Web
+    Mercator tile at z14 whose buildings it merges, ``built_from`` the buildings
+    version it was computed from.
+    """
+
+    __tablename__ = "building_blocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    zoom: Mapped[int] = mapped_column(Integer, nullable=False)
+    cell_x: Mapped[int] = mapped_column(Integer, nullable=False)
+    cell_y: Mapped[int] = mapped_column(Integer, nullable=False)
+    use: Mapped[str] = mapped_column(String(32), nullable=False)
+    height_m: Mapped[float] = mapped_column(Float, nullable=False)
+    building_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    built_from: Mapped[int] = mapped_column(Integer, nullable=False)
+    geom = _geom("MULTIPOLYGON")
+    __table_args__ = (Index("ix_building_blocks_cell", "cell_x", "cell_y"),)
+
+
 LAYER_MODELS: dict[str, type[Base]] = {
     m.__tablename__: m  # type: ignore[misc]
     for m in (

@@ -50,6 +50,9 @@ class TwinSettings(BaseSettings):
     tile_invalidation: Literal["extent", "layer"] = Field(
         default="extent", description="Tile keys: 'extent' = newest change touching the tile (an edit invalidates "
         "only its tiles); 'layer' = the layer's data version (any edit invalidates the whole layer).")
+    tile_blocks: bool = Field(
+        default=True, description="Keep building_blocks (buildings merged per zoom, drawn at z12–z13) in step "
+        "with the buildings, in a background thread of each server process.")
     tile_warm: bool = Field(
         default=False, description="Render the style's sources z10–z16 in the background and re-render edited tiles "
         "(`twin serve --warm`; on in `twin demo`).")

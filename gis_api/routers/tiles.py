@@ -147,13 +147,20 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     return JSONResponse(twin_style(base, center=center, zoom=14))
 
 
-def start_warmer(app: FastAPI) -> None:
-    """Start the background warm pyramid over the style's vector sources (``TWIN_TILE_WARM``)."""
+def start_background(app: FastAPI) -> None:
+    """Start the tile service's background jobs: the building-block maintainer (``TWIN_TILE_BLOCKS``)
+    and the warm pyramid over the style's vector sources (``TWIN_TILE_WARM``)."""
     from tiles.style import source_layers
     from tiles.warm import TileWarmer, parse_zoom_range
+    from twin.blocks import BlockMaintainer
 
     s = app.state.settings
     svc = tile_service(app)
+    if s.tile_blocks:
+        app.state.block_maintainer = BlockMaintainer(
+            app.state.store, svc.versions.feed, poll_s=max(s.tile_version_ttl_s, 0.2)).start()
+    if not s.tile_warm:
+        return
     app.state.tile_warmer = TileWarmer(
         svc, source_layers(), zooms=parse_zoom_range(s.tile_warm_zooms), cpu_share=s.tile_warm_cpu_share,
         poll_s=max(s.tile_version_ttl_s, 0.2),

@@ -1,7 +1,8 @@
 """change log: the extent of every edit, written by triggers, for tile invalidation by extent
 
-Creates ``change_log`` (layer, version, lon/lat extent; no extent = whole layer) and
-``change_log_state`` (compaction generation, SQLite's bulk-load flag), and replaces
+Creates ``change_log`` (layer, version, lon/lat extent; no extent = whole layer),
+``change_log_state`` (compaction generation, SQLite's bulk-load flag) and
+``building_blocks`` (buildings merged per zoom for z12–z13 tiles), and replaces
 the version triggers of 0002 by triggers that bump the version and log the change in
 the same transaction, on both backends (see :mod:`twin.versioning`).
 
@@ -11,6 +12,7 @@ Create Date: 2026-11-23
 """
 import sqlalchemy as sa
 from alembic import op
+from geoalchemy2 import Geometry
 
 from twin.versioning import (
     change_log_triggers_sql,
@@ -52,17 +54,40 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_change_log_state")),
     )
     op.execute("INSERT INTO change_log_state (id, generation, bulk) VALUES (1, 0, 0)")
+    op.create_geospatial_table(
+        "building_blocks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("zoom", sa.Integer(), nullable=False),
+        sa.Column("cell_x", sa.Integer(), nullable=False),
+        sa.Column("cell_y", sa.Integer(), nullable=False),
+        sa.Column("use", sa.String(length=32), nullable=False),
+        sa.Column("height_m", sa.Float(), nullable=False),
+        sa.Column("building_count", sa.Integer(), nullable=False),
+        sa.Column("built_from", sa.Integer(), nullable=False),
+        sa.Column("geom", Geometry(geometry_type="MULTIPOLYGON", srid=4326, dimension=2, spatial_index=False,
+                                   from_text="ST_GeomFromEWKT", name="geometry", nullable=False), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_building_blocks")),
+    )
+    op.create_geospatial_index("idx_building_blocks_geom", "building_blocks", ["geom"], unique=False,
+                               postgresql_using="gist", postgresql_ops={})
+    op.create_index("ix_building_blocks_cell", "building_blocks", ["cell_x", "cell_y"], unique=False)
     dialect = op.get_bind().dialect.name
-    for stmt in change_log_triggers_sql(dialect, LAYERS):
+    # the blocks are logged like a layer, so tiles drawing them change when they are refreshed
+    op.execute("INSERT INTO layer_versions (layer, version) VALUES ('building_blocks', 1)")
+    for stmt in change_log_triggers_sql(dialect, (*LAYERS, "building_blocks")):
         op.execute(stmt)
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    for stmt in drop_change_log_triggers_sql(dialect, LAYERS):
+    for stmt in drop_change_log_triggers_sql(dialect, (*LAYERS, "building_blocks")):
         op.execute(stmt)
     for stmt in version_triggers_sql(dialect, LAYERS):
         op.execute(stmt)
+    op.execute("DELETE FROM layer_versions WHERE layer = 'building_blocks'")
+    op.drop_geospatial_index("idx_building_blocks_geom", table_name="building_blocks", column_name="geom")
+    op.drop_index("ix_building_blocks_cell", table_name="building_blocks")
+    op.drop_geospatial_table("building_blocks")
     op.drop_table("change_log_state")
     op.drop_index("ix_change_log_layer_version", table_name="change_log")
     op.drop_table("change_log")
