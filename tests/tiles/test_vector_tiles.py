@@ -123,14 +123,14 @@ def test_zoom_below_the_layer_minzoom_is_empty(service):
     specs = service.layer_specs("buildings")
     assert specs[0].min_zoom == 12
     assert service.render(specs, tile_at(LON, LAT, 11)) == b""
-    assert service.render(specs, tile_at(LON, LAT, 12)) != b""
+    assert service.render(specs, tile_at(LON, LAT, 14)) != b""  # z12–z13 draw building blocks (test_blocks.py)
 
 
-def test_thinning_drops_subpixel_buildings_at_z12_but_keeps_them_at_z16(service):
+def test_thinning_drops_subpixel_buildings_at_z14_but_keeps_them_at_z16(service):
     specs = service.layer_specs("buildings")
-    z12 = {f["id"] for f in decode(service.render(specs, tile_at(LON, LAT, 12)))["buildings"]["features"]}
+    z14 = {f["id"] for f in decode(service.render(specs, tile_at(LON, LAT, 14)))["buildings"]["features"]}
     z16 = {f["id"] for f in decode(service.render(specs, tile_at(LON + 100 * M_LON, LAT, 16)))["buildings"]["features"]}
-    assert BIG in z12 and TINY not in z12
+    assert BIG in z14 and TINY not in z14
     assert TINY in z16
 
 
