@@ -130,6 +130,7 @@ class TileService:
         self._encoder_lock = threading.Lock()
         self._extents: dict[str, tuple[int, BBox | None]] = {}
         self._spec_memo: dict[str, tuple[LayerSpec, ...]] = {}
+        self._etag_memo: dict[tuple[tuple[str, ...], Tile], tuple[int, str]] = {}
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -179,8 +180,18 @@ class TileService:
             return tile_key(ids, versions if versions is not None else self.versions.get(), tile.z, tile.x,
                             tile.y, ENCODING_VERSION)
         index = self.versions.index
-        return tile_key(ids, index.tile_versions(ids, tile.z, tile.x, tile.y), tile.z, tile.x, tile.y,
-                        ENCODING_VERSION)
+        # memoised until the index next moves (at most once per version TTL): a hit costs one lookup
+        memo_key = (tuple(ids), tile)
+        memo = self._etag_memo.get(memo_key)
+        if memo is not None and memo[0] == index.generation:
+            return memo[1]
+        generation = index.generation
+        key = tile_key(ids, index.tile_versions(ids, tile.z, tile.x, tile.y), tile.z, tile.x, tile.y,
+                       ENCODING_VERSION)
+        if len(self._etag_memo) > 200_000:
+            self._etag_memo.clear()
+        self._etag_memo[memo_key] = (generation, key)
+        return key
 
     # --- rendering ---------------------------------------------------------------
     def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> bytes:

@@ -33,6 +33,7 @@ the same keys (shared Redis tier, ETags behind a load balancer).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -58,6 +59,7 @@ _NATIVE_SPAN = 3
 #: Largest number of tiles :meth:`ChangeIndex.versions` looks at for arbitrary bounds.
 _MAX_COVER = 16
 _MAX_LAT = 85.0511287798066
+_GENERATIONS = itertools.count(1)
 
 
 def _u(lon: float) -> float:
@@ -141,6 +143,8 @@ class ChangeIndex:
 
     def __init__(self) -> None:
         self._layers: dict[str, _LayerIndex] = {}
+        #: moves whenever a change is added (unique across indexes), so callers can memoise keys
+        self.generation = next(_GENERATIONS)
 
     @property
     def rows(self) -> int:
@@ -153,6 +157,7 @@ class ChangeIndex:
         if li is None:
             li = self._layers[layer] = _LayerIndex()
         li.add(int(version), box)
+        self.generation = next(_GENERATIONS)
 
     def tile_version(self, layer: str, z: int, x: int, y: int) -> int:
         """Newest change of ``layer`` touching XYZ tile ``z/x/y`` (grown by the tile buffer); 0 if none."""
