@@ -267,4 +267,15 @@ class BlockMaintainer:
     close = stop
 
 
-__all__ = ["BLOCK_ZOOMS", "Block", "BlockMaintainer", "CELL_ZOOM", "merge_buildings", "recompute_cells"]
+def ensure_blocks(store) -> int:  # noqa: ANN001 - a SpatialStore
+    """Bring ``building_blocks`` up to date now (for offline seeding and exports, where no server
+    keeps them); the number of cells recomputed (-1: all)."""
+    from twin.changes import ChangeFeed
+
+    maint = BlockMaintainer(store, ChangeFeed(store.engine))
+    maint.catch_up()
+    return maint.run_once()
+
+
+__all__ = ["BLOCK_ZOOMS", "Block", "BlockMaintainer", "CELL_ZOOM", "ensure_blocks", "merge_buildings",
+           "recompute_cells"]
