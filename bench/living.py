@@ -190,7 +190,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer"}),
         "extent": twin_server("extent", db_url, {**common, "TWIN_TILE_INVALIDATION": "extent",
                                                   "TWIN_TILE_WARM": "false" if args.no_warm else "true",
-                                                  "TWIN_TILE_WARM_ZOOMS": args.warm_zooms}),
+                                                  "TWIN_TILE_WARM_ZOOMS": args.warm_zooms,
+                                                  "TWIN_TILE_WARM_CPU_SHARE": str(args.warm_share)}),
     }
     out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds}
     with contextlib.ExitStack() as stack:
@@ -265,6 +266,7 @@ def main() -> int:
     ap.add_argument("--events-per-s", type=float, default=5.0)
     ap.add_argument("--buildings-per-s", type=float, default=1.0)
     ap.add_argument("--warm-zooms", default="10-16")
+    ap.add_argument("--warm-share", type=float, default=0.25, help="TWIN_TILE_WARM_CPU_SHARE of the extent server")
     ap.add_argument("--warm-wait", type=float, default=600.0, help="longest wait for the first warm walk (s)")
     ap.add_argument("--no-warm", action="store_true")
     ap.add_argument("--skip-data", action="store_true", help="use the database as it is (BENCH_DATABASE_URL)")

@@ -173,11 +173,11 @@ def _insert(conn: Connection, rows: list[dict]) -> None:
 
 
 def cells_touching(box: tuple[float, float, float, float]) -> set[tuple[int, int]]:
-    """Cells whose blocks a change inside lon/lat ``box`` can alter (its own cells and the next ring:
-    a building's point on surface may sit in a neighbour cell)."""
+    """Cells whose blocks a change inside lon/lat ``box`` can alter: a building belongs to the cell of
+    its point on surface, which lies inside its extent, so the cells the extent meets."""
     x0, y1 = cell_of(box[0], box[1])
     x1, y0 = cell_of(box[2], box[3])
-    return {(x, y) for x in range(x0 - 1, x1 + 2) for y in range(y0 - 1, y1 + 2)}
+    return {(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)}
 
 
 class BlockMaintainer:
