@@ -120,9 +120,9 @@ class TileService:
         self.cache = cache if cache is not None else TileCache(0)
         self.feature_cap = feature_cap
         self.max_layers = max_layers
-        self.versions = LayerVersions(store, ttl=version_ttl, max_log_rows=max_log_rows)
         if invalidation not in ("extent", "layer"):
             raise ValueError(f"invalidation must be 'extent' or 'layer', not {invalidation!r}")
+        self.versions = LayerVersions(store, ttl=version_ttl, max_log_rows=max_log_rows)
         #: "extent": keys follow the newest change touching the tile; "layer": the layer version
         self.invalidation = invalidation
         self._statement_timeout_ms = statement_timeout_ms

@@ -164,3 +164,16 @@ def test_change_log_rows_are_written_in_the_edit_transaction(town):
         rows = conn.execute(text("SELECT minx, miny, maxx, maxy FROM change_log WHERE layer = 'events' "
                                  "ORDER BY id DESC LIMIT 1")).all()
     assert rows and rows[0][0] == pytest.approx(FAR[0]) and rows[0][1] == pytest.approx(FAR[1])
+
+
+def test_layer_scheme_still_invalidates_the_whole_layer(town):
+    svc = TileService(town, cache=TileCache(2**20), version_ttl=0.05, invalidation="layer")
+    try:
+        far = etags(svc, "events", FAR)
+        with town.engine.begin() as conn:
+            conn.execute(text("UPDATE events SET status = 'verified' WHERE code = 'EV-1'"))
+        assert all(etags(svc, "events", FAR)[z] != far[z] for z in ZOOMS)
+    finally:
+        svc.close()
+    with pytest.raises(ValueError):
+        TileService(town, invalidation="sometimes")
