@@ -20,6 +20,7 @@ with the tile cache's hit/miss counters (:mod:`tiles.service`).
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -128,15 +129,22 @@ class TileWarmer:
 
     # --- the walk ------------------------------------------------------------
     def pyramid(self) -> list[tuple[str, Tile]]:
-        """Every (source, tile) of the warm pyramid, coarse zooms first."""
+        """Every (source, tile) of the warm pyramid, coarse zooms first.
+
+        Within a zoom the walk starts at a random tile, so several workers sharing a Redis
+        tier spread out instead of rendering the same tiles at the same moment.
+        """
         out: list[tuple[str, Tile]] = []
         for z in self.zooms:
+            level: list[tuple[str, Tile]] = []
             for name, specs in self.specs.items():
                 if not any(s.min_zoom <= z <= s.max_zoom for s in specs):
                     continue
                 area = union_extent(self.service.extents(specs, self.service.versions.get()))
                 if area is not None:
-                    out.extend((name, t) for t in tiles_for_bbox(area, z))
+                    level.extend((name, t) for t in tiles_for_bbox(area, z))
+            start = random.randrange(len(level)) if level else 0
+            out.extend(level[start:] + level[:start])
         return out
 
     def warm_one(self, name: str, tile: Tile) -> bool:
