@@ -36,7 +36,7 @@ from twin.schema import BuildingBlock
 
 #: Bump when the tile content changes for the same data (encoding, properties, thinning):
 #: it is part of every ETag and cache key, so old cached tiles stop matching.
-ENCODING_VERSION = "mvt4"
+ENCODING_VERSION = "mvt5"
 #: Features at most per layer per tile.
 DEFAULT_FEATURE_CAP = 20_000
 #: Simplify lines and polygons (to the layer's ``simplify_px`` display pixels) below this zoom.

@@ -2,7 +2,8 @@
 
 Creates ``change_log`` (layer, version, lon/lat extent; no extent = whole layer),
 ``change_log_state`` (compaction generation, SQLite's bulk-load flag) and
-``building_blocks`` (buildings merged per zoom for z12–z13 tiles), and replaces
+``building_blocks`` (buildings merged per zoom for z12–z13 tiles), the PostgreSQL-only
+``buildings.geom_mvt14`` (outlines pre-snapped to the z14 tile grid), and replaces
 the version triggers of 0002 by triggers that bump the version and log the change in
 the same transaction, on both backends (see :mod:`twin.versioning`).
 
@@ -24,6 +25,12 @@ revision = "0004_change_log"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
+
+_O = 20037508.342789244
+_A = 2**14 * 4096 / (2 * _O)  # z14 grid units per EPSG:3857 metre
+_HALF = 2**25  # half the z14 grid: 2**14 tiles × 4096 units / 2
+MVT14_EXPR = (f"ST_ForcePolygonCCW(ST_RemoveRepeatedPoints(ST_SnapToGrid(ST_Affine(ST_Transform(geom, 3857), "
+              f"{_A!r}, 0, 0, {-_A!r}, {_HALF}, {_HALF}), 1)))")
 
 # Frozen list: the layer tables at this revision.
 LAYERS = (
@@ -72,6 +79,11 @@ def upgrade() -> None:
                                postgresql_using="gist", postgresql_ops={})
     op.create_index("ix_building_blocks_cell", "building_blocks", ["cell_x", "cell_y"], unique=False)
     dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        # building outlines pre-snapped to the z14 tile grid (global grid units, y down): a z14 tile
+        # translates them instead of running ST_AsMVTGeom per building (tiles.mvt_postgis)
+        op.execute(f"ALTER TABLE buildings ADD COLUMN IF NOT EXISTS geom_mvt14 geometry GENERATED ALWAYS AS "
+                   f"({MVT14_EXPR}) STORED")
     # the blocks are logged like a layer, so tiles drawing them change when they are refreshed
     op.execute("INSERT INTO layer_versions (layer, version) VALUES ('building_blocks', 1)")
     for stmt in change_log_triggers_sql(dialect, (*LAYERS, "building_blocks")):
@@ -80,6 +92,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute("ALTER TABLE buildings DROP COLUMN IF EXISTS geom_mvt14")
     for stmt in drop_change_log_triggers_sql(dialect, (*LAYERS, "building_blocks")):
         op.execute(stmt)
     for stmt in version_triggers_sql(dialect, LAYERS):
