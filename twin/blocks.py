@@ -30,6 +30,7 @@ import shapely
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.engine import Connection
 
+from twin.changes import row_box
 from twin.geometry import coerce_array
 from twin.schema import Building, BuildingBlock
 from twin.versioning import bulk_change
@@ -209,17 +210,18 @@ class BlockMaintainer:
         else the cells edited since they were built."""
         with self.store.engine.connect() as conn:
             built = conn.execute(select(func.max(BuildingBlock.built_from))).scalar()
-            rows = conn.execute(text("SELECT minx, miny, maxx, maxy FROM change_log WHERE layer = 'buildings' "
+            rows = conn.execute(text("SELECT minx, miny, maxx, maxy, mbr FROM change_log WHERE layer = 'buildings' "
                                      "AND version > :v"), {"v": built or 0}).all()
             count = conn.execute(select(func.count()).select_from(Building.__table__)).scalar_one()
         with self._lock:
             if built is None:
                 self._all = count > 0
             for r in rows:
-                if r[0] is None:
+                box = row_box(*r)
+                if box is None:
                     self._all = True
                 else:
-                    self._cells |= cells_touching((r[0], r[1], r[2], r[3]))
+                    self._cells |= cells_touching(box)
 
     def run_once(self) -> int:
         """Recompute what is queued; the number of cells (or -1 for all)."""

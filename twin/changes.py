@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -78,6 +79,18 @@ def _span(lo: float, hi: float, z: int, grow: float) -> tuple[int, int]:
     first = math.ceil((lo - b) * n - 1e-9) - 1
     last = math.floor((hi + b) * n + 1e-9)
     return max(first, 0), min(last, n - 1)
+
+
+def row_box(minx: float | None, miny: float | None, maxx: float | None, maxy: float | None,
+            mbr: bytes | None) -> BBox | None:
+    """The lon/lat extent of a ``change_log`` row: its four numbers (PostgreSQL, compacted rows) or
+    its ``mbr`` bytes (SQLite: the endianness byte of the SpatiaLite blob, then four doubles);
+    ``None`` for a whole-layer row."""
+    if minx is not None:
+        return (minx, miny, maxx, maxy)  # type: ignore[return-value]
+    if mbr is not None and len(mbr) == 33:
+        return struct.unpack("<4d" if mbr[0] == 1 else ">4d", bytes(mbr[1:]))
+    return None
 
 
 def _pack(z: int, x: int, y: int) -> int:
@@ -248,26 +261,29 @@ class ChangeFeed:
         return versions
 
     @staticmethod
-    def _rows_into(index: ChangeIndex, rows: Sequence) -> None:  # noqa: ANN001
-        for layer, version, minx, miny, maxx, maxy in rows:
-            index.add(layer, version, None if minx is None else (minx, miny, maxx, maxy))
+    def _rows_into(index: ChangeIndex, rows: Sequence) -> list[tuple[str, BBox | None]]:  # noqa: ANN001
+        out = []
+        for layer, version, minx, miny, maxx, maxy, mbr in rows:
+            box = row_box(minx, miny, maxx, maxy, mbr)
+            index.add(layer, version, box)
+            out.append((layer, box))
+        return out
 
     def _load_all(self, conn: Connection) -> ChangeIndex:
         t = ChangeLogEntry.__table__
         index = ChangeIndex()
         self._rows_into(index, conn.execute(
-            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy).order_by(t.c.id)).all())
+            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr).order_by(t.c.id)).all())
         return index
 
     def _read_layer(self, conn: Connection, layer: str, above: int) -> None:
         t = ChangeLogEntry.__table__
         rows = conn.execute(
-            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy)
+            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr)
             .where(t.c.layer == layer, t.c.version > above)
         ).all()
-        self._rows_into(self.index, rows)
-        for name, _, minx, miny, maxx, maxy in rows:
-            self._notify(name, None if minx is None else (minx, miny, maxx, maxy))
+        for name, box in self._rows_into(self.index, rows):
+            self._notify(name, box)
 
     def _notify(self, layer: str | None, box: BBox | None) -> None:
         for fn in list(self.listeners):
@@ -295,18 +311,21 @@ def compact(engine: Engine, *, keep: int = 10_000, cell_zoom: int = 14) -> int:
         boundary = conn.execute(select(t.c.id).order_by(t.c.id.desc()).offset(keep).limit(1)).scalar()
         if boundary is None:
             return 0
-        old = conn.execute(
-            select(t.c.id, t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy).where(t.c.id <= boundary)
+        raw = conn.execute(
+            select(t.c.id, t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr)
+            .where(t.c.id <= boundary)
         ).all()
+        old = [(r[0], r[1], r[2], row_box(*r[3:])) for r in raw]
         floors: dict[str, int] = {}
-        for _, layer, version, minx, *_rest in old:
-            if minx is None:
+        for _, layer, version, box in old:
+            if box is None:
                 floors[layer] = max(floors.get(layer, 0), version)
         merged: dict[tuple[str, int, int], list[float]] = {}
         n = 1 << cell_zoom
-        for _, layer, version, minx, miny, maxx, maxy in old:
-            if minx is None or version <= floors.get(layer, 0):
+        for _, layer, version, box in old:
+            if box is None or version <= floors.get(layer, 0):
                 continue
+            minx, miny, maxx, maxy = box
             cx = int(_u((minx + maxx) / 2) * n)
             cy = int(_v((miny + maxy) / 2) * n)
             m = merged.get((layer, cx, cy))

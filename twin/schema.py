@@ -18,7 +18,19 @@ from __future__ import annotations
 import datetime as dt
 
 from geoalchemy2 import Geometry
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
@@ -73,6 +85,9 @@ class ChangeLogEntry(Base):
     miny: Mapped[float | None] = mapped_column(Float)
     maxx: Mapped[float | None] = mapped_column(Float)
     maxy: Mapped[float | None] = mapped_column(Float)
+    #: SQLite: the extent as the 32 MBR bytes of the SpatiaLite geometry blob (read by twin), so
+    #: the triggers need no SpatiaLite function and a client without it can still edit attributes
+    mbr: Mapped[bytes | None] = mapped_column(LargeBinary)
     __table_args__ = (Index("ix_change_log_layer_version", "layer", "version"),)
 
 

@@ -121,10 +121,12 @@ END $$ LANGUAGE plpgsql
 
 
 def _sqlite_log_row(name: str, ref: str) -> str:
+    # bytes 7..38 of a SpatiaLite geometry blob are its MBR (four doubles): plain substr(), no
+    # SpatiaLite function, so clients without the extension can still update attributes
     return (
-        f"INSERT INTO change_log (layer, version, minx, miny, maxx, maxy) "
-        f"SELECT '{name}', version, MbrMinX({ref}.geom), MbrMinY({ref}.geom), MbrMaxX({ref}.geom), "
-        f"MbrMaxY({ref}.geom) FROM layer_versions WHERE layer = '{name}' "
+        f"INSERT INTO change_log (layer, version, mbr) "
+        f"SELECT '{name}', version, CAST(substr({ref}.geom, 2, 1) || substr({ref}.geom, 7, 32) AS BLOB) "
+        f"FROM layer_versions WHERE layer = '{name}' "
         f"AND (SELECT bulk FROM change_log_state WHERE id = 1) = 0"
     )
 
@@ -158,9 +160,7 @@ def change_log_triggers_sql(dialect: str, layers: Iterable[str]) -> list[str]:
                 f"CREATE TRIGGER trg_{n}_log_delete AFTER DELETE ON {n} BEGIN {bump}; {_sqlite_log_row(n, 'OLD')}; END",
                 # the old place always, the new one only when the geometry moved
                 f"CREATE TRIGGER trg_{n}_log_update AFTER UPDATE ON {n} BEGIN {bump}; {_sqlite_log_row(n, 'OLD')}; "
-                f"{_sqlite_log_row(n, 'NEW')} AND NOT (MbrMinX(OLD.geom) = MbrMinX(NEW.geom) "
-                f"AND MbrMinY(OLD.geom) = MbrMinY(NEW.geom) AND MbrMaxX(OLD.geom) = MbrMaxX(NEW.geom) "
-                f"AND MbrMaxY(OLD.geom) = MbrMaxY(NEW.geom)); END",
+                f"{_sqlite_log_row(n, 'NEW')} AND substr(OLD.geom, 7, 32) IS NOT substr(NEW.geom, 7, 32); END",
             ]
         return stmts
     raise ValueError(f"no change-log triggers for dialect {dialect!r}")

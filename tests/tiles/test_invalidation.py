@@ -17,6 +17,7 @@ from sqlalchemy import text
 from tiles.cache import TileCache
 from tiles.service import TileService
 from tiles.tms import Tile
+from twin.changes import row_box
 
 LAT = 31.75
 _EDGE = 3425 / 4096 * 360 - 180  # east edge of a z12 tile column near 121°E
@@ -59,8 +60,9 @@ def etags(svc: TileService, layers: str, place: tuple[float, float]) -> dict[int
     return {z: svc.tile(specs, tile_at(*place, z)).etag for z in ZOOMS}
 
 
-def other_connection_update(store, sql: str) -> None:
-    """Run ``sql`` as another program would: its own DBAPI connection, not twin's engine."""
+def other_connection_update(store, sql: str, *, spatial: bool = True) -> None:
+    """Run ``sql`` as another program would: its own DBAPI connection, not twin's engine
+    (on SQLite without loading SpatiaLite unless ``spatial``: an attribute edit needs none)."""
     url = store.engine.url
     if store.dialect.name == "postgis":
         import psycopg
@@ -71,8 +73,9 @@ def other_connection_update(store, sql: str) -> None:
         import pysqlite3.dbapi2 as sqlite
 
         conn = sqlite.connect(url.database)
-        conn.enable_load_extension(True)
-        conn.load_extension("mod_spatialite")
+        if spatial:
+            conn.enable_load_extension(True)
+            conn.load_extension("mod_spatialite")
         conn.execute(sql)
         conn.commit()
         conn.close()
@@ -96,7 +99,7 @@ def test_edit_to_one_event_changes_tiles_around_it_and_no_tile_1km_away(town, sv
 
 def test_edit_by_raw_sql_in_another_connection_invalidates_the_same_tiles(town, svc):
     near, far = etags(svc, "events", P), etags(svc, "events", FAR)
-    other_connection_update(town, "UPDATE events SET status = 'dispatched' WHERE code = 'EV-1'")
+    other_connection_update(town, "UPDATE events SET status = 'dispatched' WHERE code = 'EV-1'", spatial=False)
     wait_for_change(svc, "events", P, near)  # seen within the version TTL
     near2, far2 = etags(svc, "events", P), etags(svc, "events", FAR)
     assert all(near2[z] != near[z] for z in ZOOMS)
@@ -161,9 +164,10 @@ def test_change_log_rows_are_written_in_the_edit_transaction(town):
     with town.engine.begin() as conn:
         conn.execute(text("UPDATE events SET status = 'closed' WHERE code = 'EV-2'"))
     with town.engine.connect() as conn:
-        rows = conn.execute(text("SELECT minx, miny, maxx, maxy FROM change_log WHERE layer = 'events' "
+        rows = conn.execute(text("SELECT minx, miny, maxx, maxy, mbr FROM change_log WHERE layer = 'events' "
                                  "ORDER BY id DESC LIMIT 1")).all()
-    assert rows and rows[0][0] == pytest.approx(FAR[0]) and rows[0][1] == pytest.approx(FAR[1])
+    box = row_box(*rows[0])
+    assert box is not None and box[0] == pytest.approx(FAR[0]) and box[1] == pytest.approx(FAR[1])
 
 
 def test_layer_scheme_still_invalidates_the_whole_layer(town):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from shapely.geometry import Point
 from sqlalchemy import text
 
-from twin.changes import BUFFER_FRACTION, EXACT_MAX_ZOOM, ChangeFeed, ChangeIndex, compact
+from twin.changes import BUFFER_FRACTION, EXACT_MAX_ZOOM, ChangeFeed, ChangeIndex, compact, row_box
 
 
 def merc(lon: float, lat: float) -> tuple[float, float]:
@@ -131,11 +131,13 @@ def test_twin_loads_log_rows_one_by_one_when_small_and_one_whole_layer_row_when_
         start = conn.execute(text("SELECT coalesce(max(id), 0) FROM change_log")).scalar_one()
     store.write_features("events", _events(rows))
     with store.engine.connect() as conn:
-        logged = conn.execute(text(f"SELECT minx FROM change_log WHERE id > {start} AND layer = 'events'")).all()
+        logged = conn.execute(text(f"SELECT minx, miny, maxx, maxy, mbr FROM change_log WHERE id > {start} "
+                                   "AND layer = 'events'")).all()
         bulk = conn.execute(text("SELECT bulk FROM change_log_state")).scalar_one()
     assert bulk == 0
+    boxes = [row_box(*r) for r in logged]
     if rows == 3:
-        assert len(logged) == 3 and all(r[0] is not None for r in logged)
+        assert len(boxes) == 3 and all(b is not None and 120.5 <= b[0] <= 120.6 for b in boxes)
     else:
-        assert len(logged) == 1 and logged[0][0] is None
+        assert boxes == [None]
     store.clear(["events"])

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("miny", sa.Float(), nullable=True),
         sa.Column("maxx", sa.Float(), nullable=True),
         sa.Column("maxy", sa.Float(), nullable=True),
+        sa.Column("mbr", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_change_log")),
     )
     op.create_index("ix_change_log_layer_version", "change_log", ["layer", "version"], unique=False)
