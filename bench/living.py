@@ -133,6 +133,8 @@ def scrape(port: int) -> dict[str, float]:
                      line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
+        elif line.startswith("twin_tile_warm_walk_done_ratio "):
+            out["twin_tile_warm_walk_done_ratio"] = float(line.split()[1])
     return out
 
 
@@ -198,14 +200,17 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         ports = {name: stack.enter_context(s).port for name, s in servers.items()}
         if not args.no_warm:  # let the warmer's first walk finish (bounded), as after a demo start
             deadline = time.monotonic() + args.warm_wait
-            last = -1.0
+            started = time.monotonic()
+            m: dict[str, float] = {}
             while time.monotonic() < deadline:
                 time.sleep(2)
-                done = scrape(ports["extent"]).get("twin_tile_warm_renders_total:walk", 0.0)
-                if done == last:
+                m = scrape(ports["extent"])
+                if m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0:
                     break
-                last = done
-            print(f"  warm walk: {last:.0f} tiles rendered before the stream")
+            print(f"  warm walk: {m.get('twin_tile_warm_renders_total:walk', 0.0):.0f} tiles rendered, "
+                  f"{100 * m.get('twin_tile_warm_walk_done_ratio', 0.0):.0f}% of the pyramid walked in "
+                  f"{time.monotonic() - started:.0f} s before the stream")
+            out["warm_walk_s"] = round(time.monotonic() - started, 1)
         before = {name: scrape(port) for name, port in ports.items()}
         writer = Writer(db_url, args.events_per_s, args.buildings_per_s)
         writer.start()
