@@ -189,7 +189,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                "extent": {name: ",".join(ids) for name, ids in source_layers().items() if ids}}
     common = {"TWIN_TILE_VERSION_TTL_S": "1"}
     servers = {
-        "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer"}),
+        "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer", "TWIN_TILE_BLOCKS": "false"}),
         "extent": twin_server("extent", db_url, {**common, "TWIN_TILE_INVALIDATION": "extent",
                                                   "TWIN_TILE_WARM": "false" if args.no_warm else "true",
                                                   "TWIN_TILE_WARM_ZOOMS": args.warm_zooms,

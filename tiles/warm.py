@@ -197,9 +197,10 @@ class TileWarmer:
                  self.walked, self.total, pct, where, self.rendered, self.rerendered, seconds)
 
     def _run(self) -> None:
-        try:
-            self.run_pass()
-            while not self._stop.is_set():
+        self._rewalk.set()  # the first walk
+        backoff = self.poll_s
+        while not self._stop.is_set():
+            try:  # an accelerator: a failure (database busy, timeout) is logged and retried
                 if self._rewalk.is_set():
                     self._rewalk.clear()
                     self.run_pass()
@@ -210,8 +211,13 @@ class TileWarmer:
                     self._stop.wait(self.poll_s)
                 else:
                     self._rerender(touched)
-        except Exception:  # the warmer is an accelerator: log and stop, never take the server down
-            log.exception("tile warmer stopped")
+                backoff = self.poll_s
+            except Exception:
+                log.exception("tile warmer: render failed; retrying in %.0f s", backoff)
+                if self.passes == 0:
+                    self._rewalk.set()
+                backoff = min(backoff * 2, 60.0)
+                self._stop.wait(backoff)
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> TileWarmer:

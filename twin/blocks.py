@@ -42,6 +42,8 @@ BLOCK_ZOOMS = (12, 13)
 #: Cells blocks are computed in (Web Mercator tiles of this zoom).
 CELL_ZOOM = 14
 _WORLD = 2 * 20037508.342789244
+#: PostgreSQL advisory lock held while one worker recomputes blocks (others wait their turn).
+_LOCK_KEY = 0x7477696E626C6B
 _R = 6378137.0
 
 
@@ -230,27 +232,47 @@ class BlockMaintainer:
             self._all, self._cells = False, set()
         if not everything and not cells:
             return 0
-        with self.store.engine.begin() as conn:
-            version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'buildings'")).scalar() or 0
-            if everything:  # one whole-layer change for the tiles, not one per block
-                with bulk_change(conn, "building_blocks"):
-                    n = recompute_cells(conn, None, int(version))
-            else:
-                n = recompute_cells(conn, cells, int(version))
+        try:
+            with self.store.engine.begin() as conn:
+                if conn.dialect.name == "postgresql" and not conn.execute(
+                        text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY}).scalar():
+                    # another worker is recomputing (it saw the same changes); try again next round
+                    self._requeue(everything, cells)
+                    return 0
+                version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'buildings'")).scalar()
+                if everything:  # one whole-layer change for the tiles, not one per block
+                    with bulk_change(conn, "building_blocks"):
+                        n = recompute_cells(conn, None, int(version or 0))
+                else:
+                    n = recompute_cells(conn, cells, int(version or 0))
+        except Exception:
+            self._requeue(everything, cells)
+            raise
         done = -1 if everything else len(cells)
         self.refreshed_cells += len(cells) if not everything else 1
         log.info("building blocks: %s recomputed, %d blocks", "all cells" if everything else f"{len(cells)} cells", n)
         return done
 
+    def _requeue(self, everything: bool, cells: set[tuple[int, int]]) -> None:
+        with self._lock:
+            self._all = self._all or everything
+            self._cells |= cells
+
     def _run(self) -> None:
-        try:
-            self.catch_up()
-            while not self._stop.is_set():
+        backoff = self.poll_s
+        first = True
+        while not self._stop.is_set():
+            try:  # derived data: a failure is logged and retried, never takes the server down
+                if first:
+                    self.catch_up()
+                    first = False
                 self.feed.refresh()
                 self.run_once()
-                self._stop.wait(self.poll_s)
-        except Exception:  # derived data: log and stop, never take the server down
-            log.exception("building block maintainer stopped")
+                backoff = self.poll_s
+            except Exception:
+                log.exception("building blocks: refresh failed; retrying in %.0f s", backoff)
+                backoff = min(backoff * 2, 60.0)
+            self._stop.wait(backoff)
 
     def start(self) -> BlockMaintainer:
         if self._thread is None:
