@@ -147,6 +147,20 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     return JSONResponse(twin_style(base, center=center, zoom=14))
 
 
+def _show_twin_info_logs() -> None:
+    """uvicorn configures only its own loggers: give twin's background jobs (warm progress, block
+    refreshes) a stderr handler at INFO, unless the host application configured logging itself."""
+    import logging
+
+    twin_log = logging.getLogger("twin")
+    if twin_log.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    twin_log.addHandler(handler)
+    twin_log.setLevel(logging.INFO)
+
+
 def start_background(app: FastAPI) -> None:
     """Start the tile service's background jobs: the building-block maintainer (``TWIN_TILE_BLOCKS``)
     and the warm pyramid over the style's vector sources (``TWIN_TILE_WARM``)."""
@@ -156,6 +170,7 @@ def start_background(app: FastAPI) -> None:
 
     s = app.state.settings
     svc = tile_service(app)
+    _show_twin_info_logs()
     if s.tile_blocks:
         app.state.block_maintainer = BlockMaintainer(
             app.state.store, svc.versions.feed, poll_s=max(s.tile_version_ttl_s, 0.2)).start()
