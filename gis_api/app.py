@@ -30,8 +30,12 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        if getattr(app.state, "tiles", None) is not None:
+            from gis_api.routers.tiles import start_background
+
+            start_background(app)  # building blocks, warm pyramid
         yield
-        for name in ("tiles", "raster_tile_cache", "scenes", "terrain"):  # services that hold connections
+        for name in ("tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain"):  # hold threads/connections
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()

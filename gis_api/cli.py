@@ -82,6 +82,8 @@ def _serve(settings, host: str, port: int, workers: int) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.warm:  # read by every worker's settings
+        os.environ["TWIN_TILE_WARM"] = "true"
     settings = _settings()
     _store(settings)
     _serve(settings, args.host, args.port, args.workers)
@@ -90,6 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("TWIN_RATE_LIMIT_RPS", "200")  # the demo shows the limits on; `serve` leaves them to you
+    os.environ.setdefault("TWIN_TILE_WARM", "true")  # the demo keeps its pyramid warm
     settings = _settings()
     store = _store(settings)
     _ensure_sample_town(settings, store, args.scale, args.seed)
@@ -252,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--warm", action="store_true",
+                   help="render the style's tiles z10-z16 in the background and re-render edited tiles")
     s.set_defaults(func=cmd_serve)
 
     sm = sub.add_parser("sample", help="(re)build the sample town in the configured store")

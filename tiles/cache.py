@@ -1,11 +1,12 @@
 """Tile cache: a bytes-bounded in-process LRU, an optional Redis tier, and cheap data versions.
 
-Keys carry the data versions of the layers in the tile (and the encoding version),
-so an edit to a layer makes exactly that layer's tiles miss; nothing has to be
-deleted. Values are the compressed bytes as sent (gzip, br or identity), so a hit
+Keys carry, per layer in the tile, the version of the newest change that touches the
+tile (its extent, from the database's change log, :mod:`twin.changes`), and the
+encoding version, so an edit makes exactly the tiles it touches miss, at every zoom;
+nothing has to be deleted. Values are the compressed bytes as sent (gzip, br or identity), so a hit
 costs no compression.
 
-:class:`LayerVersions` reads ``layer_versions`` at most once per ``ttl`` seconds;
+:class:`LayerVersions` reads versions and new log rows at most once per ``ttl`` seconds;
 a commit through the store's engine in this process invalidates it at once (an
 engine event), so in-process edits show immediately; edits by other processes
 or straight SQL show within ``ttl`` (default 1 s).
@@ -21,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
 from sqlalchemy import event
+
+from twin.changes import ChangeFeed, ChangeIndex
 
 log = logging.getLogger("twin.tiles")
 
@@ -163,11 +166,16 @@ class TileCache:
 
 
 class LayerVersions:
-    """``store.versions()`` cached for ``ttl`` seconds, dropped at once on a commit in this process."""
+    """Layer versions and the change index (:class:`twin.changes.ChangeFeed`), refreshed at most
+    every ``ttl`` seconds and at once after a commit in this process.
 
-    def __init__(self, store, ttl: float = 1.0):  # noqa: ANN001 - a SpatialStore
+    ``index`` answers which changes touch a tile; ``get()``/``peek()`` give the layer versions.
+    """
+
+    def __init__(self, store, ttl: float = 1.0, *, max_log_rows: int = 20_000):  # noqa: ANN001 - a SpatialStore
         self.store = store
         self.ttl = ttl
+        self.feed = ChangeFeed(store.engine, max_rows=max_log_rows)
         self._versions: dict[str, int] = {}
         self._expires = 0.0
         self._gen = 0
@@ -193,6 +201,11 @@ class LayerVersions:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
 
+    @property
+    def index(self) -> ChangeIndex:
+        """The change index as of the last refresh."""
+        return self.feed.index
+
     def invalidate(self) -> None:
         """Forget the cached versions (call after writing through another engine or process)."""
         self._gen += 1
@@ -213,7 +226,7 @@ class LayerVersions:
             if fresh is not None:
                 return fresh
             started, gen = time.monotonic(), self._gen
-            versions = self.store.versions()
+            versions = self.feed.refresh()
             self._versions = versions
             # a commit while we were reading may not be in what we read: stay stale then
             self._expires = started + self.ttl if gen == self._gen else 0.0
@@ -221,7 +234,8 @@ class LayerVersions:
 
 
 def tile_key(layers: Iterable[str], versions: Mapping[str, int], z: int, x: int, y: int, salt: str) -> str:
-    """Cache key / ETag body of one tile: the layers with their data versions, the address, the encoding."""
+    """Cache key / ETag body of one tile: the layers with the newest change touching the tile
+    (:meth:`twin.changes.ChangeIndex.tile_versions`), the address, the encoding."""
     parts = ",".join(f"{name}.{versions.get(name, 0)}" for name in layers)
     raw = f"{salt}|{parts}|{z}/{x}/{y}"
     return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()

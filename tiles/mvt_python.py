@@ -80,13 +80,15 @@ class PythonTileEncoder:
 
     def _layer(self, conn, tile: Tile, plan: LayerPlan, feature_cap: int) -> dict | None:  # noqa: ANN001
         spec = plan.spec
-        tbl = spec.table
+        tbl = plan.source
         names = [n for n in spec.tile_properties if n in tbl.c]
         stmt = (
             select(tbl.c.id, *(tbl.c[n] for n in names), self.store.dialect.geometry_wkb(tbl))
-            .where(self.store.dialect.bbox_clause(tbl, tile_bounds_lonlat(tile, BUFFER)))
+            .where(self.store.dialect.bbox_clause(tbl, tile_bounds_lonlat(tile, plan.margin)))
             .limit(feature_cap)
         )
+        if "zoom" in tbl.c:  # generalised per zoom (building blocks)
+            stmt = stmt.where(tbl.c.zoom == tile.z)
         rows = conn.execute(stmt).all()
         if not rows:
             return None

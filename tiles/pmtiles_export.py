@@ -20,6 +20,7 @@ from tiles.cache import TileCache
 from tiles.seed import check_zooms, tiles_to_render
 from tiles.service import TileService, gzip_bytes
 from tiles.tilejson import vector_layer
+from twin.blocks import BLOCK_ZOOMS, ensure_blocks
 from twin.dialect import BBox
 from twin.errors import InvalidParameter
 
@@ -49,6 +50,9 @@ def export_pmtiles(
 ) -> ExportResult:
     """Render ``layers`` (one composite MVT per tile) at ``zooms`` over ``bbox`` (default: their
     data extent, lon/lat) into the PMTiles file ``out_path``."""
+    zooms = list(zooms)
+    if "buildings" in layers and set(BLOCK_ZOOMS) & set(zooms):  # blocks: no server may be keeping them
+        ensure_blocks(store)
     service = TileService(store, cache=TileCache(0))
     started = time.perf_counter()
     try:

@@ -18,6 +18,7 @@ from tiles.cache import TileCache
 from tiles.service import TileService
 from tiles.tilejson import union_extent
 from tiles.tms import MAX_ZOOM, Tile, tiles_for_bbox
+from twin.blocks import BLOCK_ZOOMS, ensure_blocks
 from twin.catalog import LayerSpec
 from twin.dialect import BBox
 from twin.errors import InvalidParameter
@@ -83,6 +84,9 @@ def seed_tiles(
         s = settings or get_settings()
         cache = TileCache(int(s.tile_cache_mb) * 2**20, s.redis_url,
                           redis_prefix=s.tile_redis_prefix)
+    zooms = list(zooms)
+    if "buildings" in layers and set(BLOCK_ZOOMS) & set(zooms):  # blocks: no server may be keeping them
+        ensure_blocks(store)
     service = TileService(store, cache=cache)
     try:
         specs = service.layer_specs(list(layers))

@@ -1,8 +1,8 @@
 """The vector tile service: validated request → cached, compressed MVT bytes with an ETag.
 
 This is what the HTTP routers, the seeder and the PMTiles exporter call; it knows no
-HTTP. A tile's identity is ``(layers with their data versions, z/x/y, encoding
-version)``; that hash is both the cache key and the ETag, so a conditional request
+HTTP. A tile's identity is ``(layers with the newest change touching the tile,
+z/x/y, encoding version)``; that hash is both the cache key and the ETag, so a conditional request
 can be answered before any cache or database is touched.
 """
 
@@ -16,16 +16,33 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from tiles.cache import LayerVersions, TileCache, tile_key
-from tiles.mvt import DEFAULT_FEATURE_CAP, ENCODING_VERSION, TileEncoder, encoder_for, plan_tile
-from tiles.tms import Tile, parse_layer_list
+from tiles.mvt import (
+    DEFAULT_FEATURE_CAP,
+    ENCODING_VERSION,
+    TileEncoder,
+    encoder_for,
+    key_layers,
+    plan_tile,
+)
+from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list
 from twin.catalog import LayerSpec, get_layer
+from twin.changes import BUFFER_FRACTION
 from twin.dialect import BBox
 
 try:  # optional: br when the client accepts it
     import brotli
 except ImportError:  # pragma: no cover - brotli is a declared dependency
     brotli = None  # type: ignore[assignment]
+
+TILE_LOOKUPS = Counter("twin_tile_cache_lookups_total",
+                       "Vector tile lookups: hit (memory or Redis) or miss (rendered)", ["result"])
+_HIT, _MISS = TILE_LOOKUPS.labels("hit"), TILE_LOOKUPS.labels("miss")
+
+# the change index grows tiles by BUFFER_FRACTION; a wider MVT buffer would miss edits
+assert BUFFER / EXTENT <= BUFFER_FRACTION, "tile buffer wider than the change index assumes"
 
 #: Most layers one composite tile may name.
 MAX_LAYERS_PER_TILE = 20
@@ -78,17 +95,24 @@ class TileService:
         version_ttl: float = 1.0,
         statement_timeout_ms: int = 15_000,
         workers: int | None = None,
+        max_log_rows: int = 20_000,
+        invalidation: str = "extent",
     ):
         self.store = store
         self.cache = cache if cache is not None else TileCache(0)
         self.feature_cap = feature_cap
         self.max_layers = max_layers
-        self.versions = LayerVersions(store, ttl=version_ttl)
+        if invalidation not in ("extent", "layer"):
+            raise ValueError(f"invalidation must be 'extent' or 'layer', not {invalidation!r}")
+        self.versions = LayerVersions(store, ttl=version_ttl, max_log_rows=max_log_rows)
+        #: "extent": keys follow the newest change touching the tile; "layer": the layer version
+        self.invalidation = invalidation
         self._statement_timeout_ms = statement_timeout_ms
         self._encoder: TileEncoder | None = None
         self._encoder_lock = threading.Lock()
         self._extents: dict[str, tuple[int, BBox | None]] = {}
         self._spec_memo: dict[str, tuple[LayerSpec, ...]] = {}
+        self._etag_memo: dict[tuple[tuple[str, ...], Tile], tuple[int, str]] = {}
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -129,8 +153,27 @@ class TileService:
             out[spec.id] = cached[1]
         return out
 
-    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int]) -> str:
-        return tile_key((s.id for s in specs), versions, tile.z, tile.x, tile.y, ENCODING_VERSION)
+    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> str:
+        """Cache key and ETag of ``tile``: per layer the newest change touching the tile (plus
+        buffer), so an edit changes exactly the tiles it touches. ``versions`` is unused (kept
+        for callers of the layer-version scheme); the change index is the source."""
+        ids = key_layers(specs, tile.z)
+        if self.invalidation == "layer":  # the older, coarser scheme: any edit changes every tile of the layer
+            return tile_key(ids, versions if versions is not None else self.versions.get(), tile.z, tile.x,
+                            tile.y, ENCODING_VERSION)
+        index = self.versions.index
+        # memoised until the index next moves (at most once per version TTL): a hit costs one lookup
+        memo_key = (tuple(ids), tile)
+        memo = self._etag_memo.get(memo_key)
+        if memo is not None and memo[0] == index.generation:
+            return memo[1]
+        generation = index.generation
+        key = tile_key(ids, index.tile_versions(ids, tile.z, tile.x, tile.y), tile.z, tile.x, tile.y,
+                       ENCODING_VERSION)
+        if len(self._etag_memo) > 200_000:
+            self._etag_memo.clear()
+        self._etag_memo[memo_key] = (generation, key)
+        return key
 
     # --- rendering ---------------------------------------------------------------
     def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> bytes:
@@ -151,7 +194,10 @@ class TileService:
             return None
         key = self.etag(specs, tile, versions)
         body = self.cache.get_memory(f"{key}:{encoding}")
-        return None if body is None else TileResult(body, key, encoding)
+        if body is None:
+            return None
+        _HIT.inc()
+        return TileResult(body, key, encoding)
 
     def etag_if_fresh(self, specs: Sequence[LayerSpec], tile: Tile) -> str | None:
         versions = self.versions.peek()
@@ -170,11 +216,14 @@ class TileService:
             return TileResult(compress(self.render(specs, tile, versions), encoding), key, encoding)
         body = self.cache.get(f"{key}:{encoding}")
         if body is not None:
+            _HIT.inc()
             return TileResult(body, key, encoding)
         canonical = self.cache.get(f"{key}:gzip") if encoding != "gzip" else None
         if canonical is not None:
+            _HIT.inc()
             raw = gunzip_bytes(canonical) if canonical else b""
         else:
+            _MISS.inc()
             raw = self.render(specs, tile, versions)
             if encoding != "gzip":
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")

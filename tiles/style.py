@@ -1,7 +1,12 @@
 """The MapLibre GL style (v8) that draws the whole twin over the orthophoto.
 
-One vector source (the composite tile of every layer, via its TileJSON) and one
-raster source (``/raster/ortho``). Colours follow the usual planning conventions:
+Two vector sources and one raster source (``/raster/ortho``): ``twin`` is the
+composite tile of the slowly changing layers (buildings, pipes, zoning, grids,
+roads, …) and ``twin-live`` the composite of the fast-changing ones (events, devices,
+cameras). An event changing its status every few seconds then costs one small live
+tile, never a re-render or a re-download of the building tile under it — cache keys
+are per tile *and per source*, so a source that mixes both kinds is only as cacheable
+as its most restless layer (see ``docs/tiles.md``). Colours follow the usual planning conventions:
 ecological green, agricultural yellow, urban red; pipelines by utility as in
 Chinese pipeline survey maps (water blue, rain/sewage brown, gas pink-red, heat
 orange, power red, telecom green).
@@ -14,8 +19,23 @@ from typing import Any
 from twin.catalog import LAYERS
 
 SOURCE = "twin"
+LIVE_SOURCE = "twin-live"
 ORTHO = "ortho"
-STYLE_VERSION = "1"
+STYLE_VERSION = "2"
+#: Layers edited every few seconds in an operations centre: kept out of the composite source.
+FAST_LAYERS = ("events", "devices", "cameras")
+
+
+def source_of(layer: str) -> str:
+    """The style source drawing ``layer``: the live composite for fast-changing layers."""
+    return LIVE_SOURCE if layer in FAST_LAYERS else SOURCE
+
+
+def source_layers() -> dict[str, tuple[str, ...]]:
+    """Style source id → the twin layers in its composite tile (catalogue order)."""
+    slow = tuple(n for n in LAYERS if n not in FAST_LAYERS)
+    fast = tuple(n for n in LAYERS if n in FAST_LAYERS)
+    return {SOURCE: slow, LIVE_SOURCE: fast}
 
 
 def _match(prop: str, pairs: dict[str, str], default: str) -> list[Any]:
@@ -39,7 +59,7 @@ EVENT_COLORS = {"reported": "#e31a1c", "verified": "#ff7f00", "dispatched": "#fd
 
 
 def _fill(id_: str, layer: str, color: Any, opacity: float = 0.35, minzoom: int | None = None) -> dict[str, Any]:
-    out = {"id": id_, "type": "fill", "source": SOURCE, "source-layer": layer,
+    out = {"id": id_, "type": "fill", "source": source_of(layer), "source-layer": layer,
            "paint": {"fill-color": color, "fill-opacity": opacity}}
     if minzoom is not None:
         out["minzoom"] = minzoom
@@ -51,7 +71,7 @@ def _line(id_: str, layer: str, color: Any, width: Any = 1.5, dash: list[float] 
     paint: dict[str, Any] = {"line-color": color, "line-width": width}
     if dash:
         paint["line-dasharray"] = dash
-    out = {"id": id_, "type": "line", "source": SOURCE, "source-layer": layer,
+    out = {"id": id_, "type": "line", "source": source_of(layer), "source-layer": layer,
            "layout": {"line-cap": "round", "line-join": "round"}, "paint": paint}
     if minzoom is not None:
         out["minzoom"] = minzoom
@@ -66,7 +86,7 @@ def _radius(at_z12: float, at_z17: float) -> list[Any]:
 def _circle(id_: str, layer: str, color: Any, radius: Any = 5, *, minzoom: int | None = None,
             filter_: list[Any] | None = None, opacity: float = 1.0) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": id_, "type": "circle", "source": SOURCE, "source-layer": layer,
+        "id": id_, "type": "circle", "source": source_of(layer), "source-layer": layer,
         "paint": {"circle-color": color, "circle-radius": radius, "circle-opacity": opacity,
                   "circle-stroke-color": "#ffffff", "circle-stroke-width": 1, "circle-stroke-opacity": opacity}}
     if minzoom is not None:
@@ -85,7 +105,7 @@ def _label(id_: str, layer: str, field: Any, *, size: Any = 13, color: str = "#1
            placement: str = "point") -> dict[str, Any]:
     """A text label; CJK text is drawn from the server's glyphs (no CDN)."""
     out: dict[str, Any] = {
-        "id": id_, "type": "symbol", "source": SOURCE, "source-layer": layer,
+        "id": id_, "type": "symbol", "source": source_of(layer), "source-layer": layer,
         "layout": {"text-field": field, "text-font": FONT, "text-size": size,
                    "symbol-placement": placement, "text-max-width": 8},
         "paint": {"text-color": color, "text-halo-color": "rgba(255,255,255,0.85)", "text-halo-width": 1.4}}
@@ -106,7 +126,6 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
     None when the twin has no orthophoto (then the style has no raster source at all, and a
     client never asks for tiles that do not exist).
     """
-    layer_ids = ",".join(LAYERS)
     layers: list[dict[str, Any]] = [
         {"id": "background", "type": "background", "paint": {"background-color": "#f4f1ea"}},
         _fill("zones", "zones", _match("kind", ZONE_COLORS, "#888888"), 0.18),
@@ -140,7 +159,8 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
         _label("grids-label", "grids", ["get", "name"], size=14, filter_=["==", ["get", "level"], "village"]),
         _label("roads-label", "roads", ["get", "name"], size=11, color="#3a3a3a", minzoom=15, placement="line"),
     ]
-    sources: dict[str, Any] = {SOURCE: {"type": "vector", "url": f"{base_url}/tiles/{layer_ids}/tilejson.json"}}
+    sources: dict[str, Any] = {src: {"type": "vector", "url": f"{base_url}/tiles/{','.join(names)}/tilejson.json"}
+                               for src, names in source_layers().items() if names}
     if ortho is not None:
         layers.insert(1, {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9}})
         sources = {ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png"],
@@ -165,4 +185,4 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
     return style
 
 
-__all__ = ["twin_style"]
+__all__ = ["FAST_LAYERS", "LIVE_SOURCE", "SOURCE", "source_layers", "source_of", "twin_style"]

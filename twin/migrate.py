@@ -11,8 +11,8 @@ from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-#: Columns the database maintains itself (migration 0003, PostgreSQL only), not in the models.
-DATABASE_MAINTAINED_COLUMNS = {"geom_3857"}
+#: Columns the database maintains itself (migrations 0003 and 0004, PostgreSQL only), not in the models.
+DATABASE_MAINTAINED_COLUMNS = {"geom_3857", "geom_mvt14"}
 
 
 def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001 - Alembic hook

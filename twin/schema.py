@@ -27,6 +27,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -66,6 +67,41 @@ class LayerVersion(Base):
     layer: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     updated_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class ChangeLogEntry(Base):
+    """One change to a layer, written by database triggers in the same transaction as the edit.
+
+    ``version`` is the layer's data version the change produced (``layer_versions``);
+    ``minx..maxy`` the lon/lat extent of the changed geometry (old and new places get a
+    row each). A row with no extent means "the whole layer" (bulk load, replace,
+    TRUNCATE). Tile cache keys use the newest change that touches the tile, so an
+    edit invalidates exactly the tiles it touches (see :mod:`twin.changes`).
+    """
+
+    __tablename__ = "change_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    layer: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    minx: Mapped[float | None] = mapped_column(Float)
+    miny: Mapped[float | None] = mapped_column(Float)
+    maxx: Mapped[float | None] = mapped_column(Float)
+    maxy: Mapped[float | None] = mapped_column(Float)
+    #: SQLite: the extent as the 32 MBR bytes of the SpatiaLite geometry blob (read by twin), so
+    #: the triggers need no SpatiaLite function and a client without it can still edit attributes
+    mbr: Mapped[bytes | None] = mapped_column(LargeBinary)
+    __table_args__ = (Index("ix_change_log_layer_version", "layer", "version"),)
+
+
+class ChangeLogState(Base):
+    """One row: the compaction ``generation`` (readers reload the log when it moves) and
+    the ``bulk`` flag twin sets inside a bulk load so SQLite's row triggers log the load
+    once, as a whole-layer change, instead of row by row."""
+
+    __tablename__ = "change_log_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bulk: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
 class Grid(Base):
@@ -343,6 +379,29 @@ class DeviceAlarm(Base):
         Integer, ForeignKey("events.id", ondelete="CASCADE", name="fk_device_alarms_event_id"),
         nullable=False, index=True,
     )
+
+
+class BuildingBlock(Base):
+    """Built-up block (街区轮廓): buildings of one ~2 km cell merged and generalised for one zoom.
+
+    Derived data, not a layer of its own: vector tiles draw these in place of single
+    buildings at z12–z13, where buildings are sub-pixel (:mod:`twin.blocks`). Kept in
+    step with ``buildings`` through the change log; ``cell_x``/``cell_y`` are the Web
+    Mercator tile at z14 whose buildings it merges, ``built_from`` the buildings
+    version it was computed from.
+    """
+
+    __tablename__ = "building_blocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    zoom: Mapped[int] = mapped_column(Integer, nullable=False)
+    cell_x: Mapped[int] = mapped_column(Integer, nullable=False)
+    cell_y: Mapped[int] = mapped_column(Integer, nullable=False)
+    use: Mapped[str] = mapped_column(String(32), nullable=False)
+    height_m: Mapped[float] = mapped_column(Float, nullable=False)
+    building_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    built_from: Mapped[int] = mapped_column(Integer, nullable=False)
+    geom = _geom("MULTIPOLYGON")
+    __table_args__ = (Index("ix_building_blocks_cell", "cell_x", "cell_y"),)
 
 
 LAYER_MODELS: dict[str, type[Base]] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,22 @@ class TwinSettings(BaseSettings):
     )
     tile_workers: int | None = Field(default=None, ge=1, description="Threads rendering tiles (default: per CPU).")
     tile_redis_prefix: str = Field(default="twin:tile:", description="Key prefix of the Redis tile tier.")
+    change_log_max_rows: int = Field(
+        default=20_000, ge=100,
+        description="Rows the change log may hold before a worker compacts it (merges old edits per ~2 km cell).",
+    )
+    tile_invalidation: Literal["extent", "layer"] = Field(
+        default="extent", description="Tile keys: 'extent' = newest change touching the tile (an edit invalidates "
+        "only its tiles); 'layer' = the layer's data version (any edit invalidates the whole layer).")
+    tile_blocks: bool = Field(
+        default=True, description="Keep building_blocks (buildings merged per zoom, drawn at z12–z13) in step "
+        "with the buildings, in a background thread of each server process.")
+    tile_warm: bool = Field(
+        default=False, description="Render the style's sources z10–z16 in the background and re-render edited tiles "
+        "(`twin serve --warm`; on in `twin demo`).")
+    tile_warm_zooms: str = Field(default="10-16", pattern=r"^\d{1,2}(-\d{1,2})?$", description="Zooms the warmer keeps rendered.")
+    tile_warm_cpu_share: float = Field(
+        default=0.25, gt=0, le=1, description="Most of one core the warmer may use (it sleeps between renders).")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

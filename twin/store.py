@@ -6,6 +6,7 @@ Callers (HTTP routers, tiles, the loader, the CLI) ask the store; it asks
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 from collections.abc import Iterable, Sequence
@@ -27,7 +28,7 @@ from twin.errors import FeatureNotFound, InvalidParameter, StoreUnavailable
 from twin.geometry import coerce_array
 from twin.int_range import fits_column
 from twin.settings import TwinSettings, get_settings
-from twin.versioning import layer_versions
+from twin.versioning import BULK_ROWS, bulk_change, layer_versions
 
 
 @dataclass(frozen=True)
@@ -269,18 +270,24 @@ class SpatialStore:
         if rows and any(r["geom"].geom_type != spec.geometry_type for r in rows):
             geoms = coerce_array([r["geom"] for r in rows], spec.geometry_type)
             rows = [{**r, "geom": g} for r, g in zip(rows, geoms, strict=True)]
-        deleted = 0
-        if mode == "replace":
-            deleted = max(0, conn.execute(delete(spec.table)).rowcount or 0)
-        written = 0
-        for start in range(0, len(rows), batch_size):
-            written += self.dialect.bulk_insert(conn, spec.table, rows[start : start + batch_size])
+        # a replace or a large load is one whole-layer change (every tile of the layer
+        # misses once); a few rows are logged feature by feature, so only their tiles miss
+        bulk = mode == "replace" or len(rows) > BULK_ROWS
+        with bulk_change(conn, spec.id) if bulk else contextlib.nullcontext():
+            deleted = 0
+            if mode == "replace":
+                deleted = max(0, conn.execute(delete(spec.table)).rowcount or 0)
+            written = 0
+            for start in range(0, len(rows), batch_size):
+                written += self.dialect.bulk_insert(conn, spec.table, rows[start : start + batch_size])
         return WriteResult(deleted=deleted, written=written)
 
     def clear(self, layers: Iterable[str] | None = None) -> None:
+        """Empty ``layers`` (default: all); each is logged as one whole-layer change."""
         with self.engine.begin() as conn:
             for name in layers or LAYERS:
-                conn.execute(delete(get_layer(name).table))
+                with bulk_change(conn, get_layer(name).id):
+                    conn.execute(delete(get_layer(name).table))
 
 
 def queryables(spec: LayerSpec) -> dict[str, str]:

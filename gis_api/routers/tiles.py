@@ -50,6 +50,8 @@ def tile_service(app: FastAPI) -> TileService:
             version_ttl=s.tile_version_ttl_s,
             statement_timeout_ms=s.statement_timeout_ms,
             workers=s.tile_workers,
+            max_log_rows=s.change_log_max_rows,
+            invalidation=s.tile_invalidation,
         )
         app.state.tiles = svc
     return svc
@@ -177,6 +179,41 @@ def _ortho_extent(settings) -> dict | None:  # noqa: ANN001 - TwinSettings
     except (DatasetNotFound, OSError):
         return None
     return {"bounds": info.bounds, "minzoom": info.minzoom, "maxzoom": 22}
+
+
+def _show_twin_info_logs() -> None:
+    """uvicorn configures only its own loggers: give twin's background jobs (warm progress, block
+    refreshes) a stderr handler at INFO, unless the host application configured logging itself."""
+    import logging
+
+    twin_log = logging.getLogger("twin")
+    if twin_log.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    twin_log.addHandler(handler)
+    twin_log.setLevel(logging.INFO)
+
+
+def start_background(app: FastAPI) -> None:
+    """Start the tile service's background jobs: the building-block maintainer (``TWIN_TILE_BLOCKS``)
+    and the warm pyramid over the style's vector sources (``TWIN_TILE_WARM``)."""
+    from tiles.style import source_layers
+    from tiles.warm import TileWarmer, parse_zoom_range
+    from twin.blocks import BlockMaintainer
+
+    s = app.state.settings
+    svc = tile_service(app)
+    _show_twin_info_logs()
+    if s.tile_blocks:
+        app.state.block_maintainer = BlockMaintainer(
+            app.state.store, svc.versions.feed, poll_s=max(s.tile_version_ttl_s, 0.2)).start()
+    if not s.tile_warm:
+        return
+    app.state.tile_warmer = TileWarmer(
+        svc, source_layers(), zooms=parse_zoom_range(s.tile_warm_zooms), cpu_share=s.tile_warm_cpu_share,
+        poll_s=max(s.tile_version_ttl_s, 0.2),
+    ).start()
 
 
 def register(app: FastAPI) -> None:

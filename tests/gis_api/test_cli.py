@@ -74,3 +74,10 @@ def test_tiles_export_pmtiles_and_seed(home, tmp_path):
 def test_bad_arguments_are_refused(home):
     r = run(home, "tiles", "seed", "--layers", "buildings", "--zooms", "ten", ok=False)
     assert r.returncode == 2 and "zooms" in r.stderr
+
+
+def test_serve_offers_the_warm_pyramid():
+    from gis_api.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--warm"]).warm is True
+    assert build_parser().parse_args(["serve"]).warm is False

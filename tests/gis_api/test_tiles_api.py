@@ -138,10 +138,17 @@ def test_style_is_a_valid_maplibre_v8_document_over_existing_sources(client):
     assert by_id["buildings"]["type"] == "fill-extrusion"
     assert "height_m" in str(by_id["buildings"]["paint"]["fill-extrusion-height"])
     assert "utility" in str(by_id["pipelines"]["paint"]["line-color"])
-    # the vector source's TileJSON resolves and names every layer the style draws
-    tj = client.get(sources["twin"]["url"].removeprefix("http://testserver")).json()
-    assert {layer["source-layer"] for layer in style["layers"] if "source-layer" in layer} <= {
-        v["id"] for v in tj["vector_layers"]}
+    # each vector source's TileJSON resolves and names every layer the style draws from it
+    for name, src in sources.items():
+        if src["type"] != "vector":
+            continue
+        tj = client.get(src["url"].removeprefix("http://testserver")).json()
+        assert {layer["source-layer"] for layer in style["layers"] if layer.get("source") == name} <= {
+            v["id"] for v in tj["vector_layers"]}
+    # fast-changing layers have their own source, so their edits never touch the building tiles
+    assert {by_id[i]["source"] for i in ("events", "devices", "cameras")} == {"twin-live"}
+    assert by_id["buildings"]["source"] == "twin" != by_id["events"]["source"]
+    assert "events" not in sources["twin"]["url"] and "buildings" not in sources["twin-live"]["url"]
 
 
 def test_style_declares_the_orthophoto_with_its_bounds_and_zooms(town_client):

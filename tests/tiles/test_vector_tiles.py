@@ -123,14 +123,14 @@ def test_zoom_below_the_layer_minzoom_is_empty(service):
     specs = service.layer_specs("buildings")
     assert specs[0].min_zoom == 12
     assert service.render(specs, tile_at(LON, LAT, 11)) == b""
-    assert service.render(specs, tile_at(LON, LAT, 12)) != b""
+    assert service.render(specs, tile_at(LON, LAT, 14)) != b""  # z12–z13 draw building blocks (test_blocks.py)
 
 
-def test_thinning_drops_subpixel_buildings_at_z12_but_keeps_them_at_z16(service):
+def test_thinning_drops_subpixel_buildings_at_z14_but_keeps_them_at_z16(service):
     specs = service.layer_specs("buildings")
-    z12 = {f["id"] for f in decode(service.render(specs, tile_at(LON, LAT, 12)))["buildings"]["features"]}
+    z14 = {f["id"] for f in decode(service.render(specs, tile_at(LON, LAT, 14)))["buildings"]["features"]}
     z16 = {f["id"] for f in decode(service.render(specs, tile_at(LON + 100 * M_LON, LAT, 16)))["buildings"]["features"]}
-    assert BIG in z12 and TINY not in z12
+    assert BIG in z14 and TINY not in z14
     assert TINY in z16
 
 
@@ -141,3 +141,28 @@ def test_feature_cap_bounds_features_per_layer(tile_store):
         assert len(layers["buildings"]["features"]) == 1
     finally:
         svc.close()
+
+
+def test_z14_building_inside_the_tile_lands_on_its_grid_with_an_exterior_ring_of_mvt_winding(service, store):
+    """At z14 PostGIS translates outlines pre-snapped to the z14 grid (no per-building ST_AsMVTGeom);
+    the result must be what the general path gives: exact grid positions and MVT ring order."""
+    import shapely
+
+    tile = tile_at(LON, LAT, 14)
+    minx, miny, maxx, maxy = tile_bounds(tile)
+    inside = minx < lonlat_to_mercator(LON, LAT)[0] and lonlat_to_mercator(LON + 60 * M_LON, LAT)[0] < maxx
+    assert inside, "the 60 m building lies wholly inside its z14 tile"
+    raw = service.render(service.layer_specs("buildings"), tile)
+    big = next(f for f in decode(raw)["buildings"]["features"] if f["id"] == BIG)
+    ring = big["geometry"]["coordinates"][0]
+    ex0, ey1 = grid_position(LON, LAT, tile)
+    ex1, ey0 = grid_position(LON + 60 * M_LON, LAT + 60 * M_LAT, tile)
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    assert abs(min(xs) - ex0) <= 1 and abs(max(xs) - ex1) <= 1
+    assert abs(min(ys) - ey0) <= 1 and abs(max(ys) - ey1) <= 1
+    # decoded with y down, an exterior ring that MVT readers accept is counter-clockwise here
+    assert shapely.Polygon(ring).exterior.is_ccw is shapely.Polygon(
+        decode(service.render(service.layer_specs("buildings"), tile_at(LON + 0.0001, LAT + 0.0001, 16)))
+        ["buildings"]["features"][0]["geometry"]["coordinates"][0]).exterior.is_ccw
+    if store.dialect.name == "postgis":
+        assert "buildings" in service.encoder.presnapped_layers  # the fast path was the one taken

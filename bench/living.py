@@ -1,0 +1,304 @@
+"""Issue 11: tiles in a living town — cache hit ratio and p95 while events and buildings change.
+
+    bash bench/run.sh living                  # the 10× town in PostGIS (bench/data.py)
+    .venv/bin/python bench/living.py --quick  # short run
+    BENCH_DATABASE_URL=postgresql://…/other .venv/bin/python bench/living.py --skip-data --seconds 20
+
+Two twin servers (one uvicorn worker each) on the same database, in the same run:
+
+* ``layer``: ``TWIN_TILE_INVALIDATION=layer`` — the layer-version keys of before (an edit
+  anywhere changes every tile of the layer, and the style's one composite source held every
+  layer);
+* ``extent``: the change-log keys (an edit changes only the tiles it touches) with the warm
+  pyramid on (``TWIN_TILE_WARM=true``), as ``twin demo`` runs.
+
+Both get the same viewer-like stream: ``--clients`` threads, each a big screen looking at a
+random place of the town at z12–z17, fetching every tile of a 1920×1080 viewport (512-px
+tiles, as MapLibre does for vector sources) of both style sources, then panning by one tile
+or zooming by one level; each request goes to both servers, in random order. Meanwhile a
+writer changes the status of a random event 5 times a second and the height of a random
+building once a second, by plain SQL on its own connection (as another program would).
+
+Hit ratio = server-side tile lookups answered from the cache (memory or Redis) over all tile
+requests (``twin_tile_cache_lookups_total`` minus the warmer's own renders); p95 = client
+latency of the tile requests. The ``layer`` server gets the single composite source of before
+(every layer in one tile), the ``extent`` server the two sources of today's style.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for p in (str(BENCH), str(ROOT)):  # ROOT first: bench/tiles.py must not shadow the tiles package
+    while p in sys.path:
+        sys.path.remove(p)
+    sys.path.insert(0, p)
+
+import harness as h  # noqa: E402
+from data import DB_URL, ensure_data  # noqa: E402
+from features import DOC  # noqa: E402
+
+from tiles.style import source_layers  # noqa: E402
+from twin.catalog import LAYERS  # noqa: E402
+
+VIEW_W, VIEW_H, TILE_PX = 1920, 1080, 512
+
+
+def twin_server(name: str, db_url: str, env: dict[str, str]) -> h.Server:
+    home = Path(tempfile.mkdtemp(prefix=f"twin-living-{name}-"))
+    return h.Server(
+        name=f"living-{name}",
+        cmd=[sys.executable, "-m", "uvicorn", "--factory", "gis_api.app:create_app", "--host", h.HOST,
+             "--port", "{port}", "--workers", "1", "--no-access-log", "--log-level", "warning"],
+        env={"TWIN_DATABASE_URL": db_url, "TWIN_HOME": str(home), "PYTHONPATH": str(ROOT), **env},
+        ready_path="/conformance",
+    )
+
+
+def town_extent(db_url: str) -> tuple[float, float, float, float]:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                           "FROM (SELECT ST_Extent(geom) e FROM buildings) s").fetchone()
+    assert row and row[0] is not None, "no buildings in the benchmark database"
+    return row
+
+
+def tile_xy(lon: float, lat: float, z: int) -> tuple[float, float]:
+    n = 1 << z
+    return (lon + 180) / 360 * n, (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+
+
+def viewport(lon: float, lat: float, z: int) -> list[tuple[int, int, int]]:
+    """The tiles MapLibre fetches for a 1920×1080 view at zoom ``z`` (vector tiles are 512 px there)."""
+    tz = z
+    cx, cy = tile_xy(lon, lat, tz)
+    half_w, half_h = VIEW_W / TILE_PX / 2, VIEW_H / TILE_PX / 2
+    n = 1 << tz
+    return [(tz, x, y) for x in range(int(cx - half_w), int(cx + half_w) + 1)
+            for y in range(int(cy - half_h), int(cy + half_h) + 1) if 0 <= x < n and 0 <= y < n]
+
+
+class Writer(threading.Thread):
+    """Events change status 5/s and buildings height 1/s, by SQL on its own connection."""
+
+    def __init__(self, db_url: str, events_per_s: float, buildings_per_s: float):
+        super().__init__(daemon=True)
+        self.db_url, self.eps, self.bps = db_url, events_per_s, buildings_per_s
+        self.stop = threading.Event()
+        self.events = self.buildings = 0
+
+    def run(self) -> None:
+        import psycopg
+
+        rng = random.Random(11)
+        statuses = ["reported", "verified", "dispatched", "handled", "closed"]
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            ev = [r[0] for r in conn.execute("SELECT id FROM events").fetchall()]
+            bd = [r[0] for r in conn.execute("SELECT id FROM buildings").fetchall()]
+            started = time.monotonic()
+            while not self.stop.is_set():
+                now = time.monotonic() - started
+                if ev and self.events < now * self.eps:
+                    conn.execute("UPDATE events SET status = %s WHERE id = %s", (rng.choice(statuses), rng.choice(ev)))
+                    self.events += 1
+                elif bd and self.buildings < now * self.bps:
+                    conn.execute("UPDATE buildings SET height_m = height_m + 0.5 WHERE id = %s", (rng.choice(bd),))
+                    self.buildings += 1
+                else:
+                    self.stop.wait(0.01)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The tile cache and warmer counters from ``/metrics``."""
+    _, _, body = h.http_get(port, "/metrics")
+    out: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        m = re.match(r'(twin_tile_cache_lookups_total|twin_tile_warm_renders_total)\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)',
+                     line)
+        if m:
+            out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
+        elif line.startswith("twin_tile_warm_walk_done_ratio "):
+            out["twin_tile_warm_walk_done_ratio"] = float(line.split()[1])
+    return out
+
+
+def client(ports: dict[str, int], sources: dict[str, dict[str, str]], extent: tuple[float, float, float, float],
+           until: float, seed: int, lat_out: dict[str, list[float]], errors: list[str]) -> None:
+    rng = random.Random(seed)
+    conns = {name: http.client.HTTPConnection(h.HOST, port, timeout=60) for name, port in ports.items()}
+    lon = rng.uniform(extent[0], extent[2])
+    lat = rng.uniform(extent[1], extent[3])
+    z = rng.randint(12, 17)
+    try:
+        while time.monotonic() < until:
+            for t in viewport(lon, lat, z):
+                order = list(ports)
+                rng.shuffle(order)
+                for name in order:
+                    for layers in sources[name].values():
+                        path = f"/tiles/{layers}/{t[0]}/{t[1]}/{t[2]}.mvt"
+                        t0 = time.perf_counter()
+                        try:
+                            conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
+                            r = conns[name].getresponse()
+                            r.read()
+                        except (OSError, http.client.HTTPException) as exc:
+                            errors.append(f"{name}: {exc!r}")
+                            conns[name].close()
+                            conns[name] = http.client.HTTPConnection(h.HOST, ports[name], timeout=60)
+                            continue
+                        lat_out[name].append(time.perf_counter() - t0)
+                        if r.status >= 400:
+                            errors.append(f"{name}: {r.status} {path}")
+            # pan by one 512-px tile, or zoom by one level, as a screen operator would
+            step = 360 / (1 << z)
+            move = rng.random()
+            if move < 0.7:
+                lon += rng.choice((-1, 1)) * step * 0.5
+                lat += rng.choice((-1, 1)) * step * 0.3
+            else:
+                z = min(17, max(12, z + rng.choice((-1, 1))))
+            lon = min(max(lon, extent[0]), extent[2])
+            lat = min(max(lat, extent[1]), extent[3])
+    finally:
+        for c in conns.values():
+            c.close()
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    db_url = args.db_url
+    extent = town_extent(db_url)
+    all_layers = ",".join(LAYERS)
+    sources = {"layer": {"twin": all_layers},
+               "extent": {name: ",".join(ids) for name, ids in source_layers().items() if ids}}
+    common = {"TWIN_TILE_VERSION_TTL_S": "1"}
+    servers = {
+        "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer", "TWIN_TILE_BLOCKS": "false"}),
+        "extent": twin_server("extent", db_url, {**common, "TWIN_TILE_INVALIDATION": "extent",
+                                                  "TWIN_TILE_WARM": "false" if args.no_warm else "true",
+                                                  "TWIN_TILE_WARM_ZOOMS": args.warm_zooms,
+                                                  "TWIN_TILE_WARM_CPU_SHARE": str(args.warm_share)}),
+    }
+    out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds}
+    with contextlib.ExitStack() as stack:
+        ports = {name: stack.enter_context(s).port for name, s in servers.items()}
+        if not args.no_warm:  # let the warmer's first walk finish (bounded), as after a demo start
+            deadline = time.monotonic() + args.warm_wait
+            started = time.monotonic()
+            m: dict[str, float] = {}
+            while time.monotonic() < deadline:
+                time.sleep(2)
+                m = scrape(ports["extent"])
+                if m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0:
+                    break
+            print(f"  warm walk: {m.get('twin_tile_warm_renders_total:walk', 0.0):.0f} tiles rendered, "
+                  f"{100 * m.get('twin_tile_warm_walk_done_ratio', 0.0):.0f}% of the pyramid walked in "
+                  f"{time.monotonic() - started:.0f} s before the stream")
+            out["warm_walk_s"] = round(time.monotonic() - started, 1)
+        before = {name: scrape(port) for name, port in ports.items()}
+        writer = Writer(db_url, args.events_per_s, args.buildings_per_s)
+        writer.start()
+        lat: dict[str, list[float]] = {name: [] for name in ports}
+        errors: list[str] = []
+        until = time.monotonic() + args.seconds
+        threads = [threading.Thread(target=client, args=(ports, sources, extent, until, i, lat, errors))
+                   for i in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        writer.stop.set()
+        writer.join(5)
+        after = {name: scrape(port) for name, port in ports.items()}
+    for name in ports:
+        d = {k: after[name].get(k, 0.0) - before[name].get(k, 0.0) for k in after[name]}
+        warm = d.get("twin_tile_warm_renders_total:walk", 0.0) + d.get("twin_tile_warm_renders_total:edit", 0.0)
+        hits = d.get("twin_tile_cache_lookups_total:hit", 0.0)
+        misses = max(d.get("twin_tile_cache_lookups_total:miss", 0.0) - warm, 0.0)
+        q = h._quantiles(lat[name])
+        out[name] = {"requests": len(lat[name]), "hit_ratio": hits / max(hits + misses, 1.0), "hits": hits,
+                     "misses": misses, "warm_renders": warm, "p50_ms": q[50], "p95_ms": q[95],
+                     "sources": sources[name]}
+        print(f"  {name:6s}: {len(lat[name])} tile requests, hit ratio {out[name]['hit_ratio']:.1%}, "
+              f"p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms, warm renders {warm:.0f}")
+    out["edits"] = {"events": writer.events, "buildings": writer.buildings}
+    out["errors"] = errors[:20]
+    if errors:
+        print(f"  {len(errors)} errors, first: {errors[0]}")
+    return out
+
+
+def report(res: dict[str, Any], meta: dict[str, Any]) -> str:
+    a, b = res["layer"], res["extent"]
+    rows = [
+        ["tile cache hit ratio", f"{a['hit_ratio']:.1%}", f"{b['hit_ratio']:.1%}", "≥ 95 %",
+         h.verdict(b["hit_ratio"] >= 0.95)],
+        ["tile p95 latency ms", f"{a['p95_ms']:.1f}", f"{b['p95_ms']:.1f}", "≤ 20 ms", h.verdict(b["p95_ms"] <= 20)],
+        ["tile p50 latency ms", f"{a['p50_ms']:.1f}", f"{b['p50_ms']:.1f}", "", ""],
+        ["tile requests", a["requests"], b["requests"], "", ""],
+    ]
+    return "\n".join([
+        f"Run {meta['date']}, commit {meta['commit']}, load average before {meta['load_before']}; "
+        f"{res['clients']} viewer clients for {res['seconds']} s over z12–z17 while "
+        f"{res['edits']['events']} event and {res['edits']['buildings']} building edits landed "
+        f"(`{meta['command']}`).",
+        "",
+        h.md_table(["measure", "layer versions (before)", "change log + warm (now)", "goal", ""], rows),
+    ])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short run (20 s, 4 clients)")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--events-per-s", type=float, default=5.0)
+    ap.add_argument("--buildings-per-s", type=float, default=1.0)
+    ap.add_argument("--warm-zooms", default="10-16")
+    ap.add_argument("--warm-share", type=float, default=0.25, help="TWIN_TILE_WARM_CPU_SHARE of the extent server")
+    ap.add_argument("--warm-wait", type=float, default=600.0, help="longest wait for the first warm walk (s)")
+    ap.add_argument("--no-warm", action="store_true")
+    ap.add_argument("--skip-data", action="store_true", help="use the database as it is (BENCH_DATABASE_URL)")
+    ap.add_argument("--db-url", default=DB_URL)
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.clients = min(args.seconds, 20.0), min(args.clients, 4)
+    if args.skip_data:
+        import psycopg
+
+        with psycopg.connect(args.db_url) as conn:
+            n = conn.execute("SELECT count(*) FROM buildings").fetchone()[0]
+        data = {"version": "as found", "buildings": n}
+    else:
+        data = ensure_data(url=args.db_url)
+    meta = h.run_meta("living", data, args.quick)
+    res = bench(args)
+    res["meta"] = meta
+    path = h.save_json("living", res)
+    body = report(res, meta)
+    print(body)
+    if not args.skip_data:
+        h.write_section(DOC, "living", body)
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The warm pyramid: every tile of the style's sources cached after the walk; an edit re-renders
+exactly the tiles it touched (both backends)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import math
+import time
+
+import mapbox_vector_tile
+import pytest
+from shapely.geometry import MultiPolygon, Point, box
+from sqlalchemy import text
+
+from tiles.cache import TileCache
+from tiles.service import TileService
+from tiles.tms import Tile
+from tiles.warm import TileWarmer, parse_zoom_range
+
+SOURCES = {"twin": ("buildings",), "twin-live": ("events",)}
+P, FAR = (121.02, 31.75), (121.031, 31.75)  # 1 km apart
+
+
+def tile_at(lon: float, lat: float, z: int) -> Tile:
+    n = 1 << z
+    return Tile(z, int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n))
+
+
+def event(i: int, lon: float, lat: float) -> dict:
+    return {"id": i, "code": f"EV-{i}", "source": "hotline", "category": "litter", "title": f"event {i}",
+            "status": "reported", "reported_at": dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC), "geom": Point(lon, lat)}
+
+
+def building(i: int, lon: float, lat: float) -> dict:
+    return {"id": i, "code": f"WB-{i}", "use": "residential", "floors": 3, "height_m": 9.0,
+            "geom": MultiPolygon([box(lon, lat, lon + 0.0004, lat + 0.0004)])}
+
+
+@pytest.fixture
+def warm_store(empty_store):
+    empty_store.write_features("events", [event(1, *P), event(2, *FAR)])
+    empty_store.write_features("buildings", [building(1, *P), building(2, *FAR)])
+    yield empty_store
+    empty_store.clear(["events", "buildings"])
+
+
+@pytest.fixture
+def warmer(warm_store):
+    svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
+    w = TileWarmer(svc, SOURCES, zooms=range(13, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05)
+    yield w
+    w.stop()
+    svc.close()
+
+
+def test_the_walk_leaves_every_tile_of_the_pyramid_cached(warmer):
+    warmer.run_pass()
+    tiles = warmer.pyramid()
+    assert tiles and warmer.walked == len(tiles)
+    svc = warmer.service
+    svc.versions.get()
+    assert all(svc.cache.get_memory(f"{svc.etag(warmer.specs[name], t)}:gzip") is not None for name, t in tiles)
+    assert warmer.rendered == len(tiles)
+    warmer.run_pass()  # a second walk finds everything cached: nothing rendered again
+    assert warmer.rendered == len(tiles)
+
+
+def test_an_edit_re_renders_only_the_touched_tiles_of_the_source_holding_the_layer(warmer, warm_store):
+    warmer.run_pass()
+    svc = warmer.service
+    warmer.start()
+    with warm_store.engine.begin() as conn:
+        conn.execute(text("UPDATE events SET status = 'closed' WHERE code = 'EV-1'"))
+    deadline = time.monotonic() + 20
+    live = svc.layer_specs("events")
+    while time.monotonic() < deadline and not (warmer.rerendered and warmer.idle()):
+        time.sleep(0.05)
+    assert warmer.idle()
+    # one to a few tiles per zoom around P, all in the live source; the buildings were not touched
+    assert len(warmer.zooms) <= warmer.rerendered <= 4 * len(warmer.zooms)
+    for z in warmer.zooms:
+        svc.versions.get()
+        hit = svc.cache.get_memory(f"{svc.etag(live, tile_at(*P, z))}:gzip")
+        assert hit is not None, f"z{z} tile around the edit is warm again"
+        feats = mapbox_vector_tile.decode(gzip.decompress(hit))["events"]["features"]
+        assert {f["properties"]["status"] for f in feats if f["id"] == 1} == {"closed"}
+
+
+def test_zoom_ranges_parse_and_bad_ones_are_refused():
+    assert parse_zoom_range("10-16") == range(10, 17)
+    assert parse_zoom_range("14") == range(14, 15)
+    for bad in ("16-10", "x", "10-40"):
+        with pytest.raises(ValueError):
+            parse_zoom_range(bad)
+
+
+def test_the_server_warms_its_style_sources_and_reports_metrics(warm_store, client_for):
+    client = client_for(warm_store, tile_warm=True, tile_warm_zooms="14-15", tile_warm_cpu_share=1.0)
+    with client:
+        warmer = client.app.state.tile_warmer
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not warmer.idle():
+            time.sleep(0.05)
+        assert warmer.idle() and warmer.rendered > 0
+        t = tile_at(*P, 15)
+        style = client.get("/styles/twin.json").json()
+        live_url = style["sources"]["twin-live"]["url"].removeprefix("http://testserver")
+        layers = live_url.split("/")[2]
+        r = client.get(f"/tiles/{layers}/{t.z}/{t.x}/{t.y}.mvt", headers={"accept-encoding": "br"})
+        assert r.status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'twin_tile_warm_renders_total{reason="walk"}' in metrics
+        assert 'twin_tile_cache_lookups_total{result="hit"}' in metrics

@@ -1,0 +1,255 @@
+"""A warm pyramid: render the style's sources in the background and re-render what edits touch.
+
+``twin serve --warm`` (and ``twin demo``) start one :class:`TileWarmer` per process. It
+
+1. walks the composite tiles of the style's vector sources (``tiles.style.source_layers``:
+   the slow composite and the live one) from z10 to z16 over the data extent, coarse
+   zooms first, and renders every tile not already cached under its current key;
+2. listens to the change feed (:class:`twin.changes.ChangeFeed`) and, for each edit,
+   queues the tiles of the sources holding that layer that the edit touches (its
+   extent grown by the tile buffer), at every warm zoom; those go before the walk;
+3. stays a background job: after each render it sleeps so that it uses at most
+   ``cpu_share`` of one core, and it polls the change feed every version TTL even
+   when no request comes in, so a viewer seldom waits for a render.
+
+A progress line is logged every 10 s and at the end of each walk; the counters
+``twin_tile_warm_renders_total{reason}`` and ``twin_tile_warm_pending`` are exported
+with the tile cache's hit/miss counters (:mod:`tiles.service`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import Counter, Gauge
+
+from tiles.service import TileService
+from tiles.tilejson import union_extent
+from tiles.tms import BUFFER, EXTENT, Tile, tiles_for_bbox
+from twin.blocks import BLOCK_ZOOMS
+from twin.catalog import LayerSpec
+from twin.dialect import BBox
+
+log = logging.getLogger("twin.tiles.warm")
+
+WARM_RENDERS = Counter("twin_tile_warm_renders_total", "Tiles rendered by the warmer", ["reason"])
+WARM_PENDING = Gauge("twin_tile_warm_pending", "Tiles queued for re-rendering after edits")
+WARM_PROGRESS = Gauge("twin_tile_warm_walk_done_ratio", "Share of the warm pyramid walked in the current pass")
+
+#: Most tiles one edit may queue per source (a larger edit re-walks the pyramid instead).
+_MAX_TOUCHED = 2_000
+
+
+def parse_zoom_range(text: str) -> range:
+    """``"10-16"`` or ``"14"`` → a range of zooms."""
+    lo, _, hi = text.partition("-")
+    a, b = int(lo), int(hi or lo)
+    if not 0 <= a <= b <= 22:
+        raise ValueError(f"warm zooms must be N or N-M within 0..22, not {text!r}")
+    return range(a, b + 1)
+
+
+class TileWarmer:
+    """Keeps the composite tiles of ``sources`` (name → layer ids) rendered at ``zooms``."""
+
+    def __init__(self, service: TileService, sources: dict[str, Sequence[str]], *,
+                 zooms: range = range(10, 17), cpu_share: float = 0.25, encoding: str = "br",
+                 poll_s: float = 1.0):
+        self.service = service
+        self.specs: dict[str, tuple[LayerSpec, ...]] = {
+            name: service.layer_specs(list(ids)) for name, ids in sources.items() if ids}
+        self.zooms = zooms
+        self.cpu_share = min(max(cpu_share, 0.01), 1.0)
+        self.encoding = encoding
+        self.poll_s = poll_s
+        self._pending: deque[tuple[str, Tile]] = deque()
+        self._pending_set: set[tuple[str, Tile]] = set()
+        self._rewalk = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.walked = 0
+        self.total = 0
+        self.rendered = 0
+        self.rerendered = 0
+        self.passes = 0
+        service.versions.feed.listeners.append(self._on_change)
+
+    # --- change feed -------------------------------------------------------
+    def _on_change(self, layer: str | None, box: BBox | None) -> None:
+        """Queue the tiles an edit touched (called on the feed's thread; only enqueues)."""
+        if layer is None or box is None:
+            self._rewalk.set()
+            return
+        zooms: Sequence[int] = self.zooms
+        if layer == "building_blocks":  # drawn as the buildings layer at the block zooms
+            layer, zooms = "buildings", [z for z in self.zooms if z in BLOCK_ZOOMS]
+        for name, specs in self.specs.items():
+            if not any(s.id == layer for s in specs):
+                continue
+            touched: list[Tile] = []
+            for z in zooms:
+                touched.extend(tiles_for_bbox(_grow(box, z), z))
+                if len(touched) > _MAX_TOUCHED:
+                    self._rewalk.set()
+                    break
+            else:
+                with self._lock:
+                    for t in touched:
+                        item = (name, t)
+                        if item not in self._pending_set:
+                            self._pending_set.add(item)
+                            self._pending.append(item)
+                    WARM_PENDING.set(len(self._pending))
+
+    def _next_touched(self) -> tuple[str, Tile] | None:
+        """The oldest queued tile, left in the queue until :meth:`_done` (so :meth:`idle` waits for it)."""
+        with self._lock:
+            return self._pending[0] if self._pending else None
+
+    def _done(self, item: tuple[str, Tile]) -> None:
+        with self._lock:
+            if self._pending and self._pending[0] == item:
+                self._pending.popleft()
+            WARM_PENDING.set(len(self._pending))
+
+    def _rerender(self, item: tuple[str, Tile]) -> None:
+        # drop it from the set first: an edit landing during the render queues it again
+        with self._lock:
+            self._pending_set.discard(item)
+        if self.warm_one(*item):
+            self.rerendered += 1
+            WARM_RENDERS.labels("edit").inc()
+        self._done(item)
+
+    # --- the walk ------------------------------------------------------------
+    def pyramid(self) -> list[tuple[str, Tile]]:
+        """Every (source, tile) of the warm pyramid, coarse zooms first.
+
+        Within a zoom the walk starts at a random tile, so several workers sharing a Redis
+        tier spread out instead of rendering the same tiles at the same moment.
+        """
+        out: list[tuple[str, Tile]] = []
+        for z in self.zooms:
+            level: list[tuple[str, Tile]] = []
+            for name, specs in self.specs.items():
+                if not any(s.min_zoom <= z <= s.max_zoom for s in specs):
+                    continue
+                area = union_extent(self.service.extents(specs, self.service.versions.get()))
+                if area is not None:
+                    level.extend((name, t) for t in tiles_for_bbox(area, z))
+            start = random.randrange(len(level)) if level else 0
+            out.extend(level[start:] + level[:start])
+        return out
+
+    def warm_one(self, name: str, tile: Tile) -> bool:
+        """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered."""
+        specs, svc = self.specs[name], self.service
+        svc.versions.get()
+        if svc.cache.get(f"{svc.etag(specs, tile)}:{self.encoding}") is not None:  # memory, then Redis
+            return False
+        started = time.perf_counter()
+        self.service.tile(specs, tile, self.encoding)
+        spent = time.perf_counter() - started
+        # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
+        self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
+        return True
+
+    def run_pass(self, walk: Iterator[tuple[str, Tile]] | None = None) -> None:
+        """One walk of the pyramid, serving queued re-renders first; returns when done or stopped."""
+        tiles = self.pyramid() if walk is None else list(walk)
+        self.total, self.walked = len(tiles), 0
+        started = last_log = time.monotonic()
+        last_poll = 0.0
+        it = iter(tiles)
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - last_poll >= self.poll_s:
+                self.service.versions.get()  # pulls new changes → _on_change queues them
+                last_poll = now
+            touched = self._next_touched()
+            if touched is not None:
+                self._rerender(touched)
+                continue
+            item = next(it, None)
+            if item is None:
+                break
+            self.walked += 1
+            WARM_PROGRESS.set(self.walked / max(self.total, 1))
+            if self.warm_one(*item):
+                self.rendered += 1
+                WARM_RENDERS.labels("walk").inc()
+            if now - last_log >= 10:
+                last_log = now
+                self._log_progress(item[1].z, now - started)
+        self.passes += 1
+        self._log_progress(None, time.monotonic() - started)
+
+    def _log_progress(self, z: int | None, seconds: float) -> None:
+        pct = 100.0 * self.walked / max(self.total, 1)
+        where = f"z{z}" if z is not None else "done"
+        log.info("tile warm: %d/%d tiles (%.0f%%, %s), %d rendered, %d re-rendered after edits, %.0f s",
+                 self.walked, self.total, pct, where, self.rendered, self.rerendered, seconds)
+
+    def _run(self) -> None:
+        self._rewalk.set()  # the first walk
+        backoff = self.poll_s
+        while not self._stop.is_set():
+            try:  # an accelerator: a failure (database busy, timeout) is logged and retried
+                if self._rewalk.is_set():
+                    self._rewalk.clear()
+                    self.run_pass()
+                    continue
+                self.service.versions.get()
+                touched = self._next_touched()
+                if touched is None:
+                    self._stop.wait(self.poll_s)
+                else:
+                    self._rerender(touched)
+                backoff = self.poll_s
+            except Exception:
+                log.exception("tile warmer: render failed; retrying in %.0f s", backoff)
+                if self.passes == 0:
+                    self._rewalk.set()
+                backoff = min(backoff * 2, 60.0)
+                self._stop.wait(backoff)
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> TileWarmer:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="twin-tile-warm", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        listeners = self.service.versions.feed.listeners
+        if self._on_change in listeners:
+            listeners.remove(self._on_change)
+
+    close = stop
+
+    def idle(self) -> bool:
+        """True when the first walk is done and no re-render is queued."""
+        with self._lock:
+            return self.passes > 0 and not self._pending and not self._rewalk.is_set()
+
+
+def _grow(box: BBox, z: int) -> BBox:
+    """``box`` grown by the tile buffer at zoom ``z`` (degrees, approximately, at the box's latitude)."""
+    import math
+
+    pad = 360.0 / (1 << z) * BUFFER / EXTENT
+    lat_pad = pad * math.cos(math.radians((box[1] + box[3]) / 2))
+    return (box[0] - pad, box[1] - lat_pad, box[2] + pad, box[3] + lat_pad)
+
+
+__all__ = ["TileWarmer", "parse_zoom_range"]
