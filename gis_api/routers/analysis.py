@@ -1,0 +1,126 @@
+"""Analysis endpoints (``/analysis/…``): parse the request, call ``twin.analysis``, serialise.
+
+Every body is a pydantic model (so the OpenAPI document shows it); geometries and
+distances are checked by :mod:`twin.analysis.inputs`, which raises the core errors
+that ``gis_api.errors`` maps to 4xx JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gis_api.deps import SettingsDep, StoreDep
+from twin import geojson
+from twin.analysis import (
+    FeatureSet,
+    buffer_analysis,
+    check_distance,
+    feature_by_ref,
+    features_in_bbox,
+    parse_geometry,
+    search_bbox,
+)
+from twin.catalog import LAYERS, get_layer
+from twin.errors import InvalidParameter, LimitExceeded
+from twin.settings import TwinSettings
+from twin.store import SpatialStore
+
+router = APIRouter(tags=["Analysis"])
+
+DEFAULT_BUFFER_LAYERS = ["buildings", "pipelines", "pipe_nodes", "devices", "cameras"]
+MAX_LAYERS = len(LAYERS)
+
+
+def json_response(obj: Any, media_type: str = "application/json") -> Response:
+    return Response(geojson.dumps(obj), media_type=media_type)
+
+
+class FeatureRef(BaseModel):
+    """A stored feature, by numeric ``id`` or business ``code``."""
+
+    layer: str = Field(description="Layer id", examples=["pipelines"])
+    id: int | None = Field(default=None, description="Feature id (as in /collections/{layer}/items/{id})")
+    code: str | None = Field(default=None, description="Business code, e.g. RQL000012")
+
+
+class BufferRequest(BaseModel):
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="GeoJSON geometry in CRS84 lon/lat (or give `feature`)",
+        examples=[{"type": "Point", "coordinates": [120.95, 31.38]}],
+    )
+    feature: FeatureRef | None = Field(default=None, description="Buffer around a stored feature instead")
+    distance: float = Field(description="Buffer distance in metres on the ground (0 … TWIN_ANALYSIS_MAX_DISTANCE_M)",
+                            examples=[50])
+    layers: list[str] = Field(default_factory=lambda: list(DEFAULT_BUFFER_LAYERS),
+                              description="Layers whose features are tested against the buffer")
+    include_geometry: bool = Field(default=True, description="Return each feature's geometry")
+
+
+def resolve_geometry(store: SpatialStore, settings: TwinSettings, geometry: dict[str, Any] | None,
+                     feature: FeatureRef | None, **kw: Any):  # noqa: ANN201 - shapely geometry
+    """The request's geometry (lon/lat) and, for a feature reference, its ``(layer, id)``."""
+    if (geometry is None) == (feature is None):
+        raise InvalidParameter("give exactly one of 'geometry' or 'feature'")
+    if geometry is not None:
+        return parse_geometry(geometry, max_vertices=settings.analysis_max_vertices, **kw), None
+    assert feature is not None
+    fs = feature_by_ref(store, feature.layer, id=feature.id, code=feature.code)
+    return fs.geometries[0], (fs.layer, fs.ids[0])
+
+
+def check_layers(layers: list[str]) -> list[str]:
+    if not layers:
+        raise InvalidParameter("name at least one layer")
+    if len(layers) > MAX_LAYERS:
+        raise LimitExceeded(f"at most {MAX_LAYERS} layers")
+    return list(dict.fromkeys(get_layer(name).id for name in layers))
+
+
+def feature_json(layer: str, fid: int, props: dict[str, Any], geom: Any, extra: dict[str, Any],
+                 include_geometry: bool = True) -> dict[str, Any]:
+    return {
+        "type": "Feature", "id": fid,
+        "geometry": geojson.geometry_fragments([geom])[0] if include_geometry and geom is not None else None,
+        "properties": {"layer": layer, **extra, **props},
+    }
+
+
+def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) -> dict[str, Any]:
+    geom, ref = resolve_geometry(store, settings, req.geometry, req.feature)
+    distance = check_distance(req.distance, maximum=settings.analysis_max_distance_m)
+    layers = check_layers(req.layers)
+    box = search_bbox(geom, distance)
+    cands: list[FeatureSet] = [features_in_bbox(store, name, box, cap=settings.analysis_max_features)
+                               for name in layers]
+    res = buffer_analysis(geom, distance, cands, exclude=ref)
+    return {
+        "distance_m": distance,
+        "area_m2": round(res.area_m2, 3),
+        "buffer": geojson.geometry_fragments([res.buffer])[0],
+        "counts": {name: res.counts().get(name, 0) for name in layers},
+        "features": {
+            "type": "FeatureCollection",
+            "features": [feature_json(h.layer, h.id, h.properties, h.geometry,
+                                      {"distance_m": round(h.distance_m, 3)}, req.include_geometry)
+                         for h in res.hits],
+        },
+    }
+
+
+@router.post("/analysis/buffer", summary="Features within a distance (metres) of a geometry or feature")
+async def buffer(req: BufferRequest, store: StoreDep, settings: SettingsDep) -> Response:
+    """The buffer polygon and every feature of `layers` within `distance` metres, nearest first.
+
+    Distances are exact ground distances (local azimuthal-equidistant frame); a feature is
+    inside when its distance is at most `distance`.
+    """
+    return json_response(await run_in_threadpool(run_buffer, store, settings, req))
+
+
+def register(app: FastAPI) -> None:
+    app.include_router(router)
