@@ -7,9 +7,10 @@ that ``gis_api.errors`` maps to 4xx JSON.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI
+import numpy as np
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -22,9 +23,13 @@ from twin.analysis import (
     check_distance,
     feature_by_ref,
     features_in_bbox,
+    frame_for,
     parse_geometry,
     search_bbox,
 )
+from twin.analysis.ground import ground_model
+from twin.analysis.section import cross_section
+from twin.analysis.section_svg import cross_section_svg
 from twin.catalog import LAYERS, get_layer
 from twin.errors import InvalidParameter, LimitExceeded
 from twin.settings import TwinSettings
@@ -120,6 +125,53 @@ async def buffer(req: BufferRequest, store: StoreDep, settings: SettingsDep) -> 
     inside when its distance is at most `distance`.
     """
     return json_response(await run_in_threadpool(run_buffer, store, settings, req))
+
+
+class CrossSectionRequest(BaseModel):
+    line: dict[str, Any] = Field(
+        description="The cut: a GeoJSON LineString in CRS84 lon/lat (two or more distinct points)",
+        examples=[{"type": "LineString", "coordinates": [[120.950, 31.380], [120.9502, 31.3801]]}],
+    )
+    step_m: float | None = Field(default=None, description="Ground profile sample spacing in metres "
+                                 "(default: length/200, at least 0.5 m)")
+
+
+def run_cross_section(store: SpatialStore, settings: TwinSettings, req: CrossSectionRequest):  # noqa: ANN201
+    cut = parse_geometry(req.line, max_vertices=settings.analysis_max_vertices, kinds=("LineString",), what="line")
+    frame = frame_for(cut)
+    length = float(frame.to_metric(cut).length)
+    check_distance(length, maximum=settings.analysis_max_distance_m, what="cut line length")
+    step = None
+    if req.step_m is not None:
+        step = check_distance(req.step_m, maximum=settings.analysis_max_distance_m, what="step_m", allow_zero=False)
+        if length / step > 20_000:
+            raise LimitExceeded("step_m is too small for this cut: at most 20000 profile samples")
+    pipes = features_in_bbox(store, "pipelines", search_bbox(cut, 0.01), cap=settings.analysis_max_features)
+    model = ground_model(settings.raster_dir / "dem.tif")
+    return cross_section(cut, pipes, model.elevation if model else None, step)
+
+
+@router.post(
+    "/analysis/cross-section",
+    summary="Pipes crossed by a cut line, at their depth, with the ground profile (JSON or SVG drawing)",
+    responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}}},
+)
+async def cross_section_endpoint(
+    req: CrossSectionRequest, store: StoreDep, settings: SettingsDep,
+    format: Literal["json", "svg"] = Query("json", description="`svg` draws the section"),
+) -> Response:
+    """Every pipe the cut crosses: offset along the cut (m), ground (DEM), top and invert elevations and
+    depths below ground, diameter, utility, material — and the ground profile along the cut."""
+    sec = await run_in_threadpool(run_cross_section, store, settings, req)
+    if format == "svg":
+        return Response(cross_section_svg(sec), media_type="image/svg+xml")
+    return json_response({
+        "length_m": round(sec.length_m, 3),
+        "crossings": [c.as_dict() for c in sec.crossings],
+        "profile": {"offset_m": np.round(sec.profile_offsets_m, 3).tolist(),
+                    "ground_m": [None if not np.isfinite(z) else round(float(z), 3) for z in sec.profile_ground_m]},
+        "ground_source": "dem" if np.isfinite(sec.profile_ground_m).any() else "none",
+    })
 
 
 def register(app: FastAPI) -> None:
