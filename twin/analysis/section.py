@@ -103,8 +103,8 @@ def cross_section(cut: shapely.LineString, pipes: FeatureSet, ground: Elevation 
             ys = np.array([p.y for _, p, _ in raw])
             lons, lats = frame.lonlat(xs, ys)
             gz = ground(lons, lats) if ground is not None else np.full(len(raw), np.nan)
-            for (i, p, along), lon, lat, g in zip(raw, lons, lats, gz, strict=True):
-                crossings.append(_crossing(pipes.ids[i], pipes.properties[i], pipes_m[i], p, cut_m, float(lon),
+            for (j, p, along), lon, lat, g in zip(raw, lons, lats, gz, strict=True):
+                crossings.append(_crossing(pipes.ids[j], pipes.properties[j], pipes_m[j], p, cut_m, float(lon),
                                            float(lat), float(g), along))
     crossings.sort(key=lambda c: (c.offset_m, c.id))
     return CrossSection(length, crossings, offs, np.asarray(profile, dtype=float))
