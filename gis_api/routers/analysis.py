@@ -175,4 +175,7 @@ async def cross_section_endpoint(
 
 
 def register(app: FastAPI) -> None:
+    from gis_api.routers import analysis_network
+
     app.include_router(router)
+    app.include_router(analysis_network.router)
