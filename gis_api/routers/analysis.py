@@ -28,10 +28,12 @@ from twin.analysis import (
     search_bbox,
 )
 from twin.analysis.ground import ground_model
+from twin.analysis.metric import area_frame_for
+from twin.analysis.overlap import overlap_analysis
 from twin.analysis.section import cross_section
 from twin.analysis.section_svg import cross_section_svg
 from twin.catalog import LAYERS, get_layer
-from twin.errors import InvalidParameter, LimitExceeded
+from twin.errors import InvalidGeometry, InvalidParameter, LimitExceeded
 from twin.settings import TwinSettings
 from twin.store import SpatialStore
 
@@ -172,6 +174,37 @@ async def cross_section_endpoint(
                     "ground_m": [None if not np.isfinite(z) else round(float(z), 3) for z in sec.profile_ground_m]},
         "ground_source": "dem" if np.isfinite(sec.profile_ground_m).any() else "none",
     })
+
+
+class OverlapRequest(BaseModel):
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="The project polygon: GeoJSON Polygon or MultiPolygon, CRS84 lon/lat",
+        examples=[{"type": "Polygon", "coordinates": [[[120.95, 31.38], [120.952, 31.38], [120.952, 31.382],
+                                                       [120.95, 31.38]]]}],
+    )
+    feature: FeatureRef | None = Field(default=None, description="Or a stored polygon feature (e.g. a construction site)")
+
+
+def run_overlap(store: SpatialStore, settings: TwinSettings, req: OverlapRequest) -> dict[str, Any]:
+    geom, _ = resolve_geometry(store, settings, req.geometry, req.feature, kinds=("Polygon", "MultiPolygon"))
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise InvalidGeometry(f"overlap needs a polygon, not a {geom.geom_type}")
+    area = float(area_frame_for(geom).to_metric(geom).area)
+    max_area = settings.analysis_max_distance_m ** 2
+    if area > max_area:
+        raise LimitExceeded(f"polygon covers {area / 1e6:.1f} km²; at most {max_area / 1e6:g} km²")
+    box = search_bbox(geom, 0.01)
+    cap = settings.analysis_max_features
+    sets = [features_in_bbox(store, name, box, cap=cap) for name in ("zones", "control_lines", "farmland", "grids")]
+    return overlap_analysis(geom, *sets).as_dict()
+
+
+@router.post("/analysis/overlap", summary="Overlap of a project polygon with zones, control lines and farmland")
+async def overlap(req: OverlapRequest, store: StoreDep, settings: SettingsDep) -> Response:
+    """Overlap area (m² and 亩 mu) with each zone (三区), control line (三线) and farmland grade, with a
+    verdict when the polygon enters the ecological red line or permanent basic farmland, and the
+    overlap by village and by unit grid. Areas are exact (local equal-area projection)."""
+    return json_response(await run_in_threadpool(run_overlap, store, settings, req))
 
 
 def register(app: FastAPI) -> None:

@@ -25,35 +25,37 @@ class LocalFrame:
 
     lon0: float
     lat0: float
+    #: ``aeqd`` (distances exact from the centre) or ``laea`` (areas exact everywhere)
+    kind: str = "aeqd"
 
     @property
     def proj(self) -> str:
-        return f"+proj=aeqd +lat_0={self.lat0} +lon_0={self.lon0} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+        return f"+proj={self.kind} +lat_0={self.lat0} +lon_0={self.lon0} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
 
     def to_metric(self, geoms):  # noqa: ANN001, ANN201 - shapely geometry or array
         """Geometries from lon/lat into this frame (metres)."""
-        fwd, _ = _transformers(self.lon0, self.lat0)
+        fwd, _ = _transformers(self.lon0, self.lat0, self.kind)
         return shapely.transform(geoms, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
 
     def to_lonlat(self, geoms):  # noqa: ANN001, ANN201
         """Geometries from this frame (metres) back to lon/lat."""
-        _, inv = _transformers(self.lon0, self.lat0)
+        _, inv = _transformers(self.lon0, self.lat0, self.kind)
         return shapely.transform(geoms, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
 
     def xy(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fwd, _ = _transformers(self.lon0, self.lat0)
+        fwd, _ = _transformers(self.lon0, self.lat0, self.kind)
         x, y = fwd.transform(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
         return np.asarray(x), np.asarray(y)
 
     def lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, inv = _transformers(self.lon0, self.lat0)
+        _, inv = _transformers(self.lon0, self.lat0, self.kind)
         lon, lat = inv.transform(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
         return np.asarray(lon), np.asarray(lat)
 
 
 @lru_cache(maxsize=256)
-def _transformers(lon0: float, lat0: float) -> tuple[Transformer, Transformer]:
-    frame = LocalFrame(lon0, lat0)
+def _transformers(lon0: float, lat0: float, kind: str = "aeqd") -> tuple[Transformer, Transformer]:
+    frame = LocalFrame(lon0, lat0, kind)
     fwd = Transformer.from_crs("EPSG:4326", frame.proj, always_xy=True)
     inv = Transformer.from_crs(frame.proj, "EPSG:4326", always_xy=True)
     return fwd, inv
@@ -69,6 +71,12 @@ def frame_at(lon: float, lat: float) -> LocalFrame:
     return LocalFrame(round(float(lon), 3), round(float(lat), 3))
 
 
+def area_frame_for(geom: shapely.Geometry) -> LocalFrame:
+    """A Lambert azimuthal *equal-area* frame centred on ``geom``: areas in it are exact (m²)."""
+    minx, miny, maxx, maxy = geom.bounds
+    return LocalFrame(round((minx + maxx) / 2, 3), round((miny + maxy) / 2, 3), "laea")
+
+
 def metres_to_degrees_box(lon: float, lat: float, metres: float) -> tuple[float, float]:
     """Half-widths (dlon, dlat) in degrees of a box that surely contains every point within
     ``metres`` of ``(lon, lat)`` — generous by 1 %, for index prefiltering only."""
@@ -78,4 +86,4 @@ def metres_to_degrees_box(lon: float, lat: float, metres: float) -> tuple[float,
     return float(dlon), float(dlat)
 
 
-__all__ = ["LocalFrame", "frame_at", "frame_for", "metres_to_degrees_box"]
+__all__ = ["LocalFrame", "area_frame_for", "frame_at", "frame_for", "metres_to_degrees_box"]
