@@ -208,7 +208,8 @@ async def overlap(req: OverlapRequest, store: StoreDep, settings: SettingsDep) -
 
 
 def register(app: FastAPI) -> None:
-    from gis_api.routers import analysis_network
+    from gis_api.routers import analysis_dust, analysis_network
 
     app.include_router(router)
     app.include_router(analysis_network.router)
+    analysis_dust.register(app)
