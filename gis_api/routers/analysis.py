@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+import shapely
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -27,6 +28,7 @@ from twin.analysis import (
     parse_geometry,
     search_bbox,
 )
+from twin.analysis.clearance import check_clearance, clearance_table
 from twin.analysis.ground import ground_model
 from twin.analysis.metric import area_frame_for
 from twin.analysis.overlap import overlap_analysis
@@ -34,6 +36,7 @@ from twin.analysis.section import cross_section
 from twin.analysis.section_svg import cross_section_svg
 from twin.catalog import LAYERS, get_layer
 from twin.errors import InvalidGeometry, InvalidParameter, LimitExceeded
+from twin.params import check_lonlat_bbox, parse_bbox
 from twin.settings import TwinSettings
 from twin.store import SpatialStore
 
@@ -205,6 +208,51 @@ async def overlap(req: OverlapRequest, store: StoreDep, settings: SettingsDep) -
     verdict when the polygon enters the ecological red line or permanent basic farmland, and the
     overlap by village and by unit grid. Areas are exact (local equal-area projection)."""
     return json_response(await run_in_threadpool(run_overlap, store, settings, req))
+
+
+class ClearanceRequest(BaseModel):
+    bbox: list[float] | None = Field(default=None, description="Area to check: [minlon, minlat, maxlon, maxlat]")
+    geometry: dict[str, Any] | None = Field(default=None, description="Or a GeoJSON polygon (pipes meeting it)")
+    pipes: list[str] | None = Field(default=None, description="Or the codes of the pipes to check among themselves")
+    overrides: dict[str, dict[str, float]] | None = Field(
+        default=None, description="Replace table values: {\"horizontal_m\": {\"gas|water\": 0.8}, \"vertical_m\": {…}}")
+
+
+def run_clearance(store: SpatialStore, settings: TwinSettings, req: ClearanceRequest) -> dict[str, Any]:
+    given = [x is not None for x in (req.bbox, req.geometry, req.pipes)]
+    if sum(given) != 1:
+        raise InvalidParameter("give exactly one of 'bbox', 'geometry' or 'pipes'")
+    table = clearance_table(req.overrides)
+    cap = settings.analysis_max_features
+    if req.pipes is not None:
+        if not req.pipes or len(req.pipes) > 1000:
+            raise InvalidParameter("pipes: 1 to 1000 codes")
+        sets = [feature_by_ref(store, "pipelines", code=c) for c in dict.fromkeys(req.pipes)]
+        pipes = FeatureSet("pipelines", [f.ids[0] for f in sets], [f.properties[0] for f in sets],
+                           np.array([f.geometries[0] for f in sets], dtype=object))
+    else:
+        if req.bbox is not None:
+            box = parse_bbox(",".join(str(v) for v in req.bbox))
+            check_lonlat_bbox(box)
+            area = shapely.box(*box)
+        else:
+            area = parse_geometry(req.geometry, max_vertices=settings.analysis_max_vertices,
+                                  kinds=("Polygon", "MultiPolygon"))
+        if float(area_frame_for(area).to_metric(area).area) > 4e6:
+            raise LimitExceeded("the clearance check covers at most 4 km² per request")
+        pipes = features_in_bbox(store, "pipelines", area.bounds, cap=cap)
+        keep = np.flatnonzero(shapely.intersects(pipes.geometries, area)) if len(pipes) else []
+        pipes = pipes.take(keep)
+    pairs = check_clearance(pipes, table)
+    return {"checked_pipes": len(pipes), "count": len(pairs), "pairs": [p.as_dict() for p in pairs],
+            "table": table.as_dict()}
+
+
+@router.post("/analysis/clearance", summary="Pipe pairs closer than GB 50289 allows (horizontal and at crossings)")
+async def clearance(req: ClearanceRequest, store: StoreDep, settings: SettingsDep) -> Response:
+    """Horizontal clear distance between pipes that do not cross, vertical clear distance where they cross,
+    each against the GB 50289 minimum for the two utilities (the table is returned; `overrides` change it)."""
+    return json_response(await run_in_threadpool(run_clearance, store, settings, req))
 
 
 def register(app: FastAPI) -> None:
