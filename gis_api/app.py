@@ -87,7 +87,8 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
 
 #: Service routers beyond features; each module exposes ``register(app)``.
-SERVICE_ROUTERS = ("imports", "tiles", "raster", "wmts", "ogc_tiles", "scenes", "live", "analysis", "locate")
+SERVICE_ROUTERS = ("imports", "tiles", "raster", "wmts", "ogc_tiles", "scenes", "live", "analysis", "locate",
+                   "processes")
 
 
 def _include_optional_routers(app: FastAPI) -> None:
