@@ -100,6 +100,16 @@ def feature_json(layer: str, fid: int, props: dict[str, Any], geom: Any, extra: 
     }
 
 
+def features_json(rows: list[tuple[str, int, dict[str, Any], Any, dict[str, Any]]],
+                  include_geometry: bool = True) -> list[dict[str, Any]]:
+    """GeoJSON features of ``(layer, id, properties, geometry, extra properties)`` rows; the geometries
+    are encoded in one vectorised call."""
+    frags = geojson.geometry_fragments(np.array([r[3] for r in rows], dtype=object)) if include_geometry and rows \
+        else [None] * len(rows)
+    return [{"type": "Feature", "id": fid, "geometry": g, "properties": {"layer": layer, **extra, **props}}
+            for (layer, fid, props, _, extra), g in zip(rows, frags, strict=True)]
+
+
 def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) -> dict[str, Any]:
     geom, ref = resolve_geometry(store, settings, req.geometry, req.feature)
     distance = check_distance(req.distance, maximum=settings.analysis_max_distance_m)
@@ -115,9 +125,8 @@ def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) 
         "counts": {name: res.counts().get(name, 0) for name in layers},
         "features": {
             "type": "FeatureCollection",
-            "features": [feature_json(h.layer, h.id, h.properties, h.geometry,
-                                      {"distance_m": round(h.distance_m, 3)}, req.include_geometry)
-                         for h in res.hits],
+            "features": features_json([(h.layer, h.id, h.properties, h.geometry, {"distance_m": round(h.distance_m, 3)})
+                                       for h in res.hits], req.include_geometry),
         },
     }
 

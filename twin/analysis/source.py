@@ -1,22 +1,30 @@
 """Reading the features an analysis needs, through the store (both backends alike).
 
-The store's bbox clause uses each backend's spatial index; the exact spatial test is
-then done by the analysis in a local metric frame. Reads are capped so no request can
-pull a whole province into memory.
+The store's dialect supplies the bbox clause (each backend's spatial index) and the
+geometry encoding; the exact spatial test is then done by the analysis in a local metric
+frame. Reads are capped so no request can pull a whole province into memory.
+
+Reads run on an *autocommit* view of the store's engine: a single SELECT needs no
+transaction, and skipping BEGIN/ROLLBACK saves two of the three round trips of a small
+query — most of a 50 m buffer's time against a fast index lookup.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import shapely
+from sqlalchemy import Float, Integer, Select, bindparam, select
+from sqlalchemy.engine import Engine
 
 from twin.catalog import get_layer
-from twin.dialect import BBox
+from twin.dialect import BBox, SpatialDialect
 from twin.errors import InvalidParameter, LimitExceeded
-from twin.store import FeatureQuery, SpatialStore
+from twin.store import FeatureQuery, SpatialStore, _aware
 
 
 @dataclass
@@ -42,14 +50,53 @@ def features_in_bbox(store: SpatialStore, layer: str, bbox: BBox, *, cap: int,
     """Every feature of ``layer`` whose geometry meets the lon/lat ``bbox``; at most ``cap``
     (:class:`LimitExceeded` beyond, so a result is never silently cut short)."""
     spec = get_layer(layer)
-    page = store.query(FeatureQuery(layer=spec.id, bbox=bbox, limit=cap + 1, filters=filters or {},
-                                    properties=properties))
-    if len(page.ids) > cap:
+    tbl = spec.table
+    cols = spec.property_columns
+    if properties is not None:
+        by_name = {c.name: c for c in cols}
+        unknown = [p for p in properties if p not in by_name]
+        if unknown:
+            raise InvalidParameter(f"unknown properties {unknown} for layer {spec.id!r}")
+        cols = [by_name[p] for p in properties]
+    filters = filters or {}
+    for name in filters:
+        if name not in tbl.c or name in ("id", "geom"):
+            raise InvalidParameter(f"unknown property {name!r} for layer {spec.id!r}")
+    stmt = _statement(store.dialect, spec.id, tuple(c.name for c in cols), tuple(sorted(filters)))
+    params = {"x0": bbox[0], "y0": bbox[1], "x1": bbox[2], "y1": bbox[3], "cap": cap + 1,
+              **{f"f_{k}": v for k, v in filters.items()}}
+    with _reader(store).connect() as conn:
+        rows = conn.execute(stmt, params).all()
+    if len(rows) > cap:
         raise LimitExceeded(
             f"more than {cap} {spec.id} features lie in the area; narrow the area or the distance",
             detail={"layer": spec.id, "max_features": cap},
         )
-    return FeatureSet(spec.id, page.ids, page.properties, page.geometries)
+    names = [c.name for c in cols]
+    props = [{n: _aware(v) for n, v in zip(names, r[1:-1], strict=True)} for r in rows]
+    geoms = shapely.from_wkb([bytes(r[-1]) for r in rows]) if rows else np.array([], dtype=object)
+    return FeatureSet(spec.id, [r[0] for r in rows], props, geoms)
+
+
+@lru_cache(maxsize=512)
+def _statement(dialect: SpatialDialect, layer: str, columns: tuple[str, ...], filters: tuple[str, ...]) -> Select:
+    """One SELECT per (backend, layer, columns, filter names) with bound parameters: built and
+    compiled once, then only executed (SQLAlchemy's cache key is memoised on the statement)."""
+    tbl = get_layer(layer).table
+    box = tuple(bindparam(n, type_=Float) for n in ("x0", "y0", "x1", "y1"))
+    where = [dialect.bbox_clause(tbl, box)]  # type: ignore[arg-type]
+    where += [tbl.c[name] == bindparam(f"f_{name}") for name in filters]
+    return (select(tbl.c.id, *(tbl.c[c] for c in columns), dialect.geometry_wkb(tbl)).where(*where)
+            .order_by(tbl.c.id).limit(bindparam("cap", type_=Integer)))
+
+
+def _reader(store: SpatialStore) -> Engine:
+    """The store's engine in autocommit mode (same pool), made once per store."""
+    eng = getattr(store, "_analysis_reader", None)
+    if eng is None:
+        eng = store.engine.execution_options(isolation_level="AUTOCOMMIT")
+        store._analysis_reader = eng  # type: ignore[attr-defined]
+    return eng
 
 
 def feature_by_ref(store: SpatialStore, layer: str, *, id: int | None = None, code: str | None = None) -> FeatureSet:
