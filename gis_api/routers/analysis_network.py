@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BBoxDep, SettingsDep, StoreDep
-from gis_api.routers.analysis import FeatureRef, feature_json, json_response
+from gis_api.routers.analysis import FeatureRef, features_json, json_response
 from twin import geojson
 from twin.analysis import check_distance, check_lonlat
 from twin.analysis.metric import frame_for
@@ -69,17 +69,15 @@ def _start(svc: NetworkService, settings: TwinSettings, req: StartRequest) -> tu
     return svc.network(util, req.sources), code, dist
 
 
-def _pipes_fc(svc: NetworkService, net: UtilityNetwork, codes: list[str], extra=None) -> dict[str, Any]:  # noqa: ANN001
-    allp = svc.pipes()
-    want = set(codes)
-    feats = []
-    for fid, props, g in zip(allp.ids, allp.properties, allp.geometries, strict=True):
-        if props["utility"] == net.utility and props["code"] in want:
-            p = net.pipes[props["code"]]
-            feats.append(feature_json("pipelines", fid, {"code": p.code, "diameter_mm": p.diameter_mm,
-                                                         "material": props.get("material")}, g,
-                                      {"flow_from": p.flow_from, "flow_to": p.flow_to, **(extra or {})}))
-    return {"type": "FeatureCollection", "features": feats}
+def _pipes_fc(svc: NetworkService, net: UtilityNetwork, codes: list[str]) -> dict[str, Any]:
+    rows = svc.pipe_rows(net.utility, codes)
+    out = []
+    for fid, props, g in zip(rows.ids, rows.properties, rows.geometries, strict=True):
+        p = net.pipes[props["code"]]
+        out.append(("pipelines", fid, {"code": p.code, "diameter_mm": p.diameter_mm,
+                                        "material": props.get("material")}, g,
+                     {"flow_from": p.flow_from, "flow_to": p.flow_to}))
+    return {"type": "FeatureCollection", "features": features_json(out)}
 
 
 def _nodes_json(net: UtilityNetwork, codes: list[str]) -> list[dict[str, Any]]:

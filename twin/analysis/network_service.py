@@ -40,6 +40,8 @@ class NetworkService:
         self._nets: dict[str, UtilityNetwork] = {}
         self._pipes: FeatureSet | None = None
         self._oriented: dict[tuple[str, tuple[str, ...]], UtilityNetwork] = {}
+        self._pos: dict[tuple[str, str], int] = {}
+        self._trees: dict[str, tuple[object, list[int], shapely.STRtree]] = {}
 
     def _load(self) -> None:
         v = self.store.versions()
@@ -51,6 +53,8 @@ class NetworkService:
             nodes = features_in_bbox(self.store, "pipe_nodes", WORLD, cap=self.cap)
             self._nets = build_networks(pipes, nodes, self.snap_m)
             self._pipes = pipes
+            self._pos = {(p["utility"], p["code"]): i for i, p in enumerate(pipes.properties)}
+            self._trees = {}
             self._oriented = {}
             self._versions = key
 
@@ -80,6 +84,24 @@ class NetworkService:
         self._load()
         assert self._pipes is not None
         return self._pipes
+
+    def pipe_rows(self, utility: str, codes: Sequence[str]) -> FeatureSet:
+        """The stored rows of ``codes`` in the ``utility`` network (in the order given)."""
+        self._load()
+        allp = self.pipes()
+        return allp.take([self._pos[(utility, c)] for c in codes if (utility, c) in self._pos])
+
+    def _tree(self, utility: str) -> tuple[object, list[int], shapely.STRtree]:
+        """(metric frame, row indexes, STRtree in that frame) of one utility's pipes, built once."""
+        self._load()
+        hit = self._trees.get(utility)
+        if hit is None:
+            allp = self.pipes()
+            idx = [i for (u, _), i in self._pos.items() if u == utility]
+            geoms = allp.geometries[idx]
+            frame = frame_for(shapely.union_all(geoms).envelope) if len(idx) else frame_for(shapely.Point(0, 0))
+            hit = self._trees[utility] = (frame, idx, shapely.STRtree(frame.to_metric(geoms)))
+        return hit
 
     def start_pipe(self, *, point: tuple[float, float] | None = None, feature: tuple[str, int | None, str | None]
                    | None = None, utility: str | None = None, max_snap_m: float = 50.0) -> tuple[str, str, float]:
@@ -114,21 +136,17 @@ class NetworkService:
     def served(self, layer: str, utility: str, pipe_codes: set[str], service_m: float) -> FeatureSet:
         """Features of ``layer`` whose nearest ``utility`` pipe (within ``service_m``) is in ``pipe_codes``."""
         allp = self.pipes()
-        idx = [i for i, p in enumerate(allp.properties) if p["utility"] == utility]
-        hit = [i for i in idx if allp.properties[i]["code"] in pipe_codes]
+        frame, idx, tree = self._tree(utility)
+        hit = [self._pos[(utility, c)] for c in pipe_codes if (utility, c) in self._pos]
         if not hit:
             return FeatureSet(layer)
-        geoms = allp.geometries[hit]
-        env = shapely.union_all(geoms).envelope
-        frame = frame_for(env)
+        env = shapely.union_all(allp.geometries[hit]).envelope
         from twin.analysis.buffer import search_bbox
 
         cands = features_in_bbox(self.store, layer, search_bbox(env, service_m), cap=self.cap)
         if not len(cands):
             return cands
-        util_geoms = frame.to_metric(allp.geometries[idx])
-        tree = shapely.STRtree(util_geoms)
-        cand_m = frame.to_metric(np.asarray(cands.geometries, dtype=object))
+        cand_m = frame.to_metric(np.asarray(cands.geometries, dtype=object))  # type: ignore[attr-defined]
         near, dist = tree.query_nearest(cand_m, return_distance=True, all_matches=False)
         keep = []
         for (ci, pi_), d in zip(near.T, dist, strict=True):
