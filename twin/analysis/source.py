@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import Float, Integer, Select, bindparam, select
+from sqlalchemy import DateTime, Float, Integer, Select, bindparam, select
 from sqlalchemy.engine import Engine
 
 from twin.catalog import get_layer
@@ -73,7 +73,11 @@ def features_in_bbox(store: SpatialStore, layer: str, bbox: BBox, *, cap: int,
             detail={"layer": spec.id, "max_features": cap},
         )
     names = [c.name for c in cols]
-    props = [{n: _aware(v) for n, v in zip(names, r[1:-1], strict=True)} for r in rows]
+    props = [dict(zip(names, r[1:-1], strict=True)) for r in rows]
+    stamps = [c.name for c in cols if isinstance(c.type, DateTime)]
+    for d in props if stamps else ():  # SQLite hands datetimes back naive (stored in UTC)
+        for n in stamps:
+            d[n] = _aware(d[n])
     geoms = shapely.from_wkb([bytes(r[-1]) for r in rows]) if rows else np.array([], dtype=object)
     return FeatureSet(spec.id, [r[0] for r in rows], props, geoms)
 
