@@ -304,7 +304,9 @@ def write_doc(res: dict[str, Any]) -> None:
     body = "\n".join([
         "## Analysis (issue 8)", "",
         f"`{m['command']}` — {m['date']}, commit {m['commit']}, sample town ×{m['scale']}, {m['n']} samples each, "
-        f"load average {m['load_before']} → {m.get('load_after', '?')} (busy shared machine: indicative only).", "",
+        f"load average {m['load_before']} → {m.get('load_after', '?')} (busy shared machine: indicative only)."
+        + ("" if m["scale"] >= 10 else " **Small-scale run to prove the script**: the issue's goals are for the "
+           "10× town — `bash bench/run.sh analysis`."), "",
         h.md_table(["analysis", "twin p50 ms", "twin p95 ms", "peer p50 ms", "twin/peer", "goal ms", "verdict"], rows),
         "",
         f"Peers: buffer — one hand-written PostGIS query (`&& ST_Expand` + `ST_DWithin(geography)`, same columns); "
