@@ -28,7 +28,7 @@ from twin.analysis import (
     parse_geometry,
     search_bbox,
 )
-from twin.analysis.clearance import check_clearance, clearance_table
+from twin.analysis.clearance import check_clearance, clearance_table, section_clearance
 from twin.analysis.ground import ground_model
 from twin.analysis.metric import area_frame_for
 from twin.analysis.overlap import overlap_analysis
@@ -185,6 +185,7 @@ async def cross_section_endpoint(
         "profile": {"offset_m": np.round(sec.profile_offsets_m, 3).tolist(),
                     "ground_m": [None if not np.isfinite(z) else round(float(z), 3) for z in sec.profile_ground_m]},
         "ground_source": "dem" if np.isfinite(sec.profile_ground_m).any() else "none",
+        "clearance": section_clearance(sec.crossings, clearance_table()),
     })
 
 

@@ -66,3 +66,19 @@ def test_buffer_bad_input_is_4xx(town_client):
         r = town_client.post("/analysis/buffer", json=body)
         assert r.status_code == status, (body, r.text)
         assert {"code", "message", "detail"} <= set(r.json())
+
+
+def test_openapi_documents_every_analysis_route(town_client):
+    doc = town_client.get("/api/openapi.json").json()
+    paths = doc["paths"]
+    for path, method in (("/analysis/buffer", "post"), ("/analysis/cross-section", "post"),
+                         ("/analysis/clearance", "post"), ("/analysis/overlap", "post"), ("/analysis/trace", "post"),
+                         ("/analysis/valve-isolation", "post"), ("/analysis/flow-direction", "get"),
+                         ("/analysis/pipe-statistics", "get"), ("/analysis/dust-heat", "get"),
+                         ("/analysis/dust-heat/inputs", "put"), ("/search", "get"), ("/nearest", "get"),
+                         ("/locate/grid", "get"), ("/processes", "get"), ("/processes/{process_id}/execution", "post")):
+        op = paths[path][method]
+        assert op.get("summary"), path
+        if method in ("post", "put"):
+            assert "requestBody" in op, path
+    assert "distance" in doc["components"]["schemas"]["BufferRequest"]["properties"]

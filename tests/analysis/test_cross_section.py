@@ -59,6 +59,19 @@ def test_cut_across_a_pipe_reports_it_at_its_depth(town_client, town_store, town
     assert {c["id"] for c in body["crossings"]} == touched
     offs = [c["offset_m"] for c in body["crossings"]]
     assert offs == sorted(offs)
+    # clearance along the cut, held to the offsets and the GB 50289 table
+    from twin.analysis.clearance import clearance_table
+
+    table = clearance_table()
+    xs = body["crossings"]
+    want = set()
+    for k, a in enumerate(xs):
+        for b in xs[k + 1:]:
+            req = table.horizontal_m(a["utility"], b["utility"])
+            gap = abs(a["offset_m"] - b["offset_m"]) - (a["diameter_mm"] + b["diameter_mm"]) / 2000
+            if req is not None and a["id"] != b["id"] and gap < req:
+                want.add((a["code"], b["code"]))
+    assert {(v["a"], v["b"]) for v in body["clearance"]} == want
     prof = body["profile"]
     assert prof["offset_m"][0] == 0 and abs(prof["offset_m"][-1] - 20.0) < 0.01
     assert all(g is not None for g in prof["ground_m"])

@@ -165,4 +165,34 @@ def check_clearance(pipes: FeatureSet, table: ClearanceTable) -> list[ClearanceP
     return out
 
 
-__all__ = ["ClearancePair", "ClearanceTable", "check_clearance", "clearance_table"]
+def section_clearance(crossings: list[Any], table: ClearanceTable) -> list[dict[str, Any]]:
+    """Pairs of pipes in a cross-section closer *along the cut* than the horizontal minimum.
+
+    ``crossings`` are :class:`twin.analysis.section.PipeCrossing`; the clear distance is
+    |Δoffset| − (DNa + DNb)/2, exact when the cut runs square to the pipes (as sections are
+    drawn) and an overestimate of the true gap otherwise. The vertical gap between the two
+    pipes is given alongside (upper invert − lower top), for information.
+    """
+    out: list[dict[str, Any]] = []
+    for k, a in enumerate(crossings):
+        for b in crossings[k + 1:]:
+            if a.id == b.id or not a.utility or not b.utility:
+                continue
+            req = table.horizontal_m(a.utility, b.utility)
+            if req is None:
+                continue
+            da, db = (a.diameter_mm or 0) / 1000, (b.diameter_mm or 0) / 1000
+            clear = abs(b.offset_m - a.offset_m) - (da + db) / 2
+            if clear >= req - 1e-9:
+                continue
+            vertical = None
+            if a.invert_m is not None and b.invert_m is not None:
+                lo, hi = (a, b) if a.invert_m <= b.invert_m else (b, a)
+                vertical = round(hi.invert_m - (lo.invert_m + (lo.diameter_mm or 0) / 1000), 3)
+            out.append({"a": a.code, "b": b.code, "a_utility": a.utility, "b_utility": b.utility,
+                        "kind": "horizontal", "required_m": req, "actual_m": round(clear, 3),
+                        "vertical_gap_m": vertical})
+    return out
+
+
+__all__ = ["ClearancePair", "ClearanceTable", "check_clearance", "clearance_table", "section_clearance"]
