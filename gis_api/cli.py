@@ -110,6 +110,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from twin.loader import load_file
 
+    if args.format in ("epanet", "swmm"):
+        return _load_network(args)
+    if not args.layer:
+        raise TwinError("--layer is required (except for --format epanet)", code="invalid_parameter")
     store = _store()
     report = load_file(
         store, Path(args.file), args.layer, crs=args.crs, mapping=_parse_mapping(args.map or []),
@@ -117,6 +121,19 @@ def cmd_load(args: argparse.Namespace) -> int:
         source_layer=args.source_layer, lon_field=args.lon_field, lat_field=args.lat_field,
     )
     print(json.dumps(_jsonable(report), indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _load_network(args: argparse.Namespace) -> int:
+    """``twin load net.inp --format epanet (--crs EPSG:… | --origin lon,lat)`` (twin.analysis.epanet)."""
+    if args.format == "swmm":
+        raise TwinError("SWMM import is not built yet; only --format epanet", code="unsupported_format")
+    from twin.analysis.epanet import load_epanet
+    from twin.analysis.inputs import parse_point
+
+    origin = parse_point(args.origin, "--origin") if args.origin else None
+    counts = load_epanet(_store(), Path(args.file), crs=args.crs, origin=origin, prefix=args.prefix)
+    print(json.dumps(counts))
     return 0
 
 
@@ -193,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="import GeoJSON, GeoPackage, Shapefile or CSV into a layer")
     ld.add_argument("file")
-    ld.add_argument("--layer", required=True)
+    ld.add_argument("--layer", help="target layer (not for --format epanet)")
+    ld.add_argument("--format", choices=["auto", "epanet", "swmm"], default="auto",
+                    help="epanet: an EPANET .inp water network into pipe_nodes + pipelines")
+    ld.add_argument("--origin", help="epanet: lon,lat of the file's 0,0 when its coordinates are local metres")
+    ld.add_argument("--prefix", default="EP-", help="epanet: prefix of the codes given to nodes and pipes")
     ld.add_argument("--crs", help="source CRS when the file does not say (e.g. EPSG:4528)")
     ld.add_argument("--map", action="append", metavar="SRC=DST", help="rename a source field to a column")
     ld.add_argument("--mode", choices=["append", "replace"], default="append")
