@@ -102,6 +102,9 @@ def run_trace(svc: NetworkService, settings: TwinSettings, req: TraceRequest) ->
 def run_isolation(svc: NetworkService, settings: TwinSettings, req: IsolationRequest) -> dict[str, Any]:
     net, code, dist = _start(svc, settings, req)
     service = check_distance(req.service_m, maximum=1000.0, what="service_m")
+    if net.utility_is_gravity() or not any(k == "valve" for k in net.node_kind.values()):
+        raise InvalidParameter(f"valve isolation applies to pressure networks with valves; the {net.utility} "
+                               "network has none (use a trace instead)", detail={"utility": net.utility})
     iso = net.isolate(code, req.broken_valves)
     affected = set(iso.isolated_pipes) | set(iso.cut_off_pipes)
     out: dict[str, Any] = {

@@ -232,3 +232,10 @@ def test_network_bad_input(town_client):
         r = town_client.post(path, json=body)
         assert r.status_code == status, (path, body, r.text)
     assert town_client.get("/analysis/flow-direction").status_code == 400
+
+
+def test_isolation_of_a_sewer_is_refused(town_client, town_store):
+    fs = features_in_bbox(town_store, "pipelines", WORLD, cap=100_000)
+    sewer = next(i for i, p in zip(fs.ids, fs.properties, strict=True) if p["utility"] == "sewage")
+    r = town_client.post("/analysis/valve-isolation", json={"feature": {"layer": "pipelines", "id": sewer}})
+    assert r.status_code == 400 and "pressure networks" in r.json()["message"]
