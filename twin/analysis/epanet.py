@@ -125,6 +125,11 @@ def _to_lonlat(crs: str | None, origin: tuple[float, float] | None):  # noqa: AN
 def load_epanet(store: Any, path: Path, **kw: Any) -> dict[str, int]:
     """Read ``path`` and append its nodes and pipes to the store in one transaction."""
     nodes, pipes = read_epanet(path, **kw)
+    return write_network(store, nodes, pipes)
+
+
+def write_network(store: Any, nodes: list[dict[str, Any]], pipes: list[dict[str, Any]]) -> dict[str, int]:
+    """Append network rows to ``pipe_nodes`` and ``pipelines`` in one transaction (all or nothing)."""
     from sqlalchemy.exc import IntegrityError
 
     try:
@@ -137,4 +142,4 @@ def load_epanet(store: Any, path: Path, **kw: Any) -> dict[str, int]:
     return {"pipe_nodes": n, "pipelines": p}
 
 
-__all__ = ["load_epanet", "read_epanet"]
+__all__ = ["load_epanet", "read_epanet", "write_network"]
