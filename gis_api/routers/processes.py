@@ -64,6 +64,29 @@ def _section(request: Request, req: Any) -> dict[str, Any]:
                         "ground_m": [None if v != v else round(float(v), 3) for v in sec.profile_ground_m]}}
 
 
+class StatisticsInputs(BaseModel):
+    bbox: list[float] | None = Field(default=None, description="[minlon, minlat, maxlon, maxlat] (default: all)")
+    utility: str | None = Field(default=None, description="Only this utility")
+    as_of_year: int | None = Field(default=None, ge=1900, le=2200, description="Year ages are counted to")
+
+
+def _statistics(request: Request, req: StatisticsInputs) -> dict[str, Any]:
+    import datetime as dt
+
+    from twin.analysis.network import pipe_statistics
+    from twin.analysis.source import features_in_bbox
+    from twin.params import check_lonlat_bbox, parse_bbox
+
+    box = (-180.0, -90.0, 180.0, 90.0)
+    if req.bbox is not None:
+        box = parse_bbox(",".join(str(v) for v in req.bbox))
+        check_lonlat_bbox(box)
+    settings = request.app.state.settings
+    fs = features_in_bbox(request.app.state.store, "pipelines", box, cap=settings.analysis_max_features * 4,
+                          filters={"utility": req.utility} if req.utility else None)
+    return pipe_statistics(fs, req.as_of_year or dt.date.today().year)
+
+
 PROCESSES: dict[str, Process] = {p.id: p for p in (
     Process("buffer", "Buffer", "Features within a distance (metres) of a geometry or feature.",
             A.BufferRequest, _store_run(A.run_buffer)),
@@ -77,6 +100,8 @@ PROCESSES: dict[str, Process] = {p.id: p for p in (
             N.TraceRequest, _net_run(N.run_trace)),
     Process("valve-isolation", "Burst valve isolation", "Valves to close for a burst and what is cut off.",
             N.IsolationRequest, _net_run(N.run_isolation)),
+    Process("pipe-statistics", "Pipeline statistics", "Count and length by utility, material, diameter, depth "
+            "and age band.", StatisticsInputs, _statistics),
 )}
 
 

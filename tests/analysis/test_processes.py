@@ -30,6 +30,8 @@ def test_execute_matches_the_plain_endpoint(town_client, town_store):
     iso = town_client.post("/processes/valve-isolation/execution",
                            json={"inputs": {"feature": {"layer": "pipelines", "id": water}}})
     assert iso.status_code == 200 and iso.json()["burst_pipe"]
+    stats = town_client.post("/processes/pipe-statistics/execution", json={"inputs": {"utility": "gas"}}).json()
+    assert stats == town_client.get("/analysis/pipe-statistics", params={"utility": "gas"}).json()
 
 
 def test_execute_bad_inputs_are_4xx(town_client):

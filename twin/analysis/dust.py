@@ -180,7 +180,8 @@ def heat_at(lon: np.ndarray, lat: np.ndarray, scored: Sequence[MonitorScore], cf
     scores = np.array([s.score for s in live])
     best = np.zeros(x.shape)
     reach = 3.0 * cfg.influence_m
-    for k in range(len(live)):  # monitors are few (tens); cells are many — loop the short side
+    near = (mx + reach >= x.min()) & (mx - reach <= x.max()) & (my + reach >= y.min()) & (my - reach <= y.max())
+    for k in np.flatnonzero(near):  # only the monitors that reach these points (a tile: a handful)
         d2 = (x - mx[k]) ** 2 + (y - my[k]) ** 2
         v = scores[k] * np.exp(-0.5 * d2 / cfg.influence_m**2)
         v[d2 > reach**2] = 0.0
@@ -229,9 +230,20 @@ def heat_grid(bbox: tuple[float, float, float, float], scored: Sequence[MonitorS
         raise LimitExceeded(f"{ncols * nrows} cells of {c:g} m; at most {max_cells}: use larger cells or a smaller bbox")
     cx = x0 + (np.arange(ncols) + 0.5) * c
     cy = y0 + (np.arange(nrows) + 0.5) * c
-    X, Y = np.meshgrid(cx, cy)
-    lon, lat = frame.lonlat(X.ravel(), Y.ravel())
-    scores = heat_at(lon, lat, scored, cfg).reshape(X.shape)
+    scores = np.zeros((nrows, ncols))
+    live = [s for s in scored if s.score > 0]
+    if live:
+        mx, my = frame.xy(np.array([s.monitor.lon for s in live]), np.array([s.monitor.lat for s in live]))
+        reach = 3.0 * cfg.influence_m
+        for k, s in enumerate(live):  # each monitor touches only the cells within its reach
+            c0, c1 = np.searchsorted(cx, [mx[k] - reach, mx[k] + reach])
+            r0, r1 = np.searchsorted(cy, [my[k] - reach, my[k] + reach])
+            if c0 >= c1 or r0 >= r1:
+                continue
+            d2 = (cx[None, c0:c1] - mx[k]) ** 2 + (cy[r0:r1, None] - my[k]) ** 2
+            v = s.score * np.exp(-0.5 * d2 / cfg.influence_m**2)
+            v[d2 > reach**2] = 0.0
+            np.maximum(scores[r0:r1, c0:c1], v, out=scores[r0:r1, c0:c1])
     return HeatGrid(frame, c, float(x0), float(y0), scores, cell_grade(scores, cfg), list(scored))
 
 
