@@ -173,6 +173,20 @@ def test_valve_isolation_on_the_town_matches_components(town_client, town_store)
     assert got_pipes == want_pipes
     assert {v["code"] for v in body["valves_to_close"]} == want_valves
     assert all(v["kind"] == "valve" for v in body["valves_to_close"])
+    # buildings served: brute force — each building's nearest water pipe (ground metres), if within 30 m
+    from twin.analysis import distances_m
+
+    water = [(q["code"], g) for q, g in zip(fs.properties, fs.geometries, strict=True) if q["utility"] == "water_supply"]
+    wgeoms = np.array([g for _, g in water], dtype=object)
+    affected = got_pipes | {f["properties"]["code"] for f in body["cut_off"]["pipes"]["features"]}
+    blds = features_in_bbox(town_store, "buildings", WORLD, cap=100_000)
+    want_b = set()
+    for bid, bg in zip(blds.ids, blds.geometries, strict=True):
+        d = distances_m(bg, wgeoms)
+        k = int(np.argmin(d))
+        if d[k] <= 30 and water[k][0] in affected:
+            want_b.add(bid)
+    assert {b["id"] for b in body["buildings_affected"]["features"]} == want_b
     # a broken valve: the search goes on, and isolates a superset
     broken = sorted(want_valves)[0]
     r2 = town_client.post("/analysis/valve-isolation", json={"point": [mid.x, mid.y], "utility": "water_supply",

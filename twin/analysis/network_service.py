@@ -3,7 +3,9 @@
 Also the questions that need the store besides the graph: which pipe a clicked point
 means (the nearest within ``max_snap_m``), and which buildings and devices a set of
 pipes serves (those whose nearest pipe of that utility, within ``service_m``, is one of
-them — the usual proxy for service connections, which the data does not hold).
+them — the usual proxy for service connections, which the data does not hold). That
+nearest pipe is found for every building and device once per data version, so a burst
+that cuts off half the town costs a set lookup, not a spatial query over half the town.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class NetworkService:
         self._oriented: dict[tuple[str, tuple[str, ...]], UtilityNetwork] = {}
         self._pos: dict[tuple[str, str], int] = {}
         self._trees: dict[str, tuple[object, list[int], shapely.STRtree]] = {}
+        self._served: dict[tuple[str, str], tuple[object, tuple[FeatureSet, np.ndarray, np.ndarray]]] = {}
 
     def _load(self) -> None:
         v = self.store.versions()
@@ -133,26 +136,45 @@ class NetworkService:
         h = hits[0]
         return h.properties["utility"], h.properties["code"], h.distance_m
 
-    def served(self, layer: str, utility: str, pipe_codes: set[str], service_m: float) -> FeatureSet:
-        """Features of ``layer`` whose nearest ``utility`` pipe (within ``service_m``) is in ``pipe_codes``."""
+    #: properties kept per served feature (the answer lists them; everything else stays in the store)
+    SERVED_PROPERTIES = {"buildings": ("code", "name", "address", "households"), "devices": ("code", "name", "kind")}
+
+    def _service_index(self, layer: str, utility: str) -> tuple[FeatureSet, np.ndarray, np.ndarray]:
+        """Every feature of ``layer`` with the code of its nearest ``utility`` pipe and the distance,
+        computed once per data version of the layer and the pipes (one STRtree query for all)."""
+        v = self.store.versions()
+        key = (layer, utility)
+        stamp = (self._versions, v.get(layer, 0))
+        hit = self._served.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
         allp = self.pipes()
         frame, idx, tree = self._tree(utility)
-        hit = [self._pos[(utility, c)] for c in pipe_codes if (utility, c) in self._pos]
-        if not hit:
-            return FeatureSet(layer)
-        env = shapely.union_all(allp.geometries[hit]).envelope
-        from twin.analysis.buffer import search_bbox
+        fs = features_in_bbox(self.store, layer, WORLD, cap=10 * self.cap,  # a whole city's buildings
+                              properties=list(self.SERVED_PROPERTIES.get(layer, ("code",))))
+        if len(fs) and idx:
+            near, dist = tree.query_nearest(frame.to_metric(np.asarray(fs.geometries, dtype=object)),  # type: ignore[attr-defined]
+                                            return_distance=True, all_matches=False)
+            codes = np.full(len(fs), "", dtype=object)
+            dists = np.full(len(fs), np.inf)
+            codes[near[0]] = [allp.properties[idx[int(i)]]["code"] for i in near[1]]
+            dists[near[0]] = dist
+        else:
+            codes, dists = np.full(len(fs), "", dtype=object), np.full(len(fs), np.inf)
+        entry = (fs, codes, dists)
+        with self._lock:
+            self._served[key] = (stamp, entry)
+        return entry
 
-        cands = features_in_bbox(self.store, layer, search_bbox(env, service_m), cap=self.cap)
-        if not len(cands):
-            return cands
-        cand_m = frame.to_metric(np.asarray(cands.geometries, dtype=object))  # type: ignore[attr-defined]
-        near, dist = tree.query_nearest(cand_m, return_distance=True, all_matches=False)
-        keep = []
-        for (ci, pi_), d in zip(near.T, dist, strict=True):
-            if d <= service_m and allp.properties[idx[int(pi_)]]["code"] in pipe_codes:
-                keep.append(int(ci))
-        return cands.take(sorted(set(keep)))
+    def served(self, layer: str, utility: str, pipe_codes: set[str], service_m: float) -> FeatureSet:
+        """Features of ``layer`` whose nearest ``utility`` pipe (within ``service_m``) is in ``pipe_codes``."""
+        if not pipe_codes:
+            return FeatureSet(layer)
+        fs, codes, dists = self._service_index(layer, utility)
+        if not len(fs):
+            return fs
+        keep = np.flatnonzero(np.isin(codes, list(pipe_codes)) & (dists <= service_m))
+        return fs.take(keep)
 
 
 def _copy_pipe(p):  # noqa: ANN001, ANN202
