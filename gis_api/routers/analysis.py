@@ -270,4 +270,4 @@ def register(app: FastAPI) -> None:
 
     app.include_router(router)
     app.include_router(analysis_network.router)
-    analysis_dust.register(app)
+    analysis_dust.install(app)

@@ -19,10 +19,16 @@ from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BaseUrlDep, BBoxDep
 from gis_api.routers.analysis import json_response
-from gis_api.routers.imports import require_admin
 from tiles.raster import WEB_MERCATOR, RasterInfo, VirtualSource, catalog_for
 from twin.analysis.dust import heat_rgba
 from twin.analysis.dust_service import DustHeatService
+
+try:  # with role-based access (gis_api.security): writes need the admin role, which the admin token has
+    from gis_api.security import require_role
+
+    _writer = require_role("admin")
+except ImportError:  # without it: the admin bearer token, as for imports
+    from gis_api.routers.imports import require_admin as _writer
 
 router = APIRouter(tags=["Analysis"])
 DATASET = "dust-heat"
@@ -75,7 +81,7 @@ class DustInputs(BaseModel):
 
 
 @router.put("/analysis/dust-heat/inputs", summary="Update PM10 readings and muck-truck positions (bearer token)",
-            dependencies=[Depends(require_admin)])
+            dependencies=[Depends(_writer)])
 async def put_inputs(body: DustInputs, request: Request) -> Response:
     svc = dust_service(request)
     svc.set_inputs(body.readings, body.trucks, body.replace)
@@ -113,11 +119,12 @@ async def dust_heat(
     return json_response(await run_in_threadpool(run), "application/geo+json")
 
 
-def register(app: FastAPI) -> None:
-    """Create the app's dust service and register its heat tiles in the raster catalogue."""
+def install(app: FastAPI) -> None:
+    """Create the app's dust service and register its heat tiles in the raster catalogue (called by
+    ``gis_api.routers.analysis.register``; named ``install`` so router discovery does not run it twice)."""
     app.state.dust = DustHeatService(app.state.store, cap=app.state.settings.analysis_max_features * 4)
     catalog_for(app.state.settings.raster_dir).register_virtual(DustHeatTiles(app.state.dust))
     app.include_router(router)
 
 
-__all__ = ["DustHeatTiles", "register"]
+__all__ = ["DustHeatTiles", "install"]
