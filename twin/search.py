@@ -194,14 +194,17 @@ class SearchService:
     """One index per store, rebuilt when a searched layer's data version changes."""
 
     def __init__(self, store: SpatialStore, layers: Sequence[str] = tuple(SEARCH_FIELDS)):
+        from twin.analysis.source import VersionClock
+
         self.store = store
+        self.clock = VersionClock(store)
         self.layers = tuple(layers)
         self._index: SearchIndex | None = None
         self._versions: dict[str, int] | None = None
         self._lock = threading.Lock()
 
     def index(self) -> SearchIndex:
-        versions = self.store.versions()
+        versions = self.clock.get()
         current = {name: versions.get(name, 0) for name in self.layers}
         with self._lock:
             if self._index is None or current != self._versions:

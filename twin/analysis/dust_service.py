@@ -27,7 +27,7 @@ from twin.analysis.dust import (
     score_monitors,
 )
 from twin.analysis.metric import metres_to_degrees_box
-from twin.analysis.source import FeatureSet, features_in_bbox
+from twin.analysis.source import FeatureSet, VersionClock, features_in_bbox
 from twin.errors import InvalidParameter
 from twin.store import SpatialStore
 
@@ -44,6 +44,7 @@ class DustState:
 class DustHeatService:
     def __init__(self, store: SpatialStore, config: DustConfig | None = None, cap: int = 200_000):
         self.store = store
+        self.clock = VersionClock(store)
         self.config = config or DustConfig()
         self.cap = cap
         self.readings: dict[str, float] = {}
@@ -77,7 +78,7 @@ class DustHeatService:
         return out
 
     def version(self) -> str:
-        v = self.store.versions()
+        v = self.clock.get()
         key = orjson.dumps([sorted(self._readings().items()), self.trucks, repr(self.config),
                             [v.get(n, 0) for n in ("devices", "roads", "construction_sites")]])
         return hashlib.blake2b(key, digest_size=10).hexdigest()

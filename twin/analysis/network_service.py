@@ -19,7 +19,7 @@ import shapely
 from twin.analysis.locate import nearest_features
 from twin.analysis.metric import frame_for
 from twin.analysis.network import UtilityNetwork, build_networks
-from twin.analysis.source import FeatureSet, feature_by_ref, features_in_bbox
+from twin.analysis.source import FeatureSet, VersionClock, feature_by_ref, features_in_bbox
 from twin.errors import FeatureNotFound, InvalidParameter, NotFound
 from twin.store import SpatialStore
 
@@ -37,6 +37,7 @@ class NetworkService:
         self.store = store
         self.cap = cap
         self.snap_m = snap_m
+        self.clock = VersionClock(store)
         self._lock = threading.Lock()
         self._versions: tuple[int, int] | None = None
         self._nets: dict[str, UtilityNetwork] = {}
@@ -47,7 +48,7 @@ class NetworkService:
         self._served: dict[tuple[str, str], tuple[object, tuple[FeatureSet, np.ndarray, np.ndarray]]] = {}
 
     def _load(self) -> None:
-        v = self.store.versions()
+        v = self.clock.get()
         key = (v.get("pipelines", 0), v.get("pipe_nodes", 0))
         with self._lock:
             if self._versions == key:
@@ -142,7 +143,7 @@ class NetworkService:
     def _service_index(self, layer: str, utility: str) -> tuple[FeatureSet, np.ndarray, np.ndarray]:
         """Every feature of ``layer`` with the code of its nearest ``utility`` pipe and the distance,
         computed once per data version of the layer and the pipes (one STRtree query for all)."""
-        v = self.store.versions()
+        v = self.clock.get()
         key = (layer, utility)
         stamp = (self._versions, v.get(layer, 0))
         hit = self._served.get(key)

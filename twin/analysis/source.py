@@ -94,6 +94,35 @@ def _statement(dialect: SpatialDialect, layer: str, columns: tuple[str, ...], fi
             .order_by(tbl.c.id).limit(bindparam("cap", type_=Integer)))
 
 
+class VersionClock:
+    """The store's layer data versions, re-read at most every ``ttl_s`` seconds.
+
+    Caches built from layers (network graphs, the search index, the dust heat map) check the
+    versions on every request; one query per check would cost more than the cached answer.
+    ``ttl_s`` is the bound on how long another process's edit can go unseen — the same bound
+    the tile caches keep (``TWIN_TILE_VERSION_TTL_S``).
+    """
+
+    def __init__(self, store: SpatialStore, ttl_s: float = 1.0):
+        import threading
+
+        self.store = store
+        self.ttl_s = ttl_s
+        self._at = -1e18
+        self._versions: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> dict[str, int]:
+        import time
+
+        now = time.monotonic()
+        if now - self._at > self.ttl_s:
+            versions = self.store.versions()
+            with self._lock:
+                self._versions, self._at = versions, now
+        return self._versions
+
+
 def _reader(store: SpatialStore) -> Engine:
     """The store's engine in autocommit mode (same pool), made once per store."""
     eng = getattr(store, "_analysis_reader", None)
@@ -119,4 +148,4 @@ def feature_by_ref(store: SpatialStore, layer: str, *, id: int | None = None, co
     return FeatureSet(spec.id, page.ids, page.properties, page.geometries)
 
 
-__all__ = ["FeatureSet", "feature_by_ref", "features_in_bbox"]
+__all__ = ["FeatureSet", "VersionClock", "feature_by_ref", "features_in_bbox"]
