@@ -34,5 +34,10 @@ if ! command -v wrk >/dev/null; then
     apt-get install -y -q wrk >/dev/null 2>&1 || echo "setup: wrk unavailable; benches fall back to an asyncio httpx loop" >&2
   fi
 fi
+# pgRouting: the peer of the network trace in bench/analysis.py
+pgv=$(psql -V 2>/dev/null | grep -oE '[0-9]+' | head -1 || true)
+if [ -n "$pgv" ] && ! dpkg -s "postgresql-$pgv-pgrouting" >/dev/null 2>&1; then
+  apt-get install -y -q "postgresql-$pgv-pgrouting" >/dev/null 2>&1 || echo "setup: pgrouting unavailable; bench/analysis.py skips its trace peer" >&2
+fi
 mkdir -p "$HERE/results"
 echo "setup: ok (tipg $("$HERE/.venv-tipg/bin/python" -c 'import tipg; print(tipg.__version__)'), titiler.core $("$HERE/.venv-titiler/bin/python" -c 'import titiler.core; print(titiler.core.__version__)'), wrk $(command -v wrk || echo none))" >&2

@@ -138,6 +138,10 @@ def _start_demo_video(settings, base: str):
 def cmd_load(args: argparse.Namespace) -> int:
     from twin.loader import load_file
 
+    if args.format in ("epanet", "swmm"):
+        return _load_network(args)
+    if not args.layer:
+        raise TwinError("--layer is required (except for --format epanet|swmm)", code="invalid_parameter")
     store = _store()
     report = load_file(
         store, Path(args.file), args.layer, crs=args.crs, mapping=_parse_mapping(args.map or []),
@@ -145,6 +149,20 @@ def cmd_load(args: argparse.Namespace) -> int:
         source_layer=args.source_layer, lon_field=args.lon_field, lat_field=args.lat_field,
     )
     print(json.dumps(_jsonable(report), indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _load_network(args: argparse.Namespace) -> int:
+    """``twin load net.inp --format epanet|swmm (--crs EPSG:… | --origin lon,lat)`` (twin.analysis.epanet, .swmm)."""
+    from twin.analysis.epanet import load_epanet
+    from twin.analysis.inputs import parse_point
+    from twin.analysis.swmm import load_swmm
+
+    origin = parse_point(args.origin, "--origin") if args.origin else None
+    load = load_epanet if args.format == "epanet" else load_swmm
+    prefix = args.prefix or ("EP-" if args.format == "epanet" else "SW-")
+    counts = load(_store(), Path(args.file), crs=args.crs, origin=origin, prefix=prefix)
+    print(json.dumps(counts))
     return 0
 
 
@@ -266,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="import GeoJSON, GeoPackage, Shapefile or CSV into a layer")
     ld.add_argument("file")
-    ld.add_argument("--layer", required=True)
+    ld.add_argument("--layer", help="target layer (not for --format epanet)")
+    ld.add_argument("--format", choices=["auto", "epanet", "swmm"], default="auto",
+                    help="epanet / swmm: a water (EPANET) or sewer (SWMM) .inp network into pipe_nodes + pipelines")
+    ld.add_argument("--origin", help="epanet/swmm: lon,lat of the file's 0,0 when its coordinates are local metres")
+    ld.add_argument("--prefix", help="epanet/swmm: prefix of the node and pipe codes (default EP- / SW-)")
     ld.add_argument("--crs", help="source CRS when the file does not say (e.g. EPSG:4528)")
     ld.add_argument("--map", action="append", metavar="SRC=DST", help="rename a source field to a column")
     ld.add_argument("--mode", choices=["append", "replace"], default="append")

@@ -229,6 +229,28 @@ class RasterInfo:
         return out
 
 
+class VirtualSource:
+    """A computed raster dataset with no file (e.g. the dust heat map), registered on a catalogue.
+
+    ``version()`` changes whenever the content would (it is part of the ETag and cache key);
+    ``info()`` describes it; ``tile(z, x, y, tilesize)`` returns ``(RGB uint8 3×n×n, alpha uint8 n×n)``.
+    """
+
+    name: str
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def info(self) -> RasterInfo:
+        raise NotImplementedError
+
+    def tile(self, z: int, x: int, y: int, tilesize: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+VIRTUAL = "virtual"  # RasterDataset.algorithm of a virtual dataset
+
+
 class RasterCatalog:
     """The raster datasets of one folder, with per-thread open readers and cached info."""
 
@@ -241,6 +263,18 @@ class RasterCatalog:
         self._local = threading.local()
         self._info: dict[str, RasterInfo] = {}
         self._lock = threading.Lock()
+        self.virtual: dict[str, VirtualSource] = {}
+
+    def register_virtual(self, source: VirtualSource) -> None:
+        """Serve ``source`` as dataset ``source.name`` (a file of that name still wins)."""
+        self.virtual[source.name] = source
+        self._recent.pop(source.name, None)
+
+    def _virtual(self, name: str) -> RasterDataset | None:
+        src = self.virtual.get(name)
+        if src is None:
+            return None
+        return RasterDataset(name, Path(VIRTUAL) / f"{name}@{src.version()}", 0, 0, VIRTUAL)
 
     # discovery
     def _file(self, name: str, algorithm: str | None = None) -> RasterDataset | None:
@@ -275,10 +309,13 @@ class RasterCatalog:
                 base = self._file(name[: -len(HILLSHADE_SUFFIX)], "hillshade")
                 if base is not None and self.info(base).count == 1:
                     return RasterDataset(name, base.path, base.mtime_ns, base.size, "hillshade")
+            virtual = self._virtual(name)
+            if virtual is not None:
+                return virtual
         raise DatasetNotFound(f"unknown raster dataset {name!r}", detail={"known_datasets": self.names()})
 
     def datasets(self) -> list[RasterDataset]:
-        """Every dataset: the files, then the hillshade twins of the single-band ones."""
+        """Every dataset: the files, the hillshade twins of the single-band ones, then the virtual ones."""
         files = [d for p in sorted(self.directory.glob("*.tif")) if (d := self._file(p.stem))]
         names = {d.name for d in files}
         twins = [
@@ -286,7 +323,9 @@ class RasterCatalog:
             for d in files
             if self.info(d).count == 1 and d.name + HILLSHADE_SUFFIX not in names
         ]
-        return files + twins
+        names |= {d.name for d in twins}
+        virtual = [v for n in sorted(self.virtual) if n not in names and (v := self._virtual(n))]
+        return files + twins + virtual
 
     def names(self) -> list[str]:
         return [d.name for d in self.datasets()]
@@ -309,6 +348,8 @@ class RasterCatalog:
     # metadata
     def info(self, ds: RasterDataset) -> RasterInfo:
         """Bounds, type, overviews, zooms and band statistics (computed once per file version)."""
+        if ds.algorithm == VIRTUAL:
+            return self.virtual[ds.name].info()
         key = ds.fingerprint
         cached = self._info.get(key)
         if cached is not None:
@@ -347,6 +388,9 @@ class RasterCatalog:
     ) -> tuple[np.ndarray, np.ndarray, ColorMap | None]:
         """The tile before encoding: ``(uint8 bands × rows × cols, uint8 alpha 0/255, colormap)``."""
         check_tile_index(z, x, y)
+        if ds.algorithm == VIRTUAL:
+            data, alpha = self.virtual[ds.name].tile(z, x, y, params.tilesize)
+            return data, alpha, None
         info = self.info(ds)
         reader = self.reader(ds)
         algorithm = params.algorithm or ds.algorithm

@@ -168,6 +168,18 @@ class TwinSettings(BaseSettings):
     def video_dir(self) -> Path:
         """HLS output of the demo stream(s): ``<home>/video/<stream>/index.m3u8``."""
         return self.home / "video"
+    # analysis and locate (twin/analysis, twin/search): caps that keep one request bounded
+    analysis_max_distance_m: float = Field(
+        default=10_000.0, gt=0, description="Largest buffer / search distance in metres an analysis accepts."
+    )
+    analysis_max_features: int = Field(
+        default=50_000, ge=1, description="Most candidate features one analysis reads from one layer."
+    )
+    analysis_max_vertices: int = Field(
+        default=20_000, ge=4, description="Most vertices in a geometry sent to an analysis."
+    )
+    search_max_results: int = Field(default=100, ge=1, description="Largest `limit` of /search.")
+    nearest_max_n: int = Field(default=100, ge=1, description="Largest `n` of /nearest.")
 
     @property
     def raster_dir(self) -> Path:

@@ -201,7 +201,7 @@ def test_info_and_tilejson(client: TestClient) -> None:
     assert tj["tiles"][0].endswith("/raster/dem/{z}/{x}/{y}.webp?colormap=viridis")
     assert tj["minzoom"] <= tj["center"][2] <= tj["maxzoom"]
     names = [d["name"] for d in client.get("/raster").json()["datasets"]]
-    assert names == ["dem", "ortho", "dem-hillshade"]
+    assert names == ["dem", "ortho", "dem-hillshade", "dust-heat"]  # files, hillshade twins, virtual datasets
 
 
 # --- WMTS ------------------------------------------------------------------------------------

@@ -1,0 +1,273 @@
+"""Analysis endpoints (``/analysis/…``): parse the request, call ``twin.analysis``, serialise.
+
+Every body is a pydantic model (so the OpenAPI document shows it); geometries and
+distances are checked by :mod:`twin.analysis.inputs`, which raises the core errors
+that ``gis_api.errors`` maps to 4xx JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import shapely
+from fastapi import APIRouter, FastAPI, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from gis_api.deps import SettingsDep, StoreDep
+from twin import geojson
+from twin.analysis import (
+    FeatureSet,
+    buffer_analysis,
+    check_distance,
+    feature_by_ref,
+    features_in_bbox,
+    frame_for,
+    parse_geometry,
+    search_bbox,
+)
+from twin.analysis.clearance import check_clearance, clearance_table, section_clearance
+from twin.analysis.ground import ground_model
+from twin.analysis.metric import area_frame_for
+from twin.analysis.overlap import overlap_analysis
+from twin.analysis.section import cross_section
+from twin.analysis.section_svg import cross_section_svg
+from twin.catalog import LAYERS, get_layer
+from twin.errors import InvalidGeometry, InvalidParameter, LimitExceeded
+from twin.params import check_lonlat_bbox, parse_bbox
+from twin.settings import TwinSettings
+from twin.store import SpatialStore
+
+router = APIRouter(tags=["Analysis"])
+
+DEFAULT_BUFFER_LAYERS = ["buildings", "pipelines", "pipe_nodes", "devices", "cameras"]
+MAX_LAYERS = len(LAYERS)
+
+
+def json_response(obj: Any, media_type: str = "application/json") -> Response:
+    return Response(geojson.dumps(obj), media_type=media_type)
+
+
+class FeatureRef(BaseModel):
+    """A stored feature, by numeric ``id`` or business ``code``."""
+
+    layer: str = Field(description="Layer id", examples=["pipelines"])
+    id: int | None = Field(default=None, description="Feature id (as in /collections/{layer}/items/{id})")
+    code: str | None = Field(default=None, description="Business code, e.g. RQL000012")
+
+
+class BufferRequest(BaseModel):
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="GeoJSON geometry in CRS84 lon/lat (or give `feature`)",
+        examples=[{"type": "Point", "coordinates": [120.95, 31.38]}],
+    )
+    feature: FeatureRef | None = Field(default=None, description="Buffer around a stored feature instead")
+    distance: float = Field(description="Buffer distance in metres on the ground (0 … TWIN_ANALYSIS_MAX_DISTANCE_M)",
+                            examples=[50])
+    layers: list[str] = Field(default_factory=lambda: list(DEFAULT_BUFFER_LAYERS),
+                              description="Layers whose features are tested against the buffer")
+    include_geometry: bool = Field(default=True, description="Return each feature's geometry")
+
+
+def resolve_geometry(store: SpatialStore, settings: TwinSettings, geometry: dict[str, Any] | None,
+                     feature: FeatureRef | None, **kw: Any):  # noqa: ANN201 - shapely geometry
+    """The request's geometry (lon/lat) and, for a feature reference, its ``(layer, id)``."""
+    if (geometry is None) == (feature is None):
+        raise InvalidParameter("give exactly one of 'geometry' or 'feature'")
+    if geometry is not None:
+        return parse_geometry(geometry, max_vertices=settings.analysis_max_vertices, **kw), None
+    assert feature is not None
+    fs = feature_by_ref(store, feature.layer, id=feature.id, code=feature.code)
+    return fs.geometries[0], (fs.layer, fs.ids[0])
+
+
+def check_layers(layers: list[str]) -> list[str]:
+    if not layers:
+        raise InvalidParameter("name at least one layer")
+    if len(layers) > MAX_LAYERS:
+        raise LimitExceeded(f"at most {MAX_LAYERS} layers")
+    return list(dict.fromkeys(get_layer(name).id for name in layers))
+
+
+def feature_json(layer: str, fid: int, props: dict[str, Any], geom: Any, extra: dict[str, Any],
+                 include_geometry: bool = True) -> dict[str, Any]:
+    return {
+        "type": "Feature", "id": fid,
+        "geometry": geojson.geometry_fragments([geom])[0] if include_geometry and geom is not None else None,
+        "properties": {"layer": layer, **extra, **props},
+    }
+
+
+def features_json(rows: list[tuple[str, int, dict[str, Any], Any, dict[str, Any]]],
+                  include_geometry: bool = True) -> list[dict[str, Any]]:
+    """GeoJSON features of ``(layer, id, properties, geometry, extra properties)`` rows; the geometries
+    are encoded in one vectorised call."""
+    frags = geojson.geometry_fragments(np.array([r[3] for r in rows], dtype=object)) if include_geometry and rows \
+        else [None] * len(rows)
+    return [{"type": "Feature", "id": fid, "geometry": g, "properties": {"layer": layer, **extra, **props}}
+            for (layer, fid, props, _, extra), g in zip(rows, frags, strict=True)]
+
+
+def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) -> dict[str, Any]:
+    geom, ref = resolve_geometry(store, settings, req.geometry, req.feature)
+    distance = check_distance(req.distance, maximum=settings.analysis_max_distance_m)
+    layers = check_layers(req.layers)
+    box = search_bbox(geom, distance)
+    cands: list[FeatureSet] = [features_in_bbox(store, name, box, cap=settings.analysis_max_features)
+                               for name in layers]
+    res = buffer_analysis(geom, distance, cands, exclude=ref)
+    return {
+        "distance_m": distance,
+        "area_m2": round(res.area_m2, 3),
+        "buffer": geojson.geometry_fragments([res.buffer])[0],
+        "counts": {name: res.counts().get(name, 0) for name in layers},
+        "features": {
+            "type": "FeatureCollection",
+            "features": features_json([(h.layer, h.id, h.properties, h.geometry, {"distance_m": round(h.distance_m, 3)})
+                                       for h in res.hits], req.include_geometry),
+        },
+    }
+
+
+@router.post("/analysis/buffer", summary="Features within a distance (metres) of a geometry or feature")
+async def buffer(req: BufferRequest, store: StoreDep, settings: SettingsDep) -> Response:
+    """The buffer polygon and every feature of `layers` within `distance` metres, nearest first.
+
+    Distances are exact ground distances (local azimuthal-equidistant frame); a feature is
+    inside when its distance is at most `distance`.
+    """
+    return json_response(await run_in_threadpool(run_buffer, store, settings, req))
+
+
+class CrossSectionRequest(BaseModel):
+    line: dict[str, Any] = Field(
+        description="The cut: a GeoJSON LineString in CRS84 lon/lat (two or more distinct points)",
+        examples=[{"type": "LineString", "coordinates": [[120.950, 31.380], [120.9502, 31.3801]]}],
+    )
+    step_m: float | None = Field(default=None, description="Ground profile sample spacing in metres "
+                                 "(default: length/200, at least 0.5 m)")
+
+
+def run_cross_section(store: SpatialStore, settings: TwinSettings, req: CrossSectionRequest):  # noqa: ANN201
+    cut = parse_geometry(req.line, max_vertices=settings.analysis_max_vertices, kinds=("LineString",), what="line")
+    frame = frame_for(cut)
+    length = float(frame.to_metric(cut).length)
+    check_distance(length, maximum=settings.analysis_max_distance_m, what="cut line length")
+    step = None
+    if req.step_m is not None:
+        step = check_distance(req.step_m, maximum=settings.analysis_max_distance_m, what="step_m", allow_zero=False)
+        if length / step > 20_000:
+            raise LimitExceeded("step_m is too small for this cut: at most 20000 profile samples")
+    pipes = features_in_bbox(store, "pipelines", search_bbox(cut, 0.01), cap=settings.analysis_max_features)
+    model = ground_model(settings.raster_dir / "dem.tif")
+    return cross_section(cut, pipes, model.elevation if model else None, step)
+
+
+@router.post(
+    "/analysis/cross-section",
+    summary="Pipes crossed by a cut line, at their depth, with the ground profile (JSON or SVG drawing)",
+    responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}}},
+)
+async def cross_section_endpoint(
+    req: CrossSectionRequest, store: StoreDep, settings: SettingsDep,
+    format: Literal["json", "svg"] = Query("json", description="`svg` draws the section"),
+) -> Response:
+    """Every pipe the cut crosses: offset along the cut (m), ground (DEM), top and invert elevations and
+    depths below ground, diameter, utility, material — and the ground profile along the cut."""
+    sec = await run_in_threadpool(run_cross_section, store, settings, req)
+    if format == "svg":
+        return Response(cross_section_svg(sec), media_type="image/svg+xml")
+    return json_response({
+        "length_m": round(sec.length_m, 3),
+        "crossings": [c.as_dict() for c in sec.crossings],
+        "profile": {"offset_m": np.round(sec.profile_offsets_m, 3).tolist(),
+                    "ground_m": [None if not np.isfinite(z) else round(float(z), 3) for z in sec.profile_ground_m]},
+        "ground_source": "dem" if np.isfinite(sec.profile_ground_m).any() else "none",
+        "clearance": section_clearance(sec.crossings, clearance_table()),
+    })
+
+
+class OverlapRequest(BaseModel):
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="The project polygon: GeoJSON Polygon or MultiPolygon, CRS84 lon/lat",
+        examples=[{"type": "Polygon", "coordinates": [[[120.95, 31.38], [120.952, 31.38], [120.952, 31.382],
+                                                       [120.95, 31.38]]]}],
+    )
+    feature: FeatureRef | None = Field(default=None, description="Or a stored polygon feature (e.g. a construction site)")
+
+
+def run_overlap(store: SpatialStore, settings: TwinSettings, req: OverlapRequest) -> dict[str, Any]:
+    geom, _ = resolve_geometry(store, settings, req.geometry, req.feature, kinds=("Polygon", "MultiPolygon"))
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise InvalidGeometry(f"overlap needs a polygon, not a {geom.geom_type}")
+    area = float(area_frame_for(geom).to_metric(geom).area)
+    max_area = settings.analysis_max_distance_m ** 2
+    if area > max_area:
+        raise LimitExceeded(f"polygon covers {area / 1e6:.1f} km²; at most {max_area / 1e6:g} km²")
+    box = search_bbox(geom, 0.01)
+    cap = settings.analysis_max_features
+    sets = [features_in_bbox(store, name, box, cap=cap) for name in ("zones", "control_lines", "farmland", "grids")]
+    return overlap_analysis(geom, *sets).as_dict()
+
+
+@router.post("/analysis/overlap", summary="Overlap of a project polygon with zones, control lines and farmland")
+async def overlap(req: OverlapRequest, store: StoreDep, settings: SettingsDep) -> Response:
+    """Overlap area (m² and 亩 mu) with each zone (三区), control line (三线) and farmland grade, with a
+    verdict when the polygon enters the ecological red line or permanent basic farmland, and the
+    overlap by village and by unit grid. Areas are exact (local equal-area projection)."""
+    return json_response(await run_in_threadpool(run_overlap, store, settings, req))
+
+
+class ClearanceRequest(BaseModel):
+    bbox: list[float] | None = Field(default=None, description="Area to check: [minlon, minlat, maxlon, maxlat]")
+    geometry: dict[str, Any] | None = Field(default=None, description="Or a GeoJSON polygon (pipes meeting it)")
+    pipes: list[str] | None = Field(default=None, description="Or the codes of the pipes to check among themselves")
+    overrides: dict[str, dict[str, float]] | None = Field(
+        default=None, description="Replace table values: {\"horizontal_m\": {\"gas|water\": 0.8}, \"vertical_m\": {…}}")
+
+
+def run_clearance(store: SpatialStore, settings: TwinSettings, req: ClearanceRequest) -> dict[str, Any]:
+    given = [x is not None for x in (req.bbox, req.geometry, req.pipes)]
+    if sum(given) != 1:
+        raise InvalidParameter("give exactly one of 'bbox', 'geometry' or 'pipes'")
+    table = clearance_table(req.overrides)
+    cap = settings.analysis_max_features
+    if req.pipes is not None:
+        if not req.pipes or len(req.pipes) > 1000:
+            raise InvalidParameter("pipes: 1 to 1000 codes")
+        sets = [feature_by_ref(store, "pipelines", code=c) for c in dict.fromkeys(req.pipes)]
+        pipes = FeatureSet("pipelines", [f.ids[0] for f in sets], [f.properties[0] for f in sets],
+                           np.array([f.geometries[0] for f in sets], dtype=object))
+    else:
+        if req.bbox is not None:
+            box = parse_bbox(",".join(str(v) for v in req.bbox))
+            check_lonlat_bbox(box)
+            area = shapely.box(*box)
+        else:
+            area = parse_geometry(req.geometry, max_vertices=settings.analysis_max_vertices,
+                                  kinds=("Polygon", "MultiPolygon"))
+        if float(area_frame_for(area).to_metric(area).area) > 4e6:
+            raise LimitExceeded("the clearance check covers at most 4 km² per request")
+        pipes = features_in_bbox(store, "pipelines", area.bounds, cap=cap)
+        keep = np.flatnonzero(shapely.intersects(pipes.geometries, area)) if len(pipes) else []
+        pipes = pipes.take(keep)
+    pairs = check_clearance(pipes, table)
+    return {"checked_pipes": len(pipes), "count": len(pairs), "pairs": [p.as_dict() for p in pairs],
+            "table": table.as_dict()}
+
+
+@router.post("/analysis/clearance", summary="Pipe pairs closer than GB 50289 allows (horizontal and at crossings)")
+async def clearance(req: ClearanceRequest, store: StoreDep, settings: SettingsDep) -> Response:
+    """Horizontal clear distance between pipes that do not cross, vertical clear distance where they cross,
+    each against the GB 50289 minimum for the two utilities (the table is returned; `overrides` change it)."""
+    return json_response(await run_in_threadpool(run_clearance, store, settings, req))
+
+
+def register(app: FastAPI) -> None:
+    from gis_api.routers import analysis_dust, analysis_network
+
+    app.include_router(router)
+    app.include_router(analysis_network.router)
+    analysis_dust.install(app)
