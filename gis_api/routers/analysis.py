@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import SettingsDep, StoreDep
+from gis_api.security import authorize
 from twin import geojson
 from twin.analysis import (
     FeatureSet,
@@ -41,6 +42,28 @@ from twin.settings import TwinSettings
 from twin.store import SpatialStore
 
 router = APIRouter(tags=["Analysis"])
+
+#: The layer each analysis reads first: the caller needs `analyse` on it (roles.json). The
+#: buffer needs it on every layer it is asked to intersect.
+ANALYSIS_LAYER = {"cross-section": "pipelines", "clearance": "pipelines", "overlap": "zones", "trace": "pipelines",
+                  "valve-isolation": "pipelines", "pipe-statistics": "pipelines", "flow-direction": "pipelines",
+                  "dust-heat": "devices"}
+
+
+def analyse(analysis: str):  # noqa: ANN201 - a FastAPI dependency
+    def check(request: Request) -> None:
+        check_analyse(request, analysis)
+
+    return check
+
+
+def check_analyse(request: Request, analysis: str, req: Any = None) -> None:
+    """The one authorisation step of every analysis, over HTTP or as an OGC process."""
+    if analysis == "buffer":
+        for name in check_layers(list(getattr(req, "layers", None) or DEFAULT_BUFFER_LAYERS)):
+            authorize(request, name, "analyse")
+        return
+    authorize(request, ANALYSIS_LAYER[analysis], "analyse")
 
 DEFAULT_BUFFER_LAYERS = ["buildings", "pipelines", "pipe_nodes", "devices", "cameras"]
 MAX_LAYERS = len(LAYERS)
@@ -132,12 +155,13 @@ def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) 
 
 
 @router.post("/analysis/buffer", summary="Features within a distance (metres) of a geometry or feature")
-async def buffer(req: BufferRequest, store: StoreDep, settings: SettingsDep) -> Response:
+async def buffer(request: Request, req: BufferRequest, store: StoreDep, settings: SettingsDep) -> Response:
     """The buffer polygon and every feature of `layers` within `distance` metres, nearest first.
 
     Distances are exact ground distances (local azimuthal-equidistant frame); a feature is
     inside when its distance is at most `distance`.
     """
+    check_analyse(request, "buffer", req)
     return json_response(await run_in_threadpool(run_buffer, store, settings, req))
 
 
@@ -167,6 +191,7 @@ def run_cross_section(store: SpatialStore, settings: TwinSettings, req: CrossSec
 
 @router.post(
     "/analysis/cross-section",
+    dependencies=[Depends(analyse("cross-section"))],
     summary="Pipes crossed by a cut line, at their depth, with the ground profile (JSON or SVG drawing)",
     responses={200: {"content": {"application/json": {}, "image/svg+xml": {}}}},
 )
@@ -212,7 +237,7 @@ def run_overlap(store: SpatialStore, settings: TwinSettings, req: OverlapRequest
     return overlap_analysis(geom, *sets).as_dict()
 
 
-@router.post("/analysis/overlap", summary="Overlap of a project polygon with zones, control lines and farmland")
+@router.post("/analysis/overlap", dependencies=[Depends(analyse("overlap"))], summary="Overlap of a project polygon with zones, control lines and farmland")
 async def overlap(req: OverlapRequest, store: StoreDep, settings: SettingsDep) -> Response:
     """Overlap area (m² and 亩 mu) with each zone (三区), control line (三线) and farmland grade, with a
     verdict when the polygon enters the ecological red line or permanent basic farmland, and the
@@ -258,7 +283,7 @@ def run_clearance(store: SpatialStore, settings: TwinSettings, req: ClearanceReq
             "table": table.as_dict()}
 
 
-@router.post("/analysis/clearance", summary="Pipe pairs closer than GB 50289 allows (horizontal and at crossings)")
+@router.post("/analysis/clearance", dependencies=[Depends(analyse("clearance"))], summary="Pipe pairs closer than GB 50289 allows (horizontal and at crossings)")
 async def clearance(req: ClearanceRequest, store: StoreDep, settings: SettingsDep) -> Response:
     """Horizontal clear distance between pipes that do not cross, vertical clear distance where they cross,
     each against the GB 50289 minimum for the two utilities (the table is returned; `overrides` change it)."""

@@ -30,6 +30,8 @@ try:  # with role-based access (gis_api.security): writes need the admin role, w
 except ImportError:  # without it: the admin bearer token, as for imports
     from gis_api.routers.imports import require_admin as _writer
 
+from gis_api.security import layer_permission  # noqa: E402
+
 router = APIRouter(tags=["Analysis"])
 DATASET = "dust-heat"
 
@@ -89,7 +91,7 @@ async def put_inputs(body: DustInputs, request: Request) -> Response:
                           "trucks": len(svc.trucks)})
 
 
-@router.get("/analysis/dust-heat", summary="Dust impact heat map: grid cells with score and grade, monitor factors")
+@router.get("/analysis/dust-heat", dependencies=[Depends(layer_permission("devices", "analyse"))], summary="Dust impact heat map: grid cells with score and grade, monitor factors")
 async def dust_heat(
     request: Request, bbox: BBoxDep, base: BaseUrlDep,
     cell_m: Annotated[float | None, Query(gt=0, le=1000, description="Cell size, metres (default 25)")] = None,

@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import BBoxDep, SettingsDep, StoreDep
 from gis_api.routers.analysis import FeatureRef, features_json, json_response
+from gis_api.security import layer_permission  # noqa: E402
 from twin import geojson
 from twin.analysis import check_distance, check_lonlat
 from twin.analysis.metric import frame_for
@@ -24,7 +25,7 @@ from twin.analysis.source import FeatureSet
 from twin.errors import InvalidParameter
 from twin.settings import TwinSettings
 
-router = APIRouter(tags=["Analysis"])
+router = APIRouter(tags=["Analysis"], dependencies=[Depends(layer_permission("pipelines", "analyse"))])
 MAX_FINDINGS = 100
 
 

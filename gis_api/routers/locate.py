@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import SettingsDep, StoreDep
 from gis_api.routers.analysis import feature_json, json_response
+from gis_api.security import authorize, hidden_fields, readable_layers
 from twin.analysis import check_distance, check_lonlat, parse_point
 from twin.analysis.locate import locate_grid, nearest_features
 from twin.catalog import LAYERS, get_layer
@@ -44,7 +45,13 @@ async def search(
     feature (a point on the feature) with `layer`, `label`, the matched `field`/`text` and `match`."""
     if limit > settings.search_max_results:
         raise LimitExceeded(f"limit must be at most {settings.search_max_results}")
-    names = [s.strip() for s in layers.split(",") if s.strip()] if layers else None
+    names = [s.strip() for s in layers.split(",") if s.strip()] if layers else list(SEARCH_FIELDS)
+    for name in names:  # only layers the caller may read are searched (a named one it may not: 401/403)
+        get_layer(name)
+    allowed = readable_layers(request, names)
+    if not allowed:
+        authorize(request, names[0], "read")
+    names = allowed
     svc = search_service(request)
     hits = await run_in_threadpool(svc.search, q, limit, names)
     feats = [{
@@ -59,6 +66,7 @@ async def search(
 
 @router.get("/nearest", summary="The n nearest features of a layer to a point, with distances in metres")
 async def nearest(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     lon: Annotated[float, Query(description="Longitude (CRS84)")],
@@ -71,6 +79,8 @@ async def nearest(
     """Exact k-nearest by ground distance (to the nearest point of each feature), nearest first."""
     check_lonlat(lon, lat)
     spec = get_layer(layer)
+    authorize(request, spec.id, "read")
+    hidden = hidden_fields(request, spec.id)
     if n > settings.nearest_max_n:
         raise LimitExceeded(f"n must be at most {settings.nearest_max_n}")
     maxd = check_distance(settings.analysis_max_distance_m if max_distance is None else max_distance,
@@ -82,7 +92,7 @@ async def nearest(
         filters["kind"] = kind
     hits = await run_in_threadpool(nearest_features, store, spec.id, lon, lat, n, max_distance_m=maxd,
                                    cap=settings.analysis_max_features, filters=filters)
-    feats = [feature_json(h.layer, h.id, h.properties, h.geometry,
+    feats = [feature_json(h.layer, h.id, {k: v for k, v in h.properties.items() if k not in hidden}, h.geometry,
                           {"distance_m": round(h.distance_m, 3), "rank": k + 1}) for k, h in enumerate(hits)]
     return json_response({"type": "FeatureCollection", "numberReturned": len(feats), "features": feats},
                          "application/geo+json")
@@ -90,6 +100,7 @@ async def nearest(
 
 @router.get("/locate/grid", summary="The unit grid, village and town containing a point")
 async def grid(
+    request: Request,
     store: StoreDep,
     settings: SettingsDep,
     point: Annotated[str | None, Query(description="lon,lat (CRS84)", examples=["120.95,31.38"])] = None,
@@ -106,6 +117,7 @@ async def grid(
         x, y = check_lonlat(lon, lat)
     else:
         raise InvalidParameter("give point=lon,lat (or lon and lat)")
+    authorize(request, "grids", "read")
     found = await run_in_threadpool(locate_grid, store, x, y, cap=settings.analysis_max_features)
     out: dict[str, Any] = {"point": [x, y]}
     for level, m in found.items():

@@ -164,6 +164,7 @@ async def execute(process_id: str, body: Execute, request: Request) -> Response:
         raise InvalidParameter(f"inputs.{where}: {first.get('msg')}",
                                detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
                                ) from None
+    A.check_analyse(request, process_id, req)
     result = await run_in_threadpool(p.run, request, req)
     if body.response == "document":
         return A.json_response({"outputs": {"result": {"value": result}}})

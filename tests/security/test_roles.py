@@ -157,3 +157,21 @@ def test_guests_see_where_cameras_look_but_not_their_video(public_client, town_s
     assert c.get(f"/cameras/{cam_id}/streams", headers=c.tokens["operator"]).status_code == 200
     r = c.post("/events/1/transitions", json={"to": "verified", "by": "x"}, headers=c.tokens["planner"])
     assert r.status_code == 403
+
+
+def test_analyses_need_analyse_and_search_stays_in_readable_layers(public_client, town_store):
+    c, tok = public_client, public_client.tokens
+    minx, miny, maxx, maxy = town_store.summary("pipelines").extent
+    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
+    body = {"geometry": {"type": "Point", "coordinates": [cx, cy]}, "distance": 50, "layers": ["buildings"]}
+    assert c.post("/analysis/buffer", json=body).status_code == 401
+    assert c.post("/analysis/buffer", json=body, headers=tok["field"]).status_code == 403
+    assert c.post("/analysis/buffer", json=body, headers=tok["planner"]).status_code == 200
+    assert c.get(f"/analysis/flow-direction?bbox={minx},{miny},{maxx},{maxy}").status_code == 401
+    assert c.post("/processes/buffer/execution", json={"inputs": body}).status_code == 401
+    code = c.get("/collections/pipelines/items?limit=1", headers=tok["operator"]).json()["features"][0][
+        "properties"]["code"]
+    assert not [f for f in c.get("/search", params={"q": code}).json()["features"]
+                if f["properties"]["layer"] == "pipelines"]
+    assert c.get("/search", params={"q": code, "layers": "pipelines"}).status_code == 401
+    assert c.get(f"/nearest?lon={cx}&lat={cy}&layer=pipelines").status_code == 401
