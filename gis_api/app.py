@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from gis_api import errors
 from gis_api.deps import base_url
@@ -29,8 +30,10 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        for start in getattr(app.state, "startup", ()):  # services that run in the background (live layers)
+            await run_in_threadpool(start)
         yield
-        for name in ("tiles", "raster_tile_cache"):  # services that hold connections
+        for name in ("tiles", "raster_tile_cache", "live"):  # services that hold connections
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()
