@@ -135,6 +135,10 @@ class Subscription:
             except TimeoutError:
                 return []
 
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def wake(self) -> None:
         """Wake the consumer even with nothing queued (it has something else to do)."""
         if self._loop is not None and self._event is not None:
