@@ -123,17 +123,18 @@ class Subscription:
             return out
 
     async def next_batch(self, max_items: int = 500, timeout: float | None = None) -> list[Change]:
-        """Wait for at least one change (or ``timeout`` seconds: then ``[]``) and take up to ``max_items``."""
+        """Wait for changes (at most ``timeout`` seconds) and take up to ``max_items``; ``[]`` after a timeout
+        or a :meth:`wake`."""
         assert self._event is not None, "subscription has no event loop"
-        while True:
-            self._event.clear()
-            batch = self.drain(max_items)
-            if batch:
-                return batch
-            try:
-                await asyncio.wait_for(self._event.wait(), timeout)
-            except TimeoutError:
-                return []
+        self._event.clear()
+        batch = self.drain(max_items)
+        if batch:
+            return batch
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return []
+        return self.drain(max_items)  # may be [] when woken by wake()
 
     def pending_count(self) -> int:
         with self._lock:

@@ -257,9 +257,11 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
 
     async def listen() -> None:
         while True:
-            text = await ws.receive_text()
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
             try:
-                msg = orjson.loads(text)
+                msg = orjson.loads(message.get("text") or message.get("bytes") or b"")
                 if not isinstance(msg, dict) or msg.get("type") != "subscribe":
                     raise InvalidParameter('send {"type": "subscribe", "layers": [...], "bbox": [...]}')
                 lay = msg.get("layers")

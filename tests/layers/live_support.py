@@ -103,3 +103,56 @@ class Mosquitto:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+class ServerThread:
+    """The app served by uvicorn in a thread on a free port (real WebSocket/SSE/HTTP clients)."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        import threading
+
+        import uvicorn
+
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+async def receive_until(ws, predicate, timeout: float = 10.0) -> dict:  # noqa: ANN001
+    """Read WebSocket messages until one satisfies ``predicate``; returns it."""
+    import asyncio
+
+    import orjson
+
+    async def loop() -> dict:
+        while True:
+            msg = orjson.loads(await ws.recv())
+            if predicate(msg):
+                return msg
+
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def change_ids(msg: dict) -> list[str]:
+    return [c["feature"]["id"] for c in msg.get("changes", [])]
