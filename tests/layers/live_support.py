@@ -77,7 +77,7 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir}/\nautosave_interval 1\nmax_queued_messages 100000\n"
-            "max_inflight_messages 100\n"
+            "max_inflight_messages 100\nuser root\n"
         )
         self.proc: subprocess.Popen | None = None
 
