@@ -19,9 +19,22 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import Counter
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table, and_, delete
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    select,
+    tuple_,
+)
 from sqlalchemy import insert as sa_insert
-from sqlalchemy import select, tuple_
 
 from layers.readings import Reading
 from twin.errors import LimitExceeded

@@ -99,7 +99,7 @@ class MqttIngest:
             log.warning("MQTT broker connection lost (%s); reconnecting with backoff", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._q.put((msg.topic, msg.payload))
+        self._q.put((msg.topic, bytes(msg.payload)))
 
     # -- worker thread ----------------------------------------------------------------------
     def _work(self) -> None:

@@ -203,7 +203,7 @@ class LiveService:
             first = errors[0]
             cls = UnknownDevice if all(e["code"] == "unknown_device" for e in errors) else ReadingRejected
             raise cls(f"{len(errors)} of {len(items)} readings refused (nothing was stored); first: "
-                      f"#{first['index']}: {first['message']}", detail=errors, code=first["code"])
+                      f"#{first['index']}: {first['message']}", detail=errors, code=str(first["code"]))
         return self.accept(parsed, "http")
 
     def accept(self, parsed: Sequence[tuple[Reading, Thing]], source: str) -> list[Change]:

@@ -41,8 +41,9 @@ def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture
 def live_server(live_store: SpatialStore, tmp_path: Path):
     """Start the app over ``live_store`` in uvicorn; call with extra settings, use as a context manager."""
-    from gis_api.app import create_app
     from live_support import ServerThread
+
+    from gis_api.app import create_app
 
     def make(**kw) -> ServerThread:
         return ServerThread(create_app(make_settings(live_store, tmp_path, **kw), store=live_store))

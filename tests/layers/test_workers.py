@@ -14,7 +14,16 @@ import httpx
 import orjson
 import pytest
 import websockets
-from live_support import NATS_URL, REDIS_URL, TOKEN, auth, change_ids, free_port, receive_until, unique
+from live_support import (
+    NATS_URL,
+    REDIS_URL,
+    TOKEN,
+    auth,
+    change_ids,
+    free_port,
+    receive_until,
+    unique,
+)
 
 from twin.store import SpatialStore
 
