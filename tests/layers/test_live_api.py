@@ -173,3 +173,13 @@ def test_silent_device_goes_offline_and_subscribers_are_told(live_server) -> Non
                 assert change_ids(off) == ["GAS-1"] and time.monotonic() - t0 >= 0.9
 
         asyncio.run(main())
+
+
+def test_openapi_documents_the_live_routes(live_client) -> None:
+    spec = live_client.get("/api/openapi.json").json()
+    paths = spec["paths"]
+    for p in ("/live/{layer}", "/live/{layer}/{fid}/history", "/live/{layer}/features", "/live/sse",
+              "/live/sse/{stream}/subscribe"):
+        assert p in paths, p
+    body = paths["/live/{layer}/features"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "oneOf" in body
