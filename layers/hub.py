@@ -178,6 +178,13 @@ class Hub:
         """In-process: deliver at once. Shared backends override this and deliver on receipt."""
         self.deliver(changes)
 
+    def remember(self, changes: list[Change]) -> None:
+        """Record where features are without delivering (the state a worker starts from), so their
+        first change reaches bbox subscribers as ``update``, not ``add``."""
+        with self._deliver_lock:
+            for ch in changes:
+                self._positions[feature_key(ch)] = feature_bounds(ch["feature"])
+
     def add_listener(self, fn: Callable[[list[Change]], None]) -> None:
         """Call ``fn(changes)`` for every delivered batch (the live state keeps itself current so)."""
         self._listeners.append(fn)

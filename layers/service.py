@@ -85,6 +85,7 @@ class LiveService:
     def start(self, *, mqtt: bool = True) -> None:
         self.registry.load()
         self.state.seed(self.registry, load_state(self.store), dt.datetime.now(dt.UTC))
+        self.hub.remember(self.state.snapshot(None, None))
         self.hub.add_listener(self.state.apply)
         self.hub.start()
         self.writer.start()
