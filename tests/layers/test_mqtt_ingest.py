@@ -140,3 +140,18 @@ def test_readings_published_while_twin_is_down_arrive_when_it_comes_back(live_st
         assert live.state.get("devices", "WATER-1")["properties"]["values"] == {"water_level_m": 49.0}
     finally:
         live.close()
+
+
+def test_readiness_reports_the_broker_of_the_ingesting_worker(live_server, own_broker) -> None:
+    import httpx
+
+    with live_server(mqtt_url=own_broker.url, mqtt_client_id=unique("twin")) as srv:
+        assert srv.app.state.live.mqtt.connected.wait(10)
+        r = httpx.get(f"{srv.url}/readyz")
+        assert r.status_code == 200 and r.json()["checks"]["mqtt"] == "ok"
+        own_broker.stop()
+        assert wait_for(lambda: not srv.app.state.live.mqtt.connected.is_set(), timeout=10)
+        r = httpx.get(f"{srv.url}/readyz")
+        assert r.status_code == 503 and r.json()["checks"]["mqtt"] == "disconnected"
+        own_broker.start()
+        assert wait_for(lambda: httpx.get(f"{srv.url}/readyz").status_code == 200, timeout=40)
