@@ -38,6 +38,7 @@ log = logging.getLogger("twin.live.mqtt")
 CONNECTED = Gauge("twin_live_mqtt_connected", "1 while the MQTT ingest is connected to the broker")
 CONNECTS = Counter("twin_live_mqtt_connects_total", "Successful (re)connections to the broker")
 BATCH = 1000
+QUEUE_MAX = 50_000
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
@@ -63,7 +64,9 @@ class MqttIngest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self._q: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        # bounded: when ingest falls behind, paho's thread blocks here, stops reading the socket and
+        # the broker holds the rest (QoS 1) instead of this process growing without limit
+        self._q: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=QUEUE_MAX)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="twin-live-mqtt-ingest", daemon=True)
         self.connected = threading.Event()
