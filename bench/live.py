@@ -202,6 +202,30 @@ def mqtt_phase(host: str, port: int, prefix: str, codes: list[str], rate: float,
             "expected": len(pub.sent) * n, "loss_pct": 100 * (1 - len(flat) / max(1, len(pub.sent) * n))}
 
 
+def hub_rate(bboxes: list, pts: dict, codes: list[str], n: int = 20_000, batch: int = 100) -> dict:
+    """Server-side cost alone: changes/s through Hub.deliver to len(bboxes) bbox subscribers
+    (queues drained between batches, as keeping-up clients do)."""
+    from layers.hub import Hub
+
+    hub = Hub(queue_size=2000)
+    subs = [hub.subscribe(["devices"], b) for b in bboxes]
+    rng = np.random.default_rng(3)
+    changes = []
+    for k in range(n):
+        c = codes[int(rng.integers(len(codes)))]
+        changes.append({"op": "update", "layer": "devices", "feature": {
+            "type": "Feature", "id": c, "geometry": {"type": "Point", "coordinates": list(pts[c])},
+            "properties": {"values": {"v": float(k)}}}})
+    t0 = time.perf_counter()
+    delivered = 0
+    for k in range(0, n, batch):
+        hub.deliver(changes[k:k + batch])
+        for s in subs:
+            delivered += len(s.drain())
+    took = time.perf_counter() - t0
+    return {"changes_per_s": n / took, "deliveries_per_s": delivered / took, "batch": batch}
+
+
 def history_rate(store: SpatialStore, codes: list[str], rows: int) -> float:
     from layers.history import write_batch
     from layers.readings import Reading
@@ -249,6 +273,9 @@ def main() -> int:
         x0, y0 = rng.uniform(BOX[0], BOX[2] - w), rng.uniform(BOX[1], BOX[3] - h)
         bboxes.append((x0, y0, x0 + w, y0 + h))
 
+    hub = hub_rate(bboxes, pts, codes)
+    print(f"hub alone: {hub['changes_per_s']:,.0f} changes/s to {len(bboxes)} bbox subscribers "
+          f"({hub['deliveries_per_s']:,.0f} deliveries/s, batches of {hub['batch']})", flush=True)
     http_port = free_port()
     home = Path(f"/tmp/twin-bench-live-{os.getpid()}")
     env = {**os.environ, "TWIN_DATABASE_URL": db, "TWIN_HOME": str(home), "TWIN_MQTT_URL": args.mqtt,
@@ -275,7 +302,7 @@ def main() -> int:
     c = mqtt_phase(host, mport, prefix + "-direct", codes, args.rate, args.subscribers, args.seconds)
     h = history_rate(store, codes, args.history_rows)
     result = {"when": dt.datetime.now(dt.UTC).isoformat(), "args": vars(args), "loadavg": os.getloadavg(),
-              "twin_ws": a, "twin_ws_with_stalled": b, "mosquitto_direct": c, "history_rows_per_s": h}
+              "twin_ws": a, "twin_ws_with_stalled": b, "mosquitto_direct": c, "history_rows_per_s": h, "hub_only": hub}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"| measure | twin WS | twin WS + 1 stalled | Mosquitto → {args.subscribers} MQTT subs |")
