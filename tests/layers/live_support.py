@@ -78,6 +78,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir}/\nautosave_interval 1\nmax_queued_messages 100000\n"
             "max_inflight_messages 100\nuser root\n"
+            f"log_dest file {workdir}/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n"
+            "log_type information\n"
         )
         self.proc: subprocess.Popen | None = None
 
@@ -96,6 +98,10 @@ class Mosquitto:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start")
+
+    def log_tail(self, n: int = 4000) -> str:
+        path = self.dir / "mosquitto.log"
+        return path.read_text(errors="replace")[-n:] if path.exists() else "(no broker log)"
 
     def stop(self) -> None:
         """SIGTERM: mosquitto writes its persistence file and exits."""

@@ -116,7 +116,8 @@ def test_no_reading_is_lost_at_qos1_when_the_broker_restarts_mid_stream(live_sto
         assert wait_for(lambda: {i.mid for i in infos} <= acked, timeout=60)
         assert live.writer.flush()
         assert wait_for(lambda: len(set(_history_values(live_store, "WATER-1"))) == n and live.writer.flush(),
-                        timeout=60), sorted(set(range(n)) - set(_history_values(live_store, "WATER-1")))[:20]
+                        timeout=60), (sorted(set(range(n)) - set(_history_values(live_store, "WATER-1")))[:20],
+                                      own_broker.log_tail())
     finally:
         pub.loop_stop()
         live.close()
