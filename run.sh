@@ -124,6 +124,36 @@ setup_redis() {
   export TWIN_TEST_REDIS_URL="${TWIN_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 }
 
+setup_mqtt() {
+  # Mosquitto for the live layers' MQTT ingest (persistence on, so QoS 1 sessions survive a restart).
+  command -v mosquitto >/dev/null || apt_install mosquitto
+  command -v mosquitto_pub >/dev/null || apt_install mosquitto-clients
+  if ! (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+    log "starting Mosquitto"
+    local dir="${TWIN_HOME:-$HOME/.twin}/mosquitto"
+    mkdir -p "$dir"
+    printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nuser root\n' \
+      "$dir" > "$dir/mosquitto.conf"
+    [ "$(id -u)" -eq 0 ] || sed -i '/^user root$/d' "$dir/mosquitto.conf"
+    mosquitto -d -c "$dir/mosquitto.conf"
+    for _ in $(seq 1 20); do (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && break; sleep 0.5; done
+  fi
+  export TWIN_TEST_MQTT_URL="${TWIN_TEST_MQTT_URL:-mqtt://127.0.0.1:1883}"
+}
+
+setup_nats() {
+  # NATS (with JetStream) as the alternative live-hub backend; the tests use it.
+  command -v nats-server >/dev/null || apt_install nats-server
+  if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    log "starting NATS"
+    local dir="${TWIN_HOME:-$HOME/.twin}/nats"
+    mkdir -p "$dir"
+    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$dir" >"$dir/nats.log" 2>&1 &
+    for _ in $(seq 1 20); do (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break; sleep 0.5; done
+  fi
+  export TWIN_TEST_NATS_URL="${TWIN_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -132,6 +162,8 @@ case "$cmd" in
     setup_python
     setup_viewer
     setup_video
+    setup_mqtt
+    export TWIN_MQTT_URL="${TWIN_MQTT_URL:-mqtt://127.0.0.1:1883}"
     exec "$VENV/bin/twin" demo "$@"
     ;;
   test)
@@ -143,6 +175,8 @@ case "$cmd" in
     setup_video
     setup_postgis
     setup_redis
+    setup_mqtt
+    setup_nats
     log "static checks (ruff, mypy on the core)"
     "$VENV/bin/ruff" check .
     "$VENV/bin/mypy"

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from gis_api import errors
 from gis_api.deps import base_url
@@ -30,12 +31,14 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
+        for start in getattr(app.state, "startup", ()):  # services that run in the background (live layers)
+            await run_in_threadpool(start)
         if getattr(app.state, "tiles", None) is not None:
             from gis_api.routers.tiles import start_background
 
             start_background(app)  # building blocks, warm pyramid
         yield
-        for name in ("tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain"):  # hold threads/connections
+        for name in ("tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain", "live"):
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()

@@ -112,6 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "Warning: the demo app secret (TWIN_DEMO_APP_SECRET, default 'demo-secret') is for demos only.\n",
         flush=True,
     )
+    _start_demo_feed(settings, store)
     stream = _start_demo_video(settings, base) if settings.demo_video and not args.no_video else None
     try:
         _serve(settings, args.host, args.port, 1)
@@ -133,6 +134,68 @@ def _start_demo_video(settings, base: str):
         return None
     print(f"  demo video        {base}/video/demo/index.m3u8 (ffmpeg pid {stream.process.pid})\n", flush=True)
     return stream
+
+
+def _devices(store):  # noqa: ANN001, ANN202
+    from layers.registry import Registry
+
+    registry = Registry(store)
+    registry.load()
+    return registry.all("devices")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from layers.simulate import Simulation, mqtt_publisher
+
+    settings = _settings()
+    things = _devices(_store(settings))
+    if not things:
+        raise TwinError("no devices in the store: run `twin sample` first", code="not_found")
+    if args.speed <= 0 or args.hours <= 0 or args.step <= 0:
+        raise TwinError("--speed, --hours and --step must be positive", code="invalid_parameter")
+    url = args.mqtt or settings.mqtt_url or "mqtt://127.0.0.1:1883"
+    client, publish = mqtt_publisher(url, settings.mqtt_topic_prefix)
+    print(f"Simulating {args.hours:g} h of {len(things)} devices to {url} at {args.speed:g}x "
+          f"(a rain event 11-15 h, a gas leak 14-16 h local time)", flush=True)
+    try:
+        sent = Simulation(things, publish, hours=args.hours, step_s=args.step, speed=args.speed,
+                          seed=args.seed).run()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    print(f"published {sent} readings", flush=True)
+    return 0
+
+
+def _start_demo_feed(settings, store) -> None:  # noqa: ANN001
+    """``twin demo``: a gentle real-time feed (every device every 30 s) so the map moves."""
+    import datetime as dt
+    import threading
+
+    import numpy as np
+
+    from layers.simulate import live_values, mqtt_publisher
+
+    things = _devices(store)
+    if not settings.mqtt_url or not things:
+        return
+
+    def run() -> None:
+        try:
+            _, publish = mqtt_publisher(settings.mqtt_url, settings.mqtt_topic_prefix, client_id="twin-demo-feed")
+        except OSError as exc:
+            print(f"demo feed: MQTT broker unreachable ({exc}); the map stays still", file=sys.stderr)
+            return
+        rng = np.random.default_rng(1)
+        tz = dt.timezone(dt.timedelta(hours=8))
+        while True:
+            for code, payload in live_values(things, rng, tz):
+                publish(code, payload)
+                time.sleep(30.0 / len(things))
+
+    threading.Thread(target=run, name="twin-demo-feed", daemon=True).start()
+    print(f"  live feed         {len(things)} devices over {settings.mqtt_url} (twin simulate for a whole day)",
+          flush=True)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -335,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     tre.set_defaults(func=cmd_terrain_export)
 
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(func=cmd_migrate)
+    si = sub.add_parser("simulate", help="publish a realistic day of device readings to MQTT")
+    si.add_argument("--mqtt", help="broker URL (default TWIN_MQTT_URL, else mqtt://127.0.0.1:1883)")
+    si.add_argument("--speed", type=float, default=600.0, help="simulated seconds per real second (600: a day in 2.4 min)")
+    si.add_argument("--hours", type=float, default=24.0, help="length of the simulated span, ending now")
+    si.add_argument("--step", type=float, default=300.0, help="seconds between two readings of a device")
+    si.add_argument("--seed", type=int, default=20261123)
+    si.set_defaults(func=cmd_simulate)
     sub.add_parser("config", help="print the effective settings (secrets masked)").set_defaults(func=cmd_config)
     from gis_api.cli_security import add_parsers as add_security_parsers
 

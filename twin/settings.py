@@ -180,6 +180,35 @@ class TwinSettings(BaseSettings):
     )
     search_max_results: int = Field(default=100, ge=1, description="Largest `limit` of /search.")
     nearest_max_n: int = Field(default=100, ge=1, description="Largest `n` of /nearest.")
+    # live layers (layers/): MQTT ingest, the stream hub, state and history
+    mqtt_url: str | None = Field(
+        default=None, description="mqtt://host:port of the broker to ingest from; unset: no MQTT ingest."
+    )
+    mqtt_client_id: str = Field(
+        default="twin-ingest", description="MQTT client id of the persistent session (QoS 1 kept while twin is down)."
+    )
+    mqtt_topic_prefix: str = Field(default="twin", description="Readings arrive on {prefix}/{layer}/{device_id}.")
+    hub_url: str | None = Field(
+        default=None,
+        description="redis://… or nats://… so several workers share one live stream; unset: in-process hub.",
+    )
+    hub_channel: str = Field(default="twin.live", description="Redis channel / NATS subject of the live stream.")
+    hub_queue_size: int = Field(
+        default=2000, ge=1, description="Changes queued per subscriber before the oldest are dropped."
+    )
+    live_retention_days: float = Field(default=90.0, gt=0, description="History older than this is deleted.")
+    live_offline_after_s: float = Field(
+        default=300.0, gt=0, description="A device with no reading or heartbeat for this long is offline."
+    )
+    live_max_future_s: float = Field(default=300.0, ge=0, description="Readings stamped further ahead are refused.")
+    live_max_past_s: float = Field(
+        default=7 * 86400.0, ge=0, description="Readings stamped further back are refused."
+    )
+    live_flush_s: float = Field(default=0.5, gt=0, description="History is written in batches at least this often.")
+    live_max_batch: int = Field(default=5000, ge=1, description="Most readings in one POST /live/{layer}/features.")
+    live_max_history_rows: int = Field(
+        default=200_000, ge=1, description="Most rows one history request reads (narrow the interval)."
+    )
 
     @property
     def raster_dir(self) -> Path:
@@ -198,7 +227,7 @@ class TwinSettings(BaseSettings):
         for name, value in self.model_dump().items():
             if isinstance(value, SecretStr):
                 value = "********"
-            elif name in {"database_url", "redis_url"} and value:
+            elif name in {"database_url", "redis_url", "mqtt_url", "hub_url"} and value:
                 value = _mask_url_password(str(value))
             out[name] = str(value) if isinstance(value, Path) else value
         out["effective_database_url"] = _mask_url_password(self.effective_database_url)

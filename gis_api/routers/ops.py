@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
@@ -19,8 +19,8 @@ async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: the database answers")
-async def readyz(store: StoreDep) -> JSONResponse:
+@router.get("/readyz", summary="Readiness: the database answers (and the MQTT broker, where this worker ingests)")
+async def readyz(store: StoreDep, request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         await run_in_threadpool(store.ping)
@@ -28,6 +28,11 @@ async def readyz(store: StoreDep) -> JSONResponse:
     except StoreUnavailable as exc:
         checks["database"] = f"unavailable: {exc.message}"
         return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    mqtt = getattr(getattr(request.app.state, "live", None), "mqtt", None)
+    if mqtt is not None:  # this worker consumes MQTT (live layers): it is ready when connected
+        checks["mqtt"] = "ok" if mqtt.connected.is_set() else "disconnected"
+        if checks["mqtt"] != "ok":
+            return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
     return JSONResponse({"status": "ok", "checks": checks, "backend": store.dialect.name})
 
 

@@ -1,0 +1,309 @@
+"""The live-layer publish/subscribe hub.
+
+Everything that changes on a live layer — a device reading, an event opened by an
+alarm — is one *change* ``{"op": "add"|"update"|"remove", "layer": str, "feature":
+GeoJSON Feature}``, published with :meth:`Hub.publish`. Every subscriber (a WebSocket
+or SSE client) has its own bounded queue:
+
+* **coalesce**: a change to a feature still waiting in the queue replaces it (the
+  client only needs the latest state of each feature);
+* **drop oldest**: when the queue holds ``maxsize`` different features, the oldest
+  one is dropped (counted in ``twin_live_hub_dropped_total``).
+
+So a slow or stalled client never blocks ingest or other clients, and its memory is
+bounded. Publishing never waits for a subscriber.
+
+Backends (``TWIN_HUB_URL``): in-process for one worker; ``redis://…`` (pub/sub) or
+``nats://…`` so every worker of ``twin serve --workers N`` and every host sees every
+change. With a shared backend, :meth:`Hub.publish` sends the change out and every
+worker (the publishing one included) delivers it to its own subscribers when it comes
+back, so all workers see one order.
+
+Subscriptions filter by layer and bbox (CRS84 lon/lat). A feature that moves out of a
+subscriber's bbox reaches it as ``remove``; one that enters it as ``add``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger("twin.live.hub")
+
+Change = dict[str, Any]
+BBox = tuple[float, float, float, float]
+
+DROPPED = Counter("twin_live_hub_dropped_total", "Changes dropped from full subscriber queues (oldest first)")
+COALESCED = Counter("twin_live_hub_coalesced_total", "Changes merged into a queued change of the same feature")
+PUBLISHED = Counter("twin_live_hub_delivered_total", "Changes delivered by the hub to this worker", ["layer"])
+SUBSCRIBERS = Gauge("twin_live_subscribers", "Open live-stream subscribers in this worker")
+
+
+def feature_key(change: Change) -> tuple[str, str]:
+    return change["layer"], str(change["feature"].get("id"))
+
+
+def feature_bounds(feature: dict[str, Any]) -> BBox | None:
+    """Bounds of a GeoJSON feature's geometry (points fast, other shapes through shapely)."""
+    geom = feature.get("geometry")
+    if not geom:
+        return None
+    if geom.get("type") == "Point":
+        x, y = geom["coordinates"][:2]
+        return (float(x), float(y), float(x), float(y))
+    import shapely.geometry
+
+    b = shapely.geometry.shape(geom).bounds
+    return None if any(np.isnan(b)) else (b[0], b[1], b[2], b[3])
+
+
+class Subscription:
+    """One subscriber's filter and bounded, coalescing queue. Thread-safe on the producer side;
+    consumed from the asyncio loop it was created in."""
+
+    def __init__(self, layers: Iterable[str] | None, bbox: BBox | None, maxsize: int,
+                 loop: asyncio.AbstractEventLoop | None = None):
+        self.layers: frozenset[str] | None = frozenset(layers) if layers else None
+        self.bbox = bbox
+        self.maxsize = maxsize
+        self.dropped = 0
+        self.coalesced = 0
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[tuple[str, str], Change] = OrderedDict()
+        self._loop = loop
+        self._event = asyncio.Event() if loop is not None else None
+        self._signalled = False
+        self.closed = False
+
+    # -- producer side -------------------------------------------------------------------
+    def offer(self, changes: Sequence[Change]) -> None:
+        """Queue ``changes`` (already filtered for this subscriber): coalesce, then drop oldest."""
+        wake = False
+        with self._lock:
+            for ch in changes:
+                key = feature_key(ch)
+                old = self._pending.get(key)
+                if old is not None:
+                    self.coalesced += 1
+                    COALESCED.inc()
+                    if old["op"] == "add" and ch["op"] == "remove":
+                        del self._pending[key]  # never seen by the client: nothing to remove
+                        continue
+                    if old["op"] == "add":
+                        ch = {**ch, "op": "add"}
+                    self._pending[key] = ch
+                    continue
+                if len(self._pending) >= self.maxsize:
+                    self._pending.popitem(last=False)
+                    self.dropped += 1
+                    DROPPED.inc()
+                self._pending[key] = ch
+            if self._pending and not self._signalled:
+                self._signalled = wake = True
+        if wake and self._loop is not None and self._event is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._event.set)
+            except RuntimeError:  # loop closed: the subscriber is gone
+                self.closed = True
+
+    # -- consumer side -------------------------------------------------------------------
+    def drain(self, max_items: int | None = None) -> list[Change]:
+        with self._lock:
+            n = len(self._pending) if max_items is None else min(max_items, len(self._pending))
+            out = [self._pending.popitem(last=False)[1] for _ in range(n)]
+            if not self._pending:
+                self._signalled = False
+            return out
+
+    async def next_batch(self, max_items: int = 500, timeout: float | None = None) -> list[Change]:
+        """Wait for changes (at most ``timeout`` seconds) and take up to ``max_items``; ``[]`` after a timeout
+        or a :meth:`wake`."""
+        assert self._event is not None, "subscription has no event loop"
+        self._event.clear()
+        batch = self.drain(max_items)
+        if batch:
+            return batch
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return []
+        return self.drain(max_items)  # may be [] when woken by wake()
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def wake(self) -> None:
+        """Wake the consumer even with nothing queued (it has something else to do)."""
+        if self._loop is not None and self._event is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def reset(self, layers: Iterable[str] | None, bbox: BBox | None) -> None:
+        """Move the subscription (a new snapshot follows); queued changes are forgotten."""
+        with self._lock:
+            self.layers = frozenset(layers) if layers else None
+            self.bbox = bbox
+            self._pending.clear()
+            self._signalled = False
+
+
+class Hub:
+    """Publish/subscribe of live changes within one worker, optionally joined to others by a backend."""
+
+    def __init__(self, queue_size: int = 2000):
+        self.queue_size = queue_size
+        self._subs: list[Subscription] = []
+        self._subs_lock = threading.Lock()
+        self._positions: dict[tuple[str, str], BBox | None] = {}  # last known bounds per feature
+        self._deliver_lock = threading.Lock()
+        self._listeners: list[Callable[[list[Change]], None]] = []
+
+    # -- publishing ------------------------------------------------------------------------
+    def publish(self, layer: str, change: Change) -> None:
+        """Publish one change on ``layer`` (the interface other live modules use)."""
+        self.publish_many([{**change, "layer": layer}])
+
+    def publish_many(self, changes: list[Change]) -> None:
+        if changes:
+            self._send(changes)
+
+    def _send(self, changes: list[Change]) -> None:
+        """In-process: deliver at once. Shared backends override this and deliver on receipt."""
+        self.deliver(changes)
+
+    def remember(self, changes: list[Change]) -> None:
+        """Record where features are without delivering (the state a worker starts from), so their
+        first change reaches bbox subscribers as ``update``, not ``add``."""
+        with self._deliver_lock:
+            for ch in changes:
+                self._positions[feature_key(ch)] = feature_bounds(ch["feature"])
+
+    def add_listener(self, fn: Callable[[list[Change]], None]) -> None:
+        """Call ``fn(changes)`` for every delivered batch (the live state keeps itself current so)."""
+        self._listeners.append(fn)
+
+    # -- delivery --------------------------------------------------------------------------
+    def deliver(self, changes: list[Change]) -> None:
+        """Hand ``changes`` to this worker's listeners and matching subscribers (vectorised filter)."""
+        if not changes:
+            return
+        with self._deliver_lock:
+            n = len(changes)
+            new_b = np.full((n, 4), np.nan)
+            old_b = np.full((n, 4), np.nan)
+            layers = np.empty(n, dtype=object)
+            removes = np.zeros(n, dtype=bool)
+            for i, ch in enumerate(changes):
+                key = feature_key(ch)
+                layers[i] = key[0]
+                prev = self._positions.get(key)
+                if prev is not None:
+                    old_b[i] = prev
+                if ch["op"] == "remove":
+                    removes[i] = True
+                    self._positions.pop(key, None)
+                    if prev is not None:
+                        new_b[i] = prev
+                else:
+                    b = feature_bounds(ch["feature"])
+                    self._positions[key] = b
+                    if b is not None:
+                        new_b[i] = b
+                PUBLISHED.labels(key[0]).inc()
+            for fn in self._listeners:
+                try:
+                    fn(changes)
+                except Exception:  # a broken listener must not stop the stream
+                    log.exception("live listener failed")
+            with self._subs_lock:
+                subs = list(self._subs)
+            for sub in subs:
+                self._offer_filtered(sub, changes, layers, new_b, old_b, removes)
+
+    @staticmethod
+    def _offer_filtered(sub: Subscription, changes: list[Change], layers: np.ndarray, new_b: np.ndarray,
+                        old_b: np.ndarray, removes: np.ndarray) -> None:
+        if sub.closed:
+            return
+        mask = np.ones(len(changes), dtype=bool)
+        if sub.layers is not None:
+            mask &= np.isin(layers, list(sub.layers))
+        if sub.bbox is None:
+            idx = np.flatnonzero(mask)
+            if idx.size:
+                sub.offer([changes[i] for i in idx])
+            return
+        minx, miny, maxx, maxy = sub.bbox
+        with np.errstate(invalid="ignore"):
+            now_in = (new_b[:, 0] <= maxx) & (new_b[:, 2] >= minx) & (new_b[:, 1] <= maxy) & (new_b[:, 3] >= miny)
+            was_in = (old_b[:, 0] <= maxx) & (old_b[:, 2] >= minx) & (old_b[:, 1] <= maxy) & (old_b[:, 3] >= miny)
+        now_in &= ~removes
+        out: list[Change] = []
+        for i in np.flatnonzero(mask & (now_in | was_in)):
+            ch = changes[i]
+            if removes[i]:
+                out.append(ch)
+            elif now_in[i] and not was_in[i]:
+                out.append({**ch, "op": "add"})
+            elif was_in[i] and not now_in[i]:
+                out.append({**ch, "op": "remove"})
+            else:
+                out.append(ch)
+        if out:
+            sub.offer(out)
+
+    # -- subscribers -----------------------------------------------------------------------
+    def subscribe(self, layers: Iterable[str] | None = None, bbox: BBox | None = None,
+                  loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
+        sub = Subscription(layers, bbox, self.queue_size, loop)
+        with self._subs_lock:
+            self._subs.append(sub)
+        SUBSCRIBERS.inc()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.closed = True
+        with self._subs_lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+                SUBSCRIBERS.dec()
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._subs_lock:
+            return len(self._subs)
+
+    def start(self) -> None:
+        """Connect the backend (nothing to do in-process)."""
+
+    def close(self) -> None:
+        with self._subs_lock:
+            for sub in self._subs:
+                sub.closed = True
+                SUBSCRIBERS.dec()
+            self._subs.clear()
+
+
+def make_hub(url: str | None, channel: str = "twin.live", queue_size: int = 2000) -> Hub:
+    """The hub for ``TWIN_HUB_URL``: in-process (None), ``redis://…`` or ``nats://…``."""
+    if not url:
+        return Hub(queue_size)
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        from layers.hub_backends import RedisHub
+
+        return RedisHub(url, channel, queue_size)
+    if scheme in ("nats", "tls"):
+        from layers.hub_backends import NatsHub
+
+        return NatsHub(url, channel, queue_size)
+    from twin.errors import InvalidParameter
+
+    raise InvalidParameter(f"TWIN_HUB_URL must start with redis:// or nats://, not {url!r}")

@@ -1,0 +1,144 @@
+"""MQTT ingest (paho-mqtt 2): topics ``{prefix}/{layer}/{device_code}``, QoS 1, persistent session.
+
+* **Nothing lost while twin is down**: the client connects with a fixed client id
+  (``TWIN_MQTT_CLIENT_ID``) and ``clean_session=False`` and subscribes at QoS 1, so the
+  broker keeps every QoS 1 message published while twin is away and hands them over
+  when it reconnects (Mosquitto caps that queue with ``max_queued_messages``, 1000 by
+  default; ``run.sh`` starts its broker with a larger one).
+* **Reconnect with backoff**: paho reconnects by itself, waiting 1 s doubling to 30 s.
+* **Never a crashed consumer**: a bad message is counted (``twin_live_rejected_total``)
+  and logged; the network thread only queues messages, a worker thread validates them
+  and accepts them in batches (one hub delivery per batch, not per reading).
+
+Acknowledgement: paho acknowledges a message when it has been queued here, so a twin
+process killed within ``TWIN_LIVE_FLUSH_S`` of a reading can lose that reading's
+history row (the broker's restart and twin's restart lose nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import Counter, Gauge
+
+from layers.readings import ReadingRejected, UnknownDevice, decode_payload
+from twin.errors import LayerNotFound
+
+if TYPE_CHECKING:
+    from layers.service import LiveService
+
+log = logging.getLogger("twin.live.mqtt")
+
+CONNECTED = Gauge("twin_live_mqtt_connected", "1 while the MQTT ingest is connected to the broker")
+CONNECTS = Counter("twin_live_mqtt_connects_total", "Successful (re)connections to the broker")
+BATCH = 1000
+QUEUE_MAX = 50_000
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
+    u = urlsplit(url)
+    if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"TWIN_MQTT_URL must be mqtt://host:port, not {url!r}")
+    tls = u.scheme in ("mqtts", "ssl")
+    return u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883), u.username, u.password, tls
+
+
+class MqttIngest:
+    def __init__(self, service: LiveService, settings: Any):
+        self.service = service
+        self.prefix = settings.mqtt_topic_prefix.rstrip("/")
+        self.host, self.port, user, password, tls = parse_mqtt_url(settings.mqtt_url)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
+                                  clean_session=False, protocol=mqtt.MQTTv311)
+        if user:
+            self.client.username_pw_set(user, password)
+        if tls:
+            self.client.tls_set()
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        # bounded: when ingest falls behind, paho's thread blocks here, stops reading the socket and
+        # the broker holds the rest (QoS 1) instead of this process growing without limit
+        self._q: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=QUEUE_MAX)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="twin-live-mqtt-ingest", daemon=True)
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        self._worker.start()
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()  # paho's network thread; it retries the first connection too
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._stop.set()
+        self._worker.join(timeout=10)
+        CONNECTED.set(0)
+
+    # -- paho callbacks (network thread) -----------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        client.subscribe(f"{self.prefix}/+/+", qos=1)
+        CONNECTED.set(1)
+        CONNECTS.inc()
+        self.connected.set()
+        log.info("MQTT ingest connected to %s:%d (session present: %s)", self.host, self.port,
+                 getattr(flags, "session_present", None))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        CONNECTED.set(0)
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT broker connection lost (%s); reconnecting with backoff", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._q.put((msg.topic, bytes(msg.payload)))
+
+    # -- worker thread ----------------------------------------------------------------------
+    def _work(self) -> None:
+        from layers.service import REJECTED
+
+        while not (self._stop.is_set() and self._q.empty()):
+            try:
+                items = [self._q.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(items) < BATCH:
+                try:
+                    items.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            parsed = []
+            for topic, payload in items:
+                try:
+                    layer, code = self._topic(topic)
+                    self.service.check_layer(layer)
+                    parsed.append(self.service.parse(layer, code, decode_payload(payload)))
+                except (ReadingRejected, UnknownDevice, LayerNotFound) as exc:
+                    REJECTED.labels(exc.code, "mqtt").inc()
+                    log.warning("refused MQTT message on %s: %s", topic[:120], exc.message)
+                except Exception:  # anything else: count it, keep consuming
+                    REJECTED.labels("internal_error", "mqtt").inc()
+                    log.exception("MQTT message on %s failed", topic[:120])
+            if parsed:
+                try:
+                    self.service.accept(parsed, "mqtt")
+                except Exception:
+                    log.exception("accepting %d MQTT readings failed", len(parsed))
+
+    def _topic(self, topic: str) -> tuple[str, str]:
+        parts = topic.split("/")
+        if len(parts) != 3 or parts[0] != self.prefix or not parts[1] or not parts[2]:
+            raise ReadingRejected(f"topic {topic[:120]!r} is not {self.prefix}/{{layer}}/{{device_id}}",
+                                  code="invalid_topic")
+        return parts[1], parts[2]

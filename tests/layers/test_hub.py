@@ -1,0 +1,120 @@
+"""The hub: coalescing bounded queues, bbox transitions, a stalled subscriber, shared backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from live_support import NATS_URL, REDIS_URL, unique
+
+from layers.hub import Hub, make_hub
+
+
+def change(fid: str, lon: float, lat: float, v: float = 0.0, layer: str = "devices", op: str = "update") -> dict:
+    return {"op": op, "layer": layer,
+            "feature": {"type": "Feature", "id": fid, "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                        "properties": {"v": v}}}
+
+
+def test_queued_changes_of_one_feature_coalesce_to_the_latest() -> None:
+    hub = Hub(queue_size=10)
+    sub = hub.subscribe()
+    for v in range(5):
+        hub.publish("devices", change("A", 1, 1, v))
+    hub.publish("devices", change("B", 1, 1, 9))
+    got = sub.drain()
+    assert [(c["feature"]["id"], c["feature"]["properties"]["v"]) for c in got] == [("A", 4.0), ("B", 9.0)]
+    assert sub.coalesced == 4 and sub.dropped == 0
+
+
+def test_full_queue_drops_the_oldest_feature_and_counts_it() -> None:
+    hub = Hub(queue_size=3)
+    sub = hub.subscribe()
+    for i in range(5):
+        hub.publish("devices", change(f"F{i}", 1, 1))
+    assert [c["feature"]["id"] for c in sub.drain()] == ["F2", "F3", "F4"]
+    assert sub.dropped == 2
+
+
+def test_stalled_subscriber_never_blocks_publishing_or_other_subscribers() -> None:
+    hub = Hub(queue_size=100)
+    stalled = hub.subscribe()  # never read
+    fresh = hub.subscribe()
+    t0 = time.perf_counter()
+    for i in range(20_000):
+        hub.publish("devices", change(f"F{i % 500}", 1, 1, i))
+        if i % 1000 == 999:
+            assert len(fresh.drain()) > 0
+    assert time.perf_counter() - t0 < 20
+    assert stalled.pending_count() == 100  # bounded
+    assert stalled.dropped + stalled.coalesced == 20_000 - 100  # every change queued, merged or dropped
+    left = fresh.drain()
+    assert {c["feature"]["properties"]["v"] for c in left} <= set(range(19_000, 20_000))
+
+
+def test_bbox_filter_turns_moves_into_add_and_remove() -> None:
+    hub = Hub()
+    sub = hub.subscribe(["devices"], (0, 0, 10, 10))
+    hub.publish("devices", change("car", 20, 20))  # outside: nothing
+    assert sub.drain() == []
+    hub.publish("devices", change("car", 5, 5))  # enters
+    hub.publish("cameras", change("cam", 5, 5))  # other layer
+    got = sub.drain()
+    assert [(c["op"], c["feature"]["id"]) for c in got] == [("add", "car")]
+    hub.publish("devices", change("car", 6, 6))
+    assert [c["op"] for c in sub.drain()] == ["update"]
+    hub.publish("devices", change("car", 30, 30))  # leaves
+    assert [c["op"] for c in sub.drain()] == ["remove"]
+    hub.publish("devices", change("car", 30, 30, op="remove"))
+    assert sub.drain() == []
+
+
+def test_subscriber_moved_to_another_bbox_gets_changes_there_only() -> None:
+    hub = Hub()
+    sub = hub.subscribe(None, (0, 0, 1, 1))
+    sub.reset(["devices"], (10, 10, 11, 11))
+    hub.publish("devices", change("a", 0.5, 0.5))
+    hub.publish("devices", change("b", 10.5, 10.5))
+    assert [c["feature"]["id"] for c in sub.drain()] == ["b"]
+
+
+def test_async_consumer_wakes_on_publish_from_another_thread() -> None:
+    async def main() -> list:
+        hub = Hub()
+        sub = hub.subscribe(loop=asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, lambda: loop.run_in_executor(None, hub.publish, "devices", change("x", 0, 0)))
+        return await sub.next_batch(timeout=5)
+
+    got = asyncio.run(main())
+    assert [c["feature"]["id"] for c in got] == ["x"]
+
+
+@pytest.mark.parametrize("url", [REDIS_URL, NATS_URL], ids=["redis", "nats"])
+def test_shared_backend_delivers_a_change_published_by_one_hub_to_another(url: str) -> None:
+    channel = unique("twin.test.live")
+    a, b = make_hub(url, channel), make_hub(url, channel)
+    a.start()
+    b.start()
+    try:
+        sa, sb = a.subscribe(), b.subscribe()
+        a.publish("devices", change("x", 1, 2, 7))
+        deadline = time.time() + 10
+        got_a, got_b = [], []
+        while time.time() < deadline and not (got_a and got_b):
+            got_a += sa.drain()
+            got_b += sb.drain()
+            time.sleep(0.02)
+        assert [c["feature"]["properties"]["v"] for c in got_b] == [7.0]
+        assert [c["feature"]["id"] for c in got_a] == ["x"]  # the publisher sees it too, in the shared order
+    finally:
+        a.close()
+        b.close()
+
+
+def test_unknown_hub_url_is_refused() -> None:
+    from twin.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter):
+        make_hub("amqp://x")
