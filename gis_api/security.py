@@ -40,6 +40,10 @@ def principal(request: Request) -> Principal:
     if cached is not None:
         return cached
     header = request.headers.get("authorization") or ""
+    if not header and request.scope.get("type") == "websocket":
+        # browsers cannot set headers on a WebSocket: the token may come as ?access_token=
+        query_token = request.query_params.get("access_token")
+        header = f"Bearer {query_token}" if query_token else ""
     if not header:
         found = anonymous(request)
     else:
@@ -88,7 +92,8 @@ def policy(request: Request) -> Policy:
 def _deny(request: Request, who: Principal, layer: str, permission: str) -> None:
     try:
         audit.record(request.app.state.store, who.subject, f"deny.{permission}", "denied",
-                     target=f"{request.method} {request.url.path}"[:256], client=client_address(request),
+                     target=f"{getattr(request, 'method', 'WS')} {request.url.path}"[:256],
+                     client=client_address(request),
                      detail={"layer": layer})
     except Exception:  # noqa: BLE001 - an unreachable audit table must not turn a 403 into a 500
         pass
@@ -195,3 +200,17 @@ def field_visible(request: Request, layer: str, field: str) -> None:
     who = authorize(request, layer, "read")
     if field in hidden_fields(request, layer):
         _deny(request, who, f"{layer}.{field}", "read")
+
+
+def stream_layers(request: Request, names: list[str] | None, all_names: Iterable[str]) -> list[str]:
+    """Live layers a stream may carry for the caller (``live`` permission): the default (None)
+    becomes the permitted ones; a named layer the caller may not stream is a 401/403."""
+    if names is None:
+        pol, who = policy(request), principal(request)
+        allowed = [n for n in all_names if pol.can(who.roles, n, "live")]
+        if not allowed:
+            _deny(request, who, ",".join(all_names), "live")
+        return allowed
+    for n in names:
+        authorize(request, n, "live")
+    return names

@@ -1,4 +1,4 @@
-"""Reading history and latest state in the database (tables of migration ``0005_live``).
+"""Reading history and latest state in the database (tables of migration ``0007_live``).
 
 Readings are written in batches by a :class:`HistoryWriter` thread (one multi-row
 ``INSERT`` per flush, plus the latest state per device), never one statement per

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gis_api.deps import SettingsDep
 from gis_api.responses import JSONResponse
-from gis_api.routers.imports import require_admin
+from gis_api.security import authorize, stream_layers
 from layers.history import aggregate, history
 from layers.hub import BBox, Subscription
 from layers.readings import ReadingRejected
@@ -112,7 +112,7 @@ async def live_sse(
     layers: Annotated[str | None, Query(description="comma-separated live layers (default all)")] = None,
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84)")] = None,
 ) -> StreamingResponse:
-    names, box = parse_layers(layers), parse_live_bbox(bbox)
+    names, box = stream_layers(request, parse_layers(layers), STREAM_LAYERS), parse_live_bbox(bbox)
     sub = live.hub.subscribe(names, box, asyncio.get_running_loop())
     stream_id = uuid.uuid4().hex
     streams: dict[str, tuple[Subscription, asyncio.Event]] = request.app.state.live_sse_streams
@@ -156,7 +156,7 @@ async def sse_subscribe(request: Request, stream: str, body: SubscribeBody) -> J
     if found is None:
         raise FeatureNotFound(f"no open stream {stream[:40]!r} in this worker")
     sub, resnap = found
-    names = parse_layers(",".join(body.layers)) if body.layers else None
+    names = stream_layers(request, parse_layers(",".join(body.layers)) if body.layers else None, STREAM_LAYERS)
     sub.reset(names, parse_live_bbox(body.bbox))
     resnap.set()
     sub.wake()
@@ -167,14 +167,15 @@ async def sse_subscribe(request: Request, stream: str, body: SubscribeBody) -> J
     "/live/{layer}/features",
     summary="Ingest one reading or a list of readings (authenticated)",
     description="Body: one reading object with `id` (the device code) or a list of them, as the MQTT payload. "
-    "Needs `Authorization: Bearer <TWIN_ADMIN_TOKEN>`. All or nothing: if any reading is refused, none is "
+    "Needs a bearer token whose roles may write the layer (or TWIN_ADMIN_TOKEN). All or nothing: if any reading is refused, none is "
     "stored and the answer lists every refused one in `detail`.",
-    dependencies=[Depends(require_admin)],
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "oneOf": [LiveReading.model_json_schema(), {"type": "array", "items": LiveReading.model_json_schema()}]
     }}}}},
 )
 async def ingest(request: Request, layer: str, live: LiveDep, settings: SettingsDep) -> JSONResponse:
+    live.check_layer(layer)
+    authorize(request, layer, "write")
     raw = await request.body()
     if len(raw) > settings.live_max_batch * 2048:
         raise ReadingRejected(f"body of {len(raw)} bytes is too large for {settings.live_max_batch} readings",
@@ -194,10 +195,12 @@ async def ingest(request: Request, layer: str, live: LiveDep, settings: Settings
             description="Every device (or camera, event) with its last reading, `status` (online/offline from "
             "heartbeats), `last_seen` and the metrics over their thresholds (`breaches`).")
 async def live_state(
-    layer: str, live: LiveDep,
+    request: Request, layer: str, live: LiveDep,
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84)")] = None,
 ) -> JSONResponse:
     names = parse_layers(layer) or []
+    for name in names:
+        authorize(request, name, "read")
     feats = [c["feature"] for c in live.snapshot(names, parse_live_bbox(bbox))]
     return JSONResponse(_collection(feats), media_type="application/geo+json")
 
@@ -206,11 +209,12 @@ async def live_state(
             description="`datetime` is an RFC 3339 instant or interval (`a/b`, `../b`, `a/..`). With `interval` "
             "(e.g. `15m`, `1h`, `PT1H`) the answer holds count/min/max/mean per metric and bucket instead of rows.")
 async def live_history(
-    layer: str, fid: str, live: LiveDep, settings: SettingsDep,
+    request: Request, layer: str, fid: str, live: LiveDep, settings: SettingsDep,
     datetime: Annotated[str | None, Query(description="RFC 3339 interval a/b")] = None,
     interval: Annotated[str | None, Query(description="aggregate per interval: 900, 15m, 1h, 1d, PT15M")] = None,
 ) -> JSONResponse:
     live.check_layer(layer)
+    authorize(request, layer, "read")
     if live.registry.get(layer, fid) is None:
         raise FeatureNotFound(f"no {layer} thing with code {fid[:80]!r}")
     start, end = parse_datetime_interval(datetime) if datetime else (None, None)
@@ -233,9 +237,9 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
     live: LiveService = ws.app.state.live
     await ws.accept()
     try:
-        names, box = parse_layers(layers), parse_live_bbox(bbox)
+        names, box = stream_layers(ws, parse_layers(layers), STREAM_LAYERS), parse_live_bbox(bbox)  # type: ignore[arg-type]
     except TwinError as exc:
-        await ws.send_bytes(orjson.dumps({"type": "error", "code": exc.code, "message": exc.message}))
+        await ws.send_text(orjson.dumps({"type": "error", "code": exc.code, "message": exc.message}).decode())
         await ws.close(code=1008)
         return
     await run_in_threadpool(live.ensure_started)
@@ -267,7 +271,8 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
                 lay = msg.get("layers")
                 if lay is not None and not (isinstance(lay, list) and all(isinstance(x, str) for x in lay)):
                     raise InvalidParameter("layers is a list of layer ids")
-                new_names = parse_layers(",".join(lay)) if lay else None
+                new_names = stream_layers(ws, parse_layers(",".join(lay)) if lay else None,  # type: ignore[arg-type]
+                                          STREAM_LAYERS)
                 new_box = parse_live_bbox(msg.get("bbox"))
             except (orjson.JSONDecodeError, TwinError) as exc:
                 code = getattr(exc, "code", "invalid_parameter")

@@ -63,7 +63,8 @@ def test_bad_readings_are_refused_counted_and_nothing_is_stored(live_client) -> 
         return 0.0
 
     before = rejected("invalid_value")
-    assert post(live_client, {"id": "DUST-W", "values": {"pm10": 1}}, headers={}).status_code == 401
+    assert post(live_client, {"id": "DUST-W", "values": {"pm10": 1}},
+                headers={"Authorization": "Bearer not-a-token"}).status_code == 401
     r = live_client.post("/live/devices/features", content=b"{not json", headers=auth())
     assert r.status_code == 400 and r.json()["code"] == "malformed_json"
     r = post(live_client, [{"id": "DUST-W", "values": {"pm10": 1}}, {"id": "DUST-E", "values": {"pm10": "x"}}])

@@ -175,3 +175,23 @@ def test_analyses_need_analyse_and_search_stays_in_readable_layers(public_client
                 if f["properties"]["layer"] == "pipelines"]
     assert c.get("/search", params={"q": code, "layers": "pipelines"}).status_code == 401
     assert c.get(f"/nearest?lon={cx}&lat={cy}&layer=pipelines").status_code == 401
+
+
+def test_live_streams_and_ingest_follow_the_roles(public_client):
+    c, tok = public_client, public_client.tokens
+    # public may stream devices and events, not cameras; may not ingest
+    assert c.get("/live/devices").status_code == 200
+    r = c.post("/live/devices/features", json={"id": "X", "values": {"pm10": 1}})
+    assert r.status_code == 401
+    r = c.post("/live/devices/features", json={"id": "X", "values": {"pm10": 1}}, headers=tok["planner"])
+    assert r.status_code == 403
+    with c.websocket_connect("/live/ws?layers=cameras") as ws:
+        msg = ws.receive_json()
+        assert msg["type"] == "error" and msg["code"] == "unauthorized"
+    with c.websocket_connect("/live/ws") as ws:  # the default: what the guest may stream
+        msg = ws.receive_json()
+        assert msg["type"] == "snapshot" and msg["layers"] == ["devices", "events"] or \
+            set(msg["layers"]) <= {"devices", "events"}
+    token = tok["operator"]["Authorization"].split()[1]
+    with c.websocket_connect(f"/live/ws?layers=cameras&access_token={token}") as ws:
+        assert ws.receive_json()["type"] == "snapshot"
