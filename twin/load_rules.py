@@ -181,31 +181,30 @@ class Context:
     storey_height_m: float
 
 
-def _floors_from_height(ctx: Context, i: int) -> int | None:
-    h = ctx.columns.get("height_m", [None] * (i + 1))[i]
-    if h is None or h <= 0:
-        return None
-    return max(1, round(h / ctx.storey_height_m))
+def _column(ctx: Context, name: str, rows: np.ndarray) -> list[Any]:
+    values = ctx.columns.get(name)
+    return [None] * len(rows) if values is None else [values[i] for i in rows.tolist()]
 
 
-def _height_from_floors(ctx: Context, i: int) -> float | None:
-    f = ctx.columns.get("floors", [None] * (i + 1))[i]
-    if f is None or f <= 0:
-        return None
-    return round(f * ctx.storey_height_m, 2)
+def _floors_from_height(ctx: Context, rows: np.ndarray) -> list[Any]:
+    return [None if h is None or h <= 0 else max(1, round(h / ctx.storey_height_m))
+            for h in _column(ctx, "height_m", rows)]
 
 
-def _geodesic_length(ctx: Context, i: int) -> float | None:
-    g = ctx.geoms[i]
-    return None if g is None else round(abs(_GEOD.geometry_length(g)), 2)
+def _height_from_floors(ctx: Context, rows: np.ndarray) -> list[Any]:
+    return [None if f is None or f <= 0 else round(f * ctx.storey_height_m, 2) for f in _column(ctx, "floors", rows)]
 
 
-def _geodesic_area(ctx: Context, i: int) -> float | None:
-    g = ctx.geoms[i]
-    return None if g is None else round(abs(_GEOD.geometry_area_perimeter(g)[0]), 1)
+def _geodesic_length(ctx: Context, rows: np.ndarray) -> list[Any]:
+    return [None if g is None else round(abs(_GEOD.geometry_length(g)), 2) for g in ctx.geoms[rows]]
 
 
-DERIVATIONS: dict[str, Callable[[Context, int], Any]] = {
+def _geodesic_area(ctx: Context, rows: np.ndarray) -> list[Any]:
+    return [None if g is None else round(abs(_GEOD.geometry_area_perimeter(g)[0]), 1) for g in ctx.geoms[rows]]
+
+
+#: rule name → function(context, row indices with an empty cell) → one value (or None) per row
+DERIVATIONS: dict[str, Callable[[Context, np.ndarray], list[Any]]] = {
     "floors_from_height": _floors_from_height,
     "height_from_floors": _height_from_floors,
     "geodesic_length": _geodesic_length,
@@ -228,10 +227,10 @@ def derive(layer: str, ctx: Context, n: int, counts: FillCounts) -> None:
     for rule in RULES.get(layer, {}).get("derive", []):
         col, fn = rule["column"], DERIVATIONS[rule["rule"]]
         values = ctx.columns.setdefault(col, [None] * n)
+        empty = np.flatnonzero(np.fromiter((v is None for v in values), bool, n))
         made = 0
-        for i in range(n):
-            if values[i] is None:
-                v = fn(ctx, i)
+        if len(empty):
+            for i, v in zip(empty.tolist(), fn(ctx, empty), strict=True):
                 if v is not None:
                     values[i] = v
                     made += 1
@@ -288,6 +287,10 @@ def make_codes(pattern: str | None, code_from: str | None, fields: dict[str, np.
             raise InvalidParameter(f"--code-from names field {code_from!r}, which the file does not have",
                                    detail={"source_fields": list(fields)})
         src = fields[real]
+    used: list[str] = []
+    if pattern is not None:
+        names = {re.split(r"[.\[]", f, maxsplit=1)[0] for _, f, _, _ in string.Formatter().parse(pattern) if f}
+        used = [k for k in fields if k in names]
     for i in range(n):
         if codes[i] is not None:
             continue
@@ -298,7 +301,7 @@ def make_codes(pattern: str | None, code_from: str | None, fields: dict[str, np.
             codes[i] = str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
             made += 1
         elif pattern is not None:
-            row = {k: _plain(a[i]) for k, a in fields.items()}
+            row = {k: _plain(fields[k][i]) for k in used}
             row["n"] = row_offset + i + 1
             row.setdefault("id", row["n"])
             try:
