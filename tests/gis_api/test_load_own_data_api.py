@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.gis_api.test_cli import run
-from tests.twin.test_load_own_data import make_pbf, write_gk_dem, write_geojson
+from tests.twin.test_load_own_data import make_pbf, write_geojson, write_gk_dem
 
 TOKEN = "test-admin-token"
 
