@@ -73,3 +73,10 @@ def test_cli_osm_preset_twin_round_trip_and_dem(tmp_path: Path):
     assert rep["source_crs"] == "EPSG:4528" and (home / "rasters" / "dem.tif").exists()
     again = run(home, "load", str(dem), "--raster", "dem", ok=False)
     assert again.returncode == 2 and "--mode replace" in again.stderr
+
+
+def test_openapi_documents_the_new_import_parameters(client):
+    op = client.get("/api/openapi.json").json()["paths"]["/collections/{layer}/import"]["post"]
+    params = {p["name"]: p for p in op["parameters"]}
+    for name in ("set", "code-from", "code-pattern", "preset", "where", "encoding"):
+        assert name in params and params[name]["description"], name

@@ -83,6 +83,28 @@ def test_parse_diameter(n, prefix, unit):
     assert parse_diameter(f"{n}X{n // 2 + 1}") == n
 
 
+@given(st.one_of(st.text(max_size=30), st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.none()))
+def test_parsers_never_raise_and_return_finite_positive_numbers_or_none(v):
+    for parse in (parse_length, parse_levels, parse_diameter):
+        out = parse(v)
+        assert out is None or (isinstance(out, (int, float)) and out == out and abs(out) != float("inf"))
+    lv = parse_levels(v)
+    assert lv is None or (isinstance(lv, int) and 0 < lv < 1000)
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8), st.integers(-10**6, 10**6)), min_size=1, max_size=20),
+       st.sampled_from(["C-{n}", "{f}", "X{f}-{n:04d}", "{f:>5}", "{id}"]))
+def test_code_patterns_fill_every_row_or_say_why(values, pattern):
+    from twin.load_rules import FillCounts, make_codes
+
+    fields = {"f": np.array(values, dtype=object)}
+    codes: list = [None] * len(values)
+    errors = make_codes(pattern, None, fields, len(values), 0, codes, FillCounts())
+    for i, c in enumerate(codes):
+        assert (c is None) == (i in errors)
+        assert c is None or isinstance(c, str)
+
+
 # --- defaults, codes, derivations -------------------------------------------------------
 
 
