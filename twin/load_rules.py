@@ -179,6 +179,7 @@ class Context:
     columns: dict[str, list[Any]]
     geoms: np.ndarray
     storey_height_m: float
+    mapped: frozenset[str] = frozenset()  # columns a source field feeds
 
 
 def _column(ctx: Context, name: str, rows: np.ndarray) -> list[Any]:
@@ -226,6 +227,8 @@ def derive(layer: str, ctx: Context, n: int, counts: FillCounts) -> None:
     """Run the layer's derivation rules over empty cells, in the order the rules list them."""
     for rule in RULES.get(layer, {}).get("derive", []):
         col, fn = rule["column"], DERIVATIONS[rule["rule"]]
+        if rule.get("unless_mapped") and col in ctx.mapped:
+            continue
         values = ctx.columns.setdefault(col, [None] * n)
         empty = np.flatnonzero(np.fromiter((v is None for v in values), bool, n))
         made = 0

@@ -460,7 +460,7 @@ def _fill_columns(src: SourceData, spec: LayerSpec, plan: FieldPlan, target: Tar
         values, errs = convert_column(raw, spec.table.c[col_name])
         errors.add_many(errs)
         columns[col_name] = values
-    ctx = Context(columns, geoms, settings.storey_height_m)
+    ctx = Context(columns, geoms, settings.storey_height_m, frozenset(plan.matches.values()))
     derive(spec.id, ctx, n, counts)
     if defaults:
         apply_defaults(defaults, columns, n, counts)

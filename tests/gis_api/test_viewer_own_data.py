@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gis_api.test_viewer_browser import ARGS, CHROMIUM, Visit
+from tests.gis_api.test_viewer_browser import ARGS, CHROMIUM, Visit, wait_for
 from tests.twin.test_load_own_data import make_pbf
 from twin.loader import load_preset
 
@@ -47,6 +47,7 @@ def test_only_osm_buildings_and_roads_no_failed_request(empty_store, tmp_path: P
                 assert west <= minx and east >= maxx and south <= miny and north >= maxy, "data not framed"
                 sources = v.eval("Object.keys(window.twinMap.getStyle().sources)")
                 assert "ortho" not in sources and "dem" not in sources, sources
+                wait_for(v.page, "document.querySelector('#layer-list input[data-layer]') !== null", 30)
                 listed = set(v.eval("[...document.querySelectorAll('#layer-list input[data-layer]')]"
                                     ".map(i => i.dataset.layer)"))
                 assert {"buildings", "roads"} <= listed and not listed & {"pipelines", "farmland", "grids"}, listed
