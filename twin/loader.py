@@ -213,7 +213,9 @@ def load_preset(
     """Load every target of ``preset`` that the file has (e.g. OSM buildings, roads, farmland) in ONE transaction.
 
     A target whose ``source_layer`` the file lacks is skipped, unless ``layers``
-    names it (then the whole file feeds it). Any failure writes nothing to any layer.
+    names it (then the whole file feeds it); a target with no matching feature
+    leaves its layer alone (even with ``mode="replace"``) and reports ``read=0``.
+    Any failure writes nothing to any layer.
     """
     p = Path(path)
     spec_preset = get_preset(preset)
@@ -230,7 +232,7 @@ def load_preset(
     for t in targets:
         _check_options(opts, t)
     with store.engine.begin() as conn:
-        return [_load_target(store, conn, p, replace(t), opts) for t in targets]
+        return [_load_target(store, conn, p, replace(t), opts, skip_empty=True) for t in targets]
 
 
 def _file_layers(p: Path) -> list[str]:
@@ -267,7 +269,8 @@ def _check_options(opts: _Options, target: Target) -> None:
         raise InvalidParameter("give code_from or code_pattern, not both")
 
 
-def _load_target(store: Any, conn: Any, p: Path, target: Target, opts: _Options) -> LoadReport:
+def _load_target(store: Any, conn: Any, p: Path, target: Target, opts: _Options,
+                 skip_empty: bool = False) -> LoadReport:
     t0 = time.perf_counter()
     spec = get_layer(target.layer)
     mode = opts.mode
@@ -278,6 +281,10 @@ def _load_target(store: Any, conn: Any, p: Path, target: Target, opts: _Options)
     stream = open_source(p, source_layer=source_layer, lon_field=opts.lon_field, lat_field=opts.lat_field,
                          where=where, encoding=opts.encoding, batch_rows=settings.load_batch_rows)
     src = stream.first
+    if src.count == 0 and skip_empty:
+        # a preset target the file has nothing for (an extract without farmland): leave that layer alone
+        return LoadReport(layer=spec.id, path=str(p), format=src.format, mode=mode, source_layer=src.layer_name,
+                          source_crs="", crs_origin="", read=0, written=0, preset=opts.preset, where=where)
     if src.count == 0 and mode == "replace":
         raise LoadFailed(f"{p.name!r} has no features; refusing to replace layer {spec.id!r} with nothing")
     fields = list(src.fields)

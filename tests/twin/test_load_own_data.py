@@ -240,6 +240,18 @@ def test_osm_pbf_buildings_roads_and_farmland_in_one_run(empty_store: SpatialSto
     assert reports["farmland"].derived["area_m2"] == 1
 
 
+def test_osm_replace_leaves_a_layer_the_extract_has_nothing_for(empty_store: SpatialStore, tmp_path: Path):
+    pbf = make_pbf(tmp_path)
+    load_preset(empty_store, pbf, "osm")
+    xml = (tmp_path / "extract.osm").read_text().replace('v="farmland"', 'v="meadow"')
+    (tmp_path / "extract.osm").write_text(xml)
+    subprocess.run(["osmium", "cat", str(tmp_path / "extract.osm"), "-o", str(pbf), "--overwrite"], check=True)
+    reports = {r.layer: r for r in load_preset(empty_store, pbf, "osm", mode="replace")}
+    assert (reports["farmland"].read, reports["farmland"].deleted) == (0, 0)
+    assert (reports["buildings"].deleted, reports["buildings"].written) == (3, 3)
+    assert empty_store.summary("farmland").count == 1
+
+
 def test_a_failing_osm_target_writes_no_layer(empty_store: SpatialStore, tmp_path: Path):
     pbf = make_pbf(tmp_path)
     load_preset(empty_store, pbf, "osm", layers=["roads"])
