@@ -413,3 +413,28 @@ def test_raster_without_crs_or_in_the_wrong_crs_is_refused(tmp_path: Path):
     assert not (tmp_path / "rasters" / "dem.tif").exists()
     report = load_raster(dem, "dem", tmp_path / "rasters", crs="EPSG:4528")
     assert report.crs_origin == "argument"
+
+
+def test_rgb_ortho_in_gauss_kruger_without_prefix(tmp_path: Path):
+    import rasterio
+    from rasterio.transform import from_origin
+    from rio_cogeo.cogeo import cog_validate
+
+    from twin.raster_load import load_raster
+
+    x0, y0 = Transformer.from_crs("EPSG:4326", "EPSG:4549", always_xy=True).transform(LON, LAT)
+    src = tmp_path / "ortho_gk.tif"
+    rgb = np.stack([np.full((48, 48), v, dtype="uint8") for v in (200, 120, 40)])
+    with rasterio.open(src, "w", driver="GTiff", width=48, height=48, count=3, dtype="uint8", crs="EPSG:4549",
+                       transform=from_origin(x0, y0, 0.5, 0.5)) as dst:
+        dst.write(rgb)
+    report = load_raster(src, "ortho", tmp_path / "rasters")
+    assert report.bands == 3 and report.source_crs == "EPSG:4549"
+    out = tmp_path / "rasters" / "ortho.tif"
+    assert cog_validate(str(out))[0]
+    with rasterio.open(out) as r:
+        assert r.crs.to_epsg() == 3857
+        mid = r.read(window=((r.height // 2, r.height // 2 + 1), (r.width // 2, r.width // 2 + 1)))
+        assert mid[:, 0, 0].tolist() == [200, 120, 40]
+    with pytest.raises(InvalidParameter, match="--mode replace"):
+        load_raster(src, "ortho", tmp_path / "rasters", replace=False)
