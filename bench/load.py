@@ -11,7 +11,7 @@ or height as text "12 m", or neither) to a GeoPackage once, then in the same run
 * **ogr2ogr**: the same file into a plain table of the same database
   (``-f PostgreSQL``, ``PG_USE_COPY``), no checks, no derivation: the floor.
 
-Wall time and peak RSS (``ru_maxrss`` of each child) are printed as a table and as
+Wall time and peak RSS (each child's ``VmHWM``) are printed as a table and as
 JSON (``bench/results/load-<rows>.json``). Numbers from a busy shared machine are
 indicative only.
 """
@@ -74,18 +74,30 @@ def ensure_db(pg: str, name: str) -> str:
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS MB of this child, stdout) — runs one child at a time so ru_maxrss is its own."""
+    """(seconds, peak RSS MB, stdout) of one child.
+
+    Peak RSS is the child's ``VmHWM`` from ``/proc``, polled every 20 ms (exec resets it, so
+    unlike ``ru_maxrss`` it does not include the memory of this Python process at fork time).
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        peak_kb = 0
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
         dt = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             sys.exit(f"{cmd[0]} failed: {err.read().decode()[-2000:]}")
-        return dt, usage.ru_maxrss / 1024, out.read().decode()
+        return dt, peak_kb / 1024, out.read().decode()
 
 
 def main() -> None:
