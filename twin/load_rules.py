@@ -262,13 +262,18 @@ class _Missing(dict):  # type: ignore[type-arg]
 def check_code_pattern(pattern: str, fields: list[str]) -> None:
     """Refuse a pattern naming a field the file does not have (``n`` and ``id`` always exist)."""
     try:
-        names = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+        parts = [(f, spec) for _, f, spec, _ in string.Formatter().parse(pattern) if f is not None]
     except ValueError as exc:
         raise InvalidParameter(f"code pattern {pattern!r} is malformed: {exc}") from None
+    if any("{" in (spec or "") for _, spec in parts):
+        raise InvalidParameter(f"code pattern {pattern!r}: no fields inside a format spec")
+    names = [f for f, _ in parts]
     if not names:
         raise InvalidParameter(f"code pattern {pattern!r} names no field; e.g. 'B-{{n:06d}}' or 'osm-{{osm_id}}'")
     for name in names:
-        base = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if "." in name or "[" in name or "!" in name:
+            raise InvalidParameter(f"code pattern {pattern!r}: only plain field names, like {{QDDH}} or {{n:06d}}")
+        base = name
         if base not in fields and base not in ("n", "id"):
             raise InvalidParameter(f"code pattern {pattern!r} names field {base!r}, which the file does not have",
                                    detail={"source_fields": fields})

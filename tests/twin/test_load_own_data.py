@@ -170,6 +170,8 @@ def test_bad_defaults_and_patterns_are_4xx_and_write_nothing(empty_store: Spatia
         load_file(empty_store, path, "buildings", defaults={"use": "x", "floors": "many"}, code_pattern="B{n}", **base)
     with pytest.raises(InvalidParameter, match="names field 'nope'"):
         load_file(empty_store, path, "buildings", defaults={"use": "x"}, code_pattern="B-{nope}", **base)
+    with pytest.raises(InvalidParameter, match="only plain field names"):
+        load_file(empty_store, path, "buildings", defaults={"use": "x"}, code_pattern="{h.__class__}", **base)
     with pytest.raises(InvalidParameter, match="not both"):
         load_file(empty_store, path, "buildings", defaults={"use": "x"}, code_pattern="B{n}", code_from="h", **base)
     assert empty_store.summary("buildings").count == 0
