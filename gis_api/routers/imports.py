@@ -36,7 +36,7 @@ def require_admin(settings: SettingsDep, authorization: Annotated[str | None, He
 
 @router.post(
     "/collections/{layer}/import",
-    summary="Load an uploaded GeoJSON, GeoPackage, zipped Shapefile or CSV into a layer",
+    summary="Load an uploaded GeoJSON, GeoPackage, zipped Shapefile, CSV, OSM (.osm/.pbf) or DXF into a layer",
     description="Send the file as the raw request body with its name in `filename` (the suffix picks "
     "the format). Needs `Authorization: Bearer <TWIN_ADMIN_TOKEN>`. One transaction: any error leaves "
     "the layer unchanged.",
