@@ -440,3 +440,12 @@ def test_rgb_ortho_in_gauss_kruger_without_prefix(tmp_path: Path):
         assert mid[:, 0, 0].tolist() == [200, 120, 40]
     with pytest.raises(InvalidParameter, match="--mode replace"):
         load_raster(src, "ortho", tmp_path / "rasters", replace=False)
+
+
+def test_gbk_survey_without_cpg_or_encoding_is_still_read_right(empty_store: SpatialStore, tmp_path: Path):
+    path = write_gbk_survey(tmp_path)
+    report = load_file(empty_store, path, "pipelines", preset="cjj61", code_pattern="{QDDH}-{ZDDH}")
+    assert report.written == 2
+    assert rows(empty_store, "pipelines")["RQ2-RQ3"]["owner"] == "苏州港华燃气"
+    with pytest.raises(InvalidParameter, match="unknown text encoding"):
+        load_file(empty_store, path, "pipelines", preset="cjj61", encoding="KLINGON", code_pattern="{n}")
