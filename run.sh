@@ -45,6 +45,7 @@ setup_python() {
 setup_spatialite() {
   apt_install libsqlite3-mod-spatialite
   apt_install fonts-wqy-microhei   # CJK font: map label glyphs (tiles/glyphs.py) and screenshots
+  apt_install osmium-tool gdal-bin # loading tests make .osm.pbf extracts (osmium); bench/load.py compares with ogr2ogr
 }
 
 setup_viewer() {

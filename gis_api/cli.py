@@ -198,18 +198,56 @@ def _start_demo_feed(settings, store) -> None:  # noqa: ANN001
           flush=True)
 
 
-def cmd_load(args: argparse.Namespace) -> int:
-    from twin.loader import load_file
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        col, sep, value = p.partition("=")
+        if not sep or not col.strip():
+            raise TwinError(f"--set takes column=value, not {p!r}", code="invalid_parameter")
+        out[col.strip()] = value
+    return out
 
+
+def _load_progress(path: Path):  # noqa: ANN202 - a callback (done, total) or None
+    """A tqdm bar on stderr (only when stderr is a terminal) as ``progress(done, total)``."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=path.name, unit=" rows", file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int | None) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    if args.raster:
+        return _load_raster(args)
     if args.format in ("epanet", "swmm"):
         return _load_network(args)
-    if not args.layer:
-        raise TwinError("--layer is required (except for --format epanet|swmm)", code="invalid_parameter")
+    from twin.loader import load_file, load_preset
+
     store = _store()
+    path = Path(args.file)
+    progress = _load_progress(path)
+    if args.layer is None:
+        if not args.preset:
+            raise TwinError("give --layer (or --preset to fill every layer the preset knows, or --raster)",
+                            code="invalid_parameter")
+        reports = load_preset(store, path, args.preset, crs=args.crs, mode=args.mode, on_invalid=args.on_invalid,
+                              max_rejects=args.max_rejects, encoding=args.encoding, progress=progress)
+        print(json.dumps([_jsonable(r) for r in reports], indent=2, ensure_ascii=False, default=str))
+        return 0
     report = load_file(
-        store, Path(args.file), args.layer, crs=args.crs, mapping=_parse_mapping(args.map or []),
+        store, path, args.layer, crs=args.crs, mapping=_parse_mapping(args.map or []),
         mode=args.mode, on_invalid=args.on_invalid, max_rejects=args.max_rejects,
         source_layer=args.source_layer, lon_field=args.lon_field, lat_field=args.lat_field,
+        defaults=_parse_sets(args.set or []), code_from=args.code_from, code_pattern=args.code_pattern,
+        where=args.where, encoding=args.encoding, preset=args.preset, progress=progress,
     )
     print(json.dumps(_jsonable(report), indent=2, ensure_ascii=False, default=str))
     return 0
@@ -226,6 +264,16 @@ def _load_network(args: argparse.Namespace) -> int:
     prefix = args.prefix or ("EP-" if args.format == "epanet" else "SW-")
     counts = load(_store(), Path(args.file), crs=args.crs, origin=origin, prefix=prefix)
     print(json.dumps(counts))
+    return 0
+
+
+def _load_raster(args: argparse.Namespace) -> int:
+    from twin.raster_load import load_raster
+
+    settings = _settings()
+    report = load_raster(Path(args.file), args.raster, settings.raster_dir, crs=args.crs, nodata=args.nodata,
+                         replace=args.mode == "replace")
+    print(json.dumps(_jsonable(report), indent=2, ensure_ascii=False, default=str))
     return 0
 
 
@@ -345,9 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=20261123)
     sm.set_defaults(func=cmd_sample)
 
-    ld = sub.add_parser("load", help="import GeoJSON, GeoPackage, Shapefile or CSV into a layer")
+    ld = sub.add_parser("load", help="import GeoJSON, GeoPackage, Shapefile, CSV, OSM (.osm/.pbf) or DXF into a "
+                        "layer, or a GeoTIFF as the dem/ortho raster")
     ld.add_argument("file")
-    ld.add_argument("--layer", help="target layer (not for --format epanet)")
+    ld.add_argument("--layer", help="target layer (omit with --preset to fill every layer the preset knows; not for --format epanet|swmm)")
     ld.add_argument("--format", choices=["auto", "epanet", "swmm"], default="auto",
                     help="epanet / swmm: a water (EPANET) or sewer (SWMM) .inp network into pipe_nodes + pipelines")
     ld.add_argument("--origin", help="epanet/swmm: lon,lat of the file's 0,0 when its coordinates are local metres")
@@ -360,6 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--source-layer", help="layer inside a GeoPackage")
     ld.add_argument("--lon-field")
     ld.add_argument("--lat-field")
+    ld.add_argument("--set", action="append", metavar="COL=VALUE", help="default for empty cells of a column")
+    ld.add_argument("--code-from", metavar="FIELD", help="make empty codes from a source field")
+    ld.add_argument("--code-pattern", metavar="PATTERN", help="make empty codes from a pattern, e.g. 'B-{n:06d}' "
+                    "({n}: row number, {id}: the id field or the row number, {FIELD}: any source field)")
+    ld.add_argument("--preset", help="load preset: osm, cjj61, twin (or your own in TWIN_PRESETS_DIR)")
+    ld.add_argument("--where", help="OGR SQL filter, e.g. \"Layer IN ('GXLINE')\" for a DXF")
+    ld.add_argument("--encoding", help="text encoding of a Shapefile without .cpg, e.g. GBK")
+    ld.add_argument("--raster", choices=["dem", "ortho"], help="load a GeoTIFF as this raster (COG, EPSG:3857)")
+    ld.add_argument("--nodata", type=float, help="raster nodata value when the file does not say")
     ld.set_defaults(func=cmd_load)
 
     ex = sub.add_parser("export", help="export a layer to GeoJSON or GeoPackage")

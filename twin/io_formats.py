@@ -1,6 +1,6 @@
-"""Reading vector files into columns: GeoJSON, GeoPackage, Shapefile (also zipped) and CSV.
+"""Reading vector files into columns: GeoJSON, GeoPackage, Shapefile (also zipped), CSV, OSM, DXF.
 
-Everything is read at once into arrays (no geopandas): one shapely geometry array
+A layer is read in batches of whole columns (no geopandas): one shapely geometry array
 and one numpy array per attribute field, so the loader can check and convert
 whole columns instead of looping over rows. Geometries are in the file's own CRS
 (x = easting / longitude, as files store them).
@@ -30,6 +30,9 @@ FORMATS = {
     ".shp": "Shapefile",
     ".zip": "Shapefile",
     ".csv": "CSV",
+    ".osm": "OSM",
+    ".pbf": "OSM",  # extract.osm.pbf
+    ".dxf": "DXF",
 }
 
 LON_NAMES = ("lon", "lng", "long", "longitude", "x", "经度", "东经")
@@ -54,6 +57,7 @@ class SourceData:
     crs: str | None
     row_errors: dict[int, str] = field(default_factory=dict)
     geometry_fields: tuple[str, ...] = ()
+    offset: int = 0  # row 0 of this batch is feature ``offset`` of the source
 
     @property
     def count(self) -> int:
@@ -76,29 +80,143 @@ def read_source(
     source_layer: str | None = None,
     lon_field: str | None = None,
     lat_field: str | None = None,
+    where: str | None = None,
+    encoding: str | None = None,
 ) -> SourceData:
     """Read ``path`` whole. Unreadable, truncated or corrupt files raise :class:`UnsupportedFormat`."""
+    stream = open_source(path, source_layer=source_layer, lon_field=lon_field, lat_field=lat_field, where=where,
+                         encoding=encoding, batch_rows=None)
+    return next(iter(stream.batches()))
+
+
+@dataclass
+class SourceStream:
+    """A source layer read in batches of ``batch_rows`` (``None``: all at once).
+
+    ``total`` is the feature count when the driver knows it cheaply (``None``
+    otherwise, e.g. OSM); each batch is a :class:`SourceData` whose row 0 is
+    feature ``offset`` of the (filtered) layer. The first batch is read when
+    the stream opens, so a file that cannot be read fails before anything is
+    written, and an empty layer still yields one empty batch.
+    """
+
+    path: Path
+    format: str
+    target: str
+    layer: str | None
+    where: str | None
+    encoding: str | None
+    batch_rows: int | None
+    total: int | None
+    first: SourceData
+    csv: bool = False
+
+    def batches(self):  # type: ignore[no-untyped-def]
+        yield self.first
+        if self.csv or self.batch_rows is None or self.first.count < self.batch_rows:
+            return
+        offset = self.first.count
+        while True:
+            batch = _read_ogr(self.path, self.format, self.target, self.layer, self.where, self.encoding,
+                              skip=offset, limit=self.batch_rows)
+            if batch.count == 0:
+                return
+            batch.offset = offset
+            yield batch
+            offset += batch.count
+            if batch.count < self.batch_rows:
+                return
+
+
+def open_source(
+    path: str | Path,
+    *,
+    source_layer: str | None = None,
+    lon_field: str | None = None,
+    lat_field: str | None = None,
+    where: str | None = None,
+    encoding: str | None = None,
+    batch_rows: int | None = None,
+) -> SourceStream:
+    """Open ``path`` for reading in batches (see :class:`SourceStream`).
+
+    ``where`` is an OGR SQL attribute filter (``building IS NOT NULL``,
+    ``Layer IN ('GX', 'GD')`` for a DXF); ``encoding`` overrides the text
+    encoding of a Shapefile (``GBK``) when it has no ``.cpg``. OSM files are read
+    whole (their driver cannot seek), other formats stream.
+    """
     p = Path(path)
     if not p.exists():
         raise LoadFailed(f"file not found: {p}")
     fmt = detect_format(p)
     if fmt == "CSV":
-        return _read_csv(p, lon_field=lon_field, lat_field=lat_field)
+        if where:
+            raise InvalidParameter("where applies to GIS files, not CSV")
+        first = _read_csv(p, lon_field=lon_field, lat_field=lat_field)
+        return SourceStream(p, fmt, str(p), None, None, None, None, first.count, first, csv=True)
     if lon_field or lat_field:
         raise InvalidParameter("lon_field/lat_field apply to CSV files only")
+    if encoding:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise InvalidParameter(f"unknown text encoding {encoding!r} (e.g. GBK, GB18030, UTF-8)") from None
     target = _zip_member(p, source_layer) if p.suffix.lower() == ".zip" else str(p)
     layer = None if p.suffix.lower() == ".zip" else _pick_layer(p, target, source_layer, fmt)
+    if fmt == "OSM":
+        batch_rows = None
+    total: int | None = None
+    if fmt != "OSM" and not where:
+        try:
+            n = int(pyogrio.read_info(target, layer=layer)["features"])
+            total = n if n >= 0 else None
+        except (DataSourceError, DataLayerError, OSError, RuntimeError, ValueError):
+            total = None
+    first = _read_ogr(p, fmt, target, layer, where, encoding, skip=0, limit=batch_rows)
+    return SourceStream(p, fmt, target, layer, where, encoding, batch_rows, total, first)
+
+
+def _read_ogr(p: Path, fmt: str, target: str, layer: str | None, where: str | None, encoding: str | None,
+              *, skip: int, limit: int | None) -> SourceData:
+    kwargs: dict[str, object] = {"datetime_as_string": True}
+    if where:
+        kwargs["where"] = where
+    if encoding:
+        kwargs["encoding"] = encoding
+    if skip:
+        kwargs["skip_features"] = skip
+    if limit:
+        kwargs["max_features"] = limit
     try:
-        meta, _fids, wkb, values = pyogrio.raw.read(target, layer=layer, datetime_as_string=True)
+        meta, _fids, wkb, values = pyogrio.raw.read(target, layer=layer, **kwargs)
     except (DataSourceError, DataLayerError, OSError, RuntimeError, ValueError) as exc:
+        if where and ("where" in str(exc).lower() or "sql" in str(exc).lower()):
+            raise InvalidParameter(f"the filter {where!r} is not valid for {p.name!r} ({_first_line(exc)})") from exc
         raise UnsupportedFormat(
             f"cannot read {p.name!r} as {fmt}: the file is truncated, corrupt or not {fmt} ({_first_line(exc)})"
         ) from exc
     geoms = shapely.from_wkb(wkb, on_invalid="ignore") if len(wkb) else np.array([], dtype=object)
     fields = {str(name): arr for name, arr in zip(meta["fields"], values, strict=True)}
-    if fmt == "Shapefile" and str(meta.get("encoding", "")).upper() in ("ISO-8859-1", "LATIN1"):
+    if not encoding and fmt == "Shapefile" and str(meta.get("encoding", "")).upper() in ("ISO-8859-1", "LATIN1"):
         _redecode_latin1(fields)
-    return SourceData(format=fmt, layer_name=layer, geometries=geoms, fields=fields, crs=meta.get("crs"))
+    if fmt == "OSM":
+        fields["osm_ref"] = _osm_refs(fields, layer)
+    return SourceData(format=fmt, layer_name=layer, geometries=geoms, fields=fields, crs=meta.get("crs"),
+                      offset=skip)
+
+
+def _osm_refs(fields: dict[str, np.ndarray], layer: str | None) -> np.ndarray:
+    """A unique OSM reference per feature: ``w123`` (way), ``r45`` (relation), ``n6`` (node).
+
+    GDAL puts a closed way's id in ``osm_way_id`` and a relation's in ``osm_id``
+    on the multipolygons layer; the other layers have ``osm_id`` only.
+    """
+    n = len(next(iter(fields.values()))) if fields else 0
+    ids = fields.get("osm_id", np.full(n, None, dtype=object))
+    ways = fields.get("osm_way_id", np.full(n, None, dtype=object))
+    kind = {"points": "n", "lines": "w", "multilinestrings": "r", "other_relations": "r"}.get(layer or "", "r")
+    return np.array([f"w{w}" if w is not None else (f"{kind}{i}" if i is not None else None)
+                     for i, w in zip(ids, ways, strict=True)], dtype=object)
 
 
 def _redecode_latin1(fields: dict[str, np.ndarray]) -> None:

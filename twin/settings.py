@@ -209,6 +209,13 @@ class TwinSettings(BaseSettings):
     live_max_history_rows: int = Field(
         default=200_000, ge=1, description="Most rows one history request reads (narrow the interval)."
     )
+    # --- loading a town's own data (twin/load_rules.py, twin/presets) ---
+    storey_height_m: float = Field(default=3.0, gt=0, le=20, description="Storey height used to derive a "
+                                   "building's height from its floors and floors from its height on load.")
+    presets_dir: Path | None = Field(default=None, description="Folder of your own load presets (*.json); "
+                                     "a preset there overrides a built-in one of the same name.")
+    load_batch_rows: int = Field(default=50_000, ge=100, description="Rows a streamed load reads and checks "
+                                 "at a time (bounds memory on large files).")
 
     @property
     def raster_dir(self) -> Path:

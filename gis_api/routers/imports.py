@@ -23,12 +23,12 @@ from twin.security import audit
 
 router = APIRouter(tags=["Import"])
 
-SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".csv"}  # a Shapefile comes zipped with its .shx/.dbf/.prj
+SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".csv", ".osm", ".pbf", ".dxf"}  # a Shapefile comes zipped with its .shx/.dbf/.prj
 
 
 @router.post(
     "/collections/{layer}/import",
-    summary="Load an uploaded GeoJSON, GeoPackage, zipped Shapefile or CSV into a layer",
+    summary="Load an uploaded GeoJSON, GeoPackage, zipped Shapefile, CSV, OSM (.osm/.pbf) or DXF into a layer",
     description="Send the file as the raw request body with its name in `filename` (the suffix picks "
     "the format). Needs a bearer token whose roles may write the layer (or TWIN_ADMIN_TOKEN). One "
     "transaction: any error leaves the layer unchanged. Every import is in the audit log.",
@@ -47,6 +47,16 @@ async def import_file(
     map: Annotated[list[str] | None, Query(description="Rename a source field: src=dst (repeatable)")] = None,
     lon_field: Annotated[str | None, Query(alias="lon-field")] = None,
     lat_field: Annotated[str | None, Query(alias="lat-field")] = None,
+    set_: Annotated[list[str] | None, Query(alias="set", description="Default for empty cells: column=value (repeatable), "
+                                          "e.g. use=unknown")] = None,
+    code_from: Annotated[str | None, Query(alias="code-from", description="Make empty codes from this "
+                                           "source field")] = None,
+    code_pattern: Annotated[str | None, Query(alias="code-pattern", description="Make empty codes from a "
+                                              "pattern, e.g. B-{n:06d} ({n}: row number; {FIELD}: a source field)")] = None,
+    preset: Annotated[str | None, Query(description="Load preset whose target for this layer maps the fields: "
+                                        "osm, cjj61, twin")] = None,
+    where: Annotated[str | None, Query(description="OGR SQL attribute filter, e.g. building IS NOT NULL")] = None,
+    encoding: Annotated[str | None, Query(description="Text encoding of a Shapefile without .cpg, e.g. GBK")] = None,
 ) -> JSONResponse:
     from twin.loader import load_file
 
@@ -57,6 +67,12 @@ async def import_file(
         if not sep or not src or not dst:
             raise InvalidParameter(f"map takes src=dst, not {pair!r}")
         mapping[src] = dst
+    defaults = {}
+    for pair in set_ or []:
+        col, sep, value = pair.partition("=")
+        if not sep or not col.strip():
+            raise InvalidParameter(f"set takes column=value, not {pair!r}")
+        defaults[col.strip()] = value
     suffix = Path(filename).suffix.lower()
     if suffix not in SUFFIXES:
         raise UnsupportedFormat(f"cannot load {filename!r}: use one of {sorted(SUFFIXES)}")
@@ -82,7 +98,8 @@ async def import_file(
         report = await run_in_threadpool(
             load_file, store, path, spec.id, crs=crs, mode=mode, on_invalid=on_invalid,
             max_rejects=max_rejects, source_layer=source_layer, mapping=mapping or None,
-            lon_field=lon_field, lat_field=lat_field,
+            lon_field=lon_field, lat_field=lat_field, defaults=defaults or None, code_from=code_from,
+            code_pattern=code_pattern, preset=preset, where=where, encoding=encoding,
         )
     body = report.to_dict()
     body["path"] = filename

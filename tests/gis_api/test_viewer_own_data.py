@@ -1,0 +1,59 @@
+"""A twin with only OpenStreetMap buildings and roads (no rasters, no other layers) in real headless
+Chromium: no failed request, the loaded extent is framed, the layer list shows only what has data."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.gis_api.test_viewer_browser import ARGS, CHROMIUM, Visit, wait_for
+from tests.twin.test_load_own_data import make_pbf
+from twin.loader import load_preset
+
+pytestmark = pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+
+
+def test_only_osm_buildings_and_roads_no_failed_request(empty_store, tmp_path: Path):
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from gis_api.app import create_app
+    from tests.conftest import _free_port
+    from twin.settings import TwinSettings
+
+    load_preset(empty_store, make_pbf(tmp_path), "osm", layers=["buildings", "roads"])
+    home = tmp_path / "home"  # no rasters in it: the style must not name dem/ortho
+    settings = TwinSettings(home=home, database_url=empty_store.engine.url.render_as_string(hide_password=False))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=empty_store), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            v = Visit(browser, f"http://127.0.0.1:{port}/")
+            try:
+                assert v.problems == [], v.problems
+                assert v.eval("window.twinViewer.errors") == []
+                west, south, east, north = v.eval("window.twinMap.getBounds().toArray().flat()")
+                minx, miny, maxx, maxy = empty_store.summary("buildings").extent
+                assert west <= minx and east >= maxx and south <= miny and north >= maxy, "data not framed"
+                sources = v.eval("Object.keys(window.twinMap.getStyle().sources)")
+                assert "ortho" not in sources and "dem" not in sources, sources
+                wait_for(v.page, "document.querySelector('#layer-list input[data-layer]') !== null", 30)
+                listed = set(v.eval("[...document.querySelectorAll('#layer-list input[data-layer]')]"
+                                    ".map(i => i.dataset.layer)"))
+                assert {"buildings", "roads"} <= listed and not listed & {"pipelines", "farmland", "grids"}, listed
+            finally:
+                v.close()
+                browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
