@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -32,7 +33,10 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         for start in getattr(app.state, "startup", ()):  # services that run in the background (live layers)
-            await run_in_threadpool(start)
+            try:
+                await run_in_threadpool(start)
+            except Exception as exc:  # noqa: BLE001 - a database or broker down at start: serve anyway
+                logging.getLogger("twin.api").warning("a background service did not start (retried on use): %s", exc)
         if getattr(app.state, "tiles", None) is not None:
             from gis_api.routers.tiles import start_background
 

@@ -239,4 +239,5 @@ class HistoryWriter:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=15)
+        if self._thread.ident is not None:  # never started when the service could not start
+            self._thread.join(timeout=15)

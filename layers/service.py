@@ -79,8 +79,8 @@ class LiveService:
         """Start once (the app's start-up calls it; so does first use, for apps run without a lifespan)."""
         with self._start_lock:
             if not self._started:
+                self.start(mqtt=mqtt)  # raises while the database is down: tried again on next use
                 self._started = True
-                self.start(mqtt=mqtt)
 
     def start(self, *, mqtt: bool = True) -> None:
         self.registry.load()

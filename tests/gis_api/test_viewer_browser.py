@@ -44,8 +44,16 @@ def wait_for(page, expression: str, timeout_s: float = 60.0) -> None:
     rightly forbids; ``evaluate`` goes through the DevTools protocol and is not affected.)"""
     import time
 
+    from playwright.sync_api import Error as PlaywrightError
+
     deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
+    while True:
+        try:
+            if page.evaluate(expression):
+                return
+        except PlaywrightError as exc:  # the page navigated (e.g. reloaded after a log-in): poll again
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
         time.sleep(0.1)
