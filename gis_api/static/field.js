@@ -244,6 +244,7 @@
       out.className = "ok";
       out.textContent = T("report.ok") + ": " + (f.properties.code || "#" + f.id);
       out.dataset.eventId = f.id;
+      out.dataset.eventCode = f.properties.code || "";
       $("description").value = "";
     } catch (err) {
       out.className = "bad";
