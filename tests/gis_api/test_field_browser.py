@@ -92,9 +92,9 @@ def wait_for(page, expression: str, timeout_s: float = 60.0) -> None:
 class Phone:
     """/field opened on a 360×800 zh-CN phone, every console error, failed request and 4xx/5xx kept."""
 
-    def __init__(self, browser, url: str, network: dict | None = None):
-        self.context = browser.new_context(locale="zh-CN", viewport=PHONE, device_scale_factor=2,
-                                           is_mobile=True, has_touch=True)
+    def __init__(self, browser, url: str, network: dict | None = None, *, locale: str = "zh-CN", **context):
+        self.context = browser.new_context(locale=locale, viewport=PHONE, device_scale_factor=2,
+                                           is_mobile=True, has_touch=True, **context)
         self.page = self.context.new_page()
         self.problems: list[str] = []
         self.page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
@@ -242,6 +242,42 @@ def test_a_tapped_point_shows_its_grid_and_the_nearest_devices_and_cameras(brows
         cameras = v.page.locator("#near-cameras li")
         assert cameras.count() >= 1 and "米" in cameras.first.inner_text()
         v.page.screenshot(path=str(_shots(tmp_path) / "field-where-am-i.png"), full_page=True)
+        assert v.problems == [], v.problems
+    finally:
+        v.close()
+
+
+def test_where_am_i_from_the_phones_position(browser, field_url, town_store):
+    point, device = _device_in_a_unit_grid(town_store)
+    v = Phone(browser, field_url, geolocation={"longitude": point.x, "latitude": point.y, "accuracy": 5},
+              permissions=["geolocation"])
+    try:
+        v.page.click("#locate-me")
+        wait_for(v.page, "(window.twinField.located || 0) >= 1", 20)
+        lon, lat = v.page.evaluate("window.twinField.here")
+        assert abs(lon - point.x) < 1e-9 and abs(lat - point.y) < 1e-9
+        assert v.page.is_visible("#grid dd[data-level=unit]")
+        assert (device.get("name") or device.get("code")) in v.page.locator("#near-devices li").first.inner_text()
+        # the map follows: the pin is in view
+        wait_for(v.page, "!window.twinMap.isMoving()", 20)
+        west, south, east, north = v.page.evaluate("window.twinMap.getBounds().toArray().flat()")
+        assert west < point.x < east and south < point.y < north
+        assert v.problems == [], v.problems
+    finally:
+        v.close()
+
+
+def test_english_on_an_english_phone_and_the_switch_back_to_chinese(browser, field_url):
+    v = Phone(browser, field_url, locale="en-US")
+    try:
+        assert v.page.evaluate("document.documentElement.lang") == "en"
+        text = v.page.inner_text("body")
+        assert "Search" in text and "Where am I" in text and "Report an event" in text, text
+        assert v.page.locator("#category option[value=garbage]").inner_text() == "Garbage dumped"
+        v.page.click("#lang")
+        v.page.wait_for_load_state("load")
+        wait_for(v.page, "window.twinField !== undefined && document.documentElement.lang === 'zh-CN'", 30)
+        assert "上报事件" in v.page.inner_text("body")
         assert v.problems == [], v.problems
     finally:
         v.close()
