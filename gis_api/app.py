@@ -80,6 +80,11 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         """The 3D scene (CesiumJS): terrain, the 3D Tiles tileset, picking."""
         return FileResponse(STATIC / "scene.html")
 
+    @app.get("/field", include_in_schema=False)
+    async def field() -> FileResponse:
+        """The phone page for field staff: search by name, where am I, report an event."""
+        return FileResponse(STATIC / "field.html")
+
     @app.get("/api/collections", include_in_schema=False)
     @app.get("/api/collections/{rest:path}", include_in_schema=False)
     @app.get("/api/conformance", include_in_schema=False)
