@@ -10,7 +10,7 @@
 
   let resolveReady, rejectReady;
   const ready = new Promise((res, rej) => { resolveReady = res; rejectReady = rej; });
-  window.twinViewer = { ready, errors: [] };
+  window.twinViewer = { ready, errors: [], base, cardExtras: [] };
 
   // The panel's groups: twin layer ids (vector source-layers) or raster source ids.
   const GROUPS = [
@@ -269,6 +269,12 @@
       table.append(tr);
     }
     card.hidden = false;
+    // extras by layer (media.js: a camera's video and view cone, a device's readings chart)
+    const extra = document.getElementById("card-extra");
+    extra.innerHTML = "";
+    for (const f of window.twinViewer.cardExtras) {
+      try { f(layer, props, extra); } catch (err) { window.twinViewer.errors.push(String(err)); }
+    }
   }
 
   start().catch((err) => {
