@@ -8,7 +8,7 @@
   const I = window.twinI18n;
   const V = window.twinViewer;
   const FLUSH_MS = 250;
-  const SOURCE = "twin-live";
+  const SOURCE = "live-stream";  // ("twin-live" is the style's vector source of the fast layers)
   const features = new Map();  // "layer/id" -> flattened GeoJSON feature
   const stats = { messages: 0, changes: 0, last: null, connected: false };
   let dirty = false;
@@ -152,5 +152,8 @@
     addLayers();
     renderCounters();
     connect(1000);
-  }).catch(() => { /* the map failed: viewer.js reports it */ });
+  }, () => { /* the map failed: viewer.js reports it */ }).catch((err) => {
+    V.errors.push("live: " + err);
+    console.error("twin live:", err);
+  });
 })();
