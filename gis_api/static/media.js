@@ -111,7 +111,7 @@
   }
 
   V.cardExtras.push((layer, props, box) => {
-    stopMedia();
+    stopMedia();  // a new card, or the card closed (layer null)
     const code = props.code;
     if (!code) return;
     if (layer === "cameras") {

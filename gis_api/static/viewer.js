@@ -129,6 +129,12 @@
     document.getElementById("toggle-3d").addEventListener("change", (ev) => {
       map.easeTo({ pitch: ev.target.checked ? 50 : 0 });
     });
+    document.getElementById("card-close").addEventListener("click", () => {
+      document.getElementById("card").hidden = true;
+      const extra = document.getElementById("card-extra");
+      for (const f of window.twinViewer.cardExtras) f(null, {}, extra);  // stops video, removes the cone
+      extra.innerHTML = "";
+    });
     document.getElementById("home").addEventListener("click", () => {
       if (window.twinViewer.home) map.fitBounds(window.twinViewer.home, { padding: 24, pitch: map.getPitch() });
     });

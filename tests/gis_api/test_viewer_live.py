@@ -174,6 +174,11 @@ def test_a_camera_card_plays_its_video_and_draws_its_cone(browser, live_viewer, 
         ring = cone["geometry"]["coordinates"][0]
         assert min(abs(x - lon) + abs(y - lat) for x, y in ring) < 1e-6  # apex at the camera
         v.page.screenshot(path=str(_shots(tmp_path) / "viewer-camera-video.png"))
+        # closing the card stops the video and takes the cone off the map
+        v.page.click("#card-close")
+        assert v.page.locator("#card").is_hidden()
+        assert v.eval("window.twinMedia.hls === null && document.querySelector('#card-video') === null")
+        wait_for(v.page, "window.twinMap.queryRenderedFeatures({layers: ['camera-cone-fill']}).length === 0", 10)
         assert v.problems == [], v.problems
     finally:
         v.close()
