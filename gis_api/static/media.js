@@ -24,7 +24,9 @@
     box.append(p);
   }
 
-  async function playCamera(code, box) {
+  async function playCamera(code, props, box) {
+    // a role that hides the stream URL (a guest) gets no play URLs either: don't ask in vain
+    if (!props.stream_url) { note(box, "card.no_video"); return; }
     const video = document.createElement("video");
     video.id = "card-video";
     video.muted = true;        // autoplay needs it
@@ -115,7 +117,7 @@
     const code = props.code;
     if (!code) return;
     if (layer === "cameras") {
-      playCamera(code, box).catch((err) => V.errors.push("video: " + err));
+      playCamera(code, props, box).catch((err) => V.errors.push("video: " + err));
       drawCone(code).catch((err) => V.errors.push("cone: " + err));
     } else if (layer === "devices") {
       chartDevice(code, box).catch((err) => V.errors.push("chart: " + err));
