@@ -66,7 +66,7 @@
     heading_deg: "朝向（度）", fov_deg: "视场角（度）", range_m: "可视距离（米）", stream_url: "视频流",
     dust_controlled: "扬尘管控", score: "得分", village_code: "村编码", grid_code: "网格编码",
     mount_height_m: "安装高度（米）", protocol: "协议", tags: "标签", streams: "播放地址",
-    gb28181_id: "国标编码", metrics: "监测指标", thresholds: "报警阈值", description: "描述", installed_year: "安装年份", contract_no: "承包合同号", grid_worker: "网格员",
+    gb28181_id: "国标编码", metrics: "监测指标", thresholds: "报警阈值", description: "描述", installed_year: "安装年份", installed_on: "安装日期", contract_no: "承包合同号", grid_worker: "网格员",
   };
   const valuesZh = {
     town: "镇", village: "村（社区）", unit: "单元网格", residential: "住宅", commercial: "商业",

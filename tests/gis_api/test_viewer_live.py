@@ -8,6 +8,7 @@ for long tasks (PerformanceObserver ``longtask``) and the figures are printed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import threading
@@ -76,7 +77,7 @@ def _devices(url: str) -> list[dict]:
 
 def _click_thing_at(v: Visit, lon: float, lat: float, layer: str) -> None:
     """Zoom to the thing as a user would, then click it where the map draws it."""
-    v.eval(f"window.twinMap.jumpTo({{center: [{lon}, {lat}], zoom: 17.5}})")
+    v.eval(f"window.twinMap.jumpTo({{center: [{lon}, {lat}], zoom: 16.5}})")
     v.settle()
     x, y = v.eval(f"(() => {{ const p = window.twinMap.project([{lon}, {lat}]); return [p.x, p.y]; }})()")
     hit = v.eval(f"window.twinMap.queryRenderedFeatures([{x}, {y}]).filter(f => f.sourceLayer)[0]?.sourceLayer")
@@ -89,7 +90,7 @@ def _camera_on_top(v: Visit, cams: list[dict]) -> dict:
     """A camera whose dot is not under another thing's, so a click at it picks the camera."""
     for cam in cams:
         lon, lat = cam["geometry"]["coordinates"]
-        v.eval(f"window.twinMap.jumpTo({{center: [{lon}, {lat}], zoom: 17.5}})")
+        v.eval(f"window.twinMap.jumpTo({{center: [{lon}, {lat}], zoom: 16.5}})")
         v.settle()
         top = v.eval("(() => { const p = window.twinMap.project(window.twinMap.getCenter());"
                      " return window.twinMap.queryRenderedFeatures(p).filter(f => f.sourceLayer)[0]?.sourceLayer; })()")
@@ -137,12 +138,16 @@ def test_a_device_card_charts_its_readings(browser, live_viewer, tmp_path):
     url, prefix = live_viewer
     water = next(f for f in _devices(url) if f["properties"]["kind"] == "water_level")
     code = water["id"]
-    for level in (2.1, 2.4, 2.8):
-        mosquitto_pub(f"{prefix}/devices/{code}", {"values": {"water_level_m": level}})
+    # the last six hours, a reading every 30 minutes (sent now, stamped then): the water rises
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    levels = [round(2.0 + 0.1 * k, 2) for k in range(12)]
+    for k, level in enumerate(levels):
+        ts = (now - dt.timedelta(minutes=30 * (11 - k))).isoformat()
+        mosquitto_pub(f"{prefix}/devices/{code}", {"ts": ts, "values": {"water_level_m": level}})
     deadline = time.time() + 20  # the history writer flushes every 0.1 s
     while time.time() < deadline:
         hist = httpx.get(f"{url}/live/devices/{code}/history", timeout=10).json()
-        if hist["numberReturned"] >= 3:
+        if hist["numberReturned"] >= len(levels):
             break
         time.sleep(0.2)
     v = Visit(browser, url + "/")
@@ -152,9 +157,9 @@ def test_a_device_card_charts_its_readings(browser, live_viewer, tmp_path):
         wait_for(v.page, "window.twinMedia.chart !== null && document.querySelector('#card-chart') !== null", 15)
         series = dict(v.eval("window.twinMedia.chart.data.datasets.map(d => [d.label, d.data.filter(x => x !== null)])"))
         means = series["水位（米）"]  # the metric named in Chinese
-        # 15-minute means of the three levels just published (one bucket, or two if a boundary fell between)
-        assert means and all(2.1 - 1e-9 <= m <= 2.8 + 1e-9 for m in means), series
-        assert v.eval("window.twinMedia.chart.data.labels.length") >= len(means)
+        # one reading per 15-minute bucket: the chart's means are the levels published, oldest first
+        assert means == pytest.approx(levels), series
+        assert v.eval("window.twinMedia.chart.data.labels.length") == len(levels)
         assert v.page.text_content("#card-name") and code in v.page.inner_text("#card-props")
         v.page.screenshot(path=str(_shots(tmp_path) / "viewer-device-chart.jpg"), type="jpeg", quality=80)
         assert v.problems == [], v.problems
