@@ -272,3 +272,26 @@ def test_a_guest_sees_no_video_and_asks_for_none(browser, public_url, town_store
         assert v.problems == [], v.problems
     finally:
         v.close()
+
+
+def test_a_logged_in_user_follows_the_stream_with_its_token(browser, public_url):
+    """After 登录 the page's WebSocket carries the token (``?access_token=``) and the stream serves
+    that user's roles; a guest's page connects without one."""
+    v = Visit(browser, public_url + "/")
+    try:
+        wait_for(v.page, "window.twinLive.stats.connected", 30)
+        assert "access_token" not in v.eval("window.twinLive.socket.url")
+        v.page.click("#login-open")
+        v.page.fill("#login-user", "viewer-operator")
+        v.page.fill("#login-pass", "Viewer-Operator-2026")
+        with v.page.expect_navigation():  # the page reloads as that user
+            v.page.click("#login-form button[type=submit]")
+        wait_for(v.page, "document.querySelector('#who')?.textContent.includes('viewer-operator')", 30)
+        wait_for(v.page, "window.twinLive !== undefined && window.twinLive.stats.connected"
+                 " && window.twinLive.features.size > 0", 30)
+        assert "access_token=" in v.eval("window.twinLive.socket.url")
+        assert v.eval("window.twinLive.error") is None
+        assert "viewer-operator" in v.page.text_content("#who")
+        assert v.problems == [], v.problems
+    finally:
+        v.close()
