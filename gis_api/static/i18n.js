@@ -19,6 +19,10 @@
     "layer.pipe_nodes": "管点（检查井、阀门）", "layer.farmland": "耕地", "layer.zones": "三区",
     "layer.control_lines": "三线", "layer.devices": "物联设备", "layer.cameras": "摄像头",
     "layer.events": "事件", "layer.roads": "道路", "layer.construction_sites": "建筑工地",
+    "panel.live": "实时", "live.updates": "实时更新", "live.online": "设备在线", "live.alarms": "报警设备",
+    "live.events": "未结案事件（实时）", "live.connected": "实时连接正常", "live.disconnected": "实时连接中断",
+    "view.scene": "三维场景", "card.readings": "近 24 小时读数（15 分钟均值）", "card.no_readings": "暂无读数",
+    "card.no_video": "无可播放的视频流", "card.video_failed": "视频播放失败",
   };
   const en = {
     "app.title": "twin", "app.sub": "digital twin of the town · command centre",
@@ -39,6 +43,16 @@
     "layer.zones": "Three zones", "layer.control_lines": "Three lines", "layer.devices": "IoT devices",
     "layer.cameras": "Cameras", "layer.events": "Events", "layer.roads": "Roads",
     "layer.construction_sites": "Construction sites",
+    "panel.live": "Live", "live.updates": "live updates", "live.online": "devices online", "live.alarms": "devices in alarm",
+    "live.events": "open events (live)", "live.connected": "live stream connected", "live.disconnected": "live stream down",
+    "view.scene": "3D scene", "card.readings": "last 24 h (15-minute means)", "card.no_readings": "no readings yet",
+    "card.no_video": "no playable video stream", "card.video_failed": "video failed",
+  };
+  // metric names on charts
+  const metricsZh = {
+    pm10: "PM10（μg/m³）", pm25: "PM2.5（μg/m³）", water_level_m: "水位（米）", smoke_density: "烟雾浓度",
+    temperature_c: "温度（℃）", lel_pct: "可燃气体（%LEL）", voltage_v: "电压（V）", current_a: "电流（A）",
+    power_kw: "功率（kW）", energy_kwh: "电量（kWh）",
   };
   // attribute names on feature cards (English keeps the column names)
   const fieldsZh = {
@@ -51,7 +65,8 @@
     crop: "作物", area_m2: "面积（平方米）", road_class: "道路等级", traffic_volume: "日交通量",
     heading_deg: "朝向（度）", fov_deg: "视场角（度）", range_m: "可视距离（米）", stream_url: "视频流",
     dust_controlled: "扬尘管控", score: "得分", village_code: "村编码", grid_code: "网格编码",
-    description: "描述", installed_year: "安装年份", contract_no: "承包合同号", grid_worker: "网格员",
+    mount_height_m: "安装高度（米）", protocol: "协议", tags: "标签", streams: "播放地址",
+    gb28181_id: "国标编码", metrics: "监测指标", thresholds: "报警阈值", description: "描述", installed_year: "安装年份", installed_on: "安装日期", contract_no: "承包合同号", grid_worker: "网格员",
   };
   const valuesZh = {
     town: "镇", village: "村（社区）", unit: "单元网格", residential: "住宅", commercial: "商业",
@@ -82,6 +97,7 @@
     get lang() { return state.lang; },
     locale,
     t: (key) => (state.lang === "zh" ? zh : en)[key] || en[key] || key,
+    metric: (m) => (state.lang === "zh" ? metricsZh[m] || m : m),
     field: (k) => (state.lang === "zh" ? fieldsZh[k] || k : k),
     value: (v) => {
       if (typeof v === "boolean") return state.lang === "zh" ? valuesZh[String(v)] : String(v);

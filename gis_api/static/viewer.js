@@ -10,7 +10,7 @@
 
   let resolveReady, rejectReady;
   const ready = new Promise((res, rej) => { resolveReady = res; rejectReady = rej; });
-  window.twinViewer = { ready, errors: [] };
+  window.twinViewer = { ready, errors: [], base, cardExtras: [] };
 
   // The panel's groups: twin layer ids (vector source-layers) or raster source ids.
   const GROUPS = [
@@ -128,6 +128,12 @@
 
     document.getElementById("toggle-3d").addEventListener("change", (ev) => {
       map.easeTo({ pitch: ev.target.checked ? 50 : 0 });
+    });
+    document.getElementById("card-close").addEventListener("click", () => {
+      document.getElementById("card").hidden = true;
+      const extra = document.getElementById("card-extra");
+      for (const f of window.twinViewer.cardExtras) f(null, {}, extra);  // stops video, removes the cone
+      extra.innerHTML = "";
     });
     document.getElementById("home").addEventListener("click", () => {
       if (window.twinViewer.home) map.fitBounds(window.twinViewer.home, { padding: 24, pitch: map.getPitch() });
@@ -269,6 +275,12 @@
       table.append(tr);
     }
     card.hidden = false;
+    // extras by layer (media.js: a camera's video and view cone, a device's readings chart)
+    const extra = document.getElementById("card-extra");
+    extra.innerHTML = "";
+    for (const f of window.twinViewer.cardExtras) {
+      try { f(layer, props, extra); } catch (err) { window.twinViewer.errors.push(String(err)); }
+    }
   }
 
   start().catch((err) => {
