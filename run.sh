@@ -48,17 +48,21 @@ setup_spatialite() {
   apt_install osmium-tool gdal-bin # loading tests make .osm.pbf extracts (osmium); bench/load.py compares with ogr2ogr
 }
 
-setup_viewer() {
-  # MapLibre and friends for the web viewer, from the npm registry (versions in package-lock.json).
+npm_ci() {  # npm_ci DIR LABEL: `npm ci` in DIR when its package-lock.json changed since the last install
   command -v npm >/dev/null || apt_install nodejs npm
-  local dir="$ROOT/gis_api/static" stamp want
+  local dir="$1" stamp want
   stamp="$dir/node_modules/.twin-installed"
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing the viewer's browser libraries (npm ci)"
+    log "installing $2 (npm ci in ${dir#"$ROOT"/})"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "$want" > "$stamp"
   fi
+}
+
+setup_viewer() {
+  # MapLibre, CesiumJS, hls.js, Chart.js for the web pages, from the npm registry (gis_api/static/package-lock.json).
+  npm_ci "$ROOT/gis_api/static" "the viewer's browser libraries"
 }
 
 setup_browser() {
@@ -70,15 +74,7 @@ setup_browser() {
 
 setup_node_tools() {
   # Node tools the tests run (the Khronos glTF Validator), from the npm registry (tools/node/package-lock.json).
-  command -v npm >/dev/null || apt_install nodejs npm
-  local dir="$ROOT/tools/node" stamp want
-  stamp="$dir/node_modules/.twin-installed"
-  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing the test tools (npm ci in tools/node)"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    echo "$want" > "$stamp"
-  fi
+  npm_ci "$ROOT/tools/node" "the test tools"
 }
 
 setup_video() {

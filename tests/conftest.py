@@ -8,6 +8,7 @@ fail: the README's test command starts it, so nothing is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,18 +131,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_url(town_store, town_settings):
-    """A real uvicorn server on a free loopback port over the sample town, for real clients
-    (Chromium, GDAL)."""
+@contextlib.contextmanager
+def _serve(app) -> Iterator[str]:  # noqa: ANN001 - an ASGI app
+    """A real uvicorn server for ``app`` on a free loopback port, in a thread; yields its URL."""
     import threading
     import time
 
     import uvicorn
 
-    from gis_api.app import create_app
-
-    app = create_app(town_settings, store=town_store)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -150,9 +147,27 @@ def live_url(town_store, town_settings):
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """``with serve_app(app) as url:`` a real server for a test's own app (other settings)."""
+    return _serve
+
+
+@pytest.fixture(scope="module")
+def live_url(town_store, town_settings):
+    """A real uvicorn server on a free loopback port over the sample town, for real clients
+    (Chromium, GDAL)."""
+    from gis_api.app import create_app
+
+    with _serve(create_app(town_settings, store=town_store)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def field_url(town_store, town_settings):
+def field_url(town_store, town_settings, serve_app):
     """The app as shipped (anonymous = public) over the sample town, with one field-role user."""
-    import socket
-    import threading
-
-    import uvicorn
-
     from gis_api.app import create_app
     from twin.security.accounts import Accounts
     from twin.settings import TwinSettings
@@ -58,20 +53,8 @@ def field_url(town_store, town_settings):
         Accounts(town_store, settings).create_user(FIELD_USER, FIELD_PASS, ["field"])
     except Exception:  # noqa: BLE001 - exists from an earlier module run over the same store
         pass
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=town_store), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(settings, store=town_store)) as url:
+        yield url
 
 
 def _shots(tmp_path: Path) -> Path:

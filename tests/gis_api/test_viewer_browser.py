@@ -182,13 +182,8 @@ def test_clicking_a_building_shows_its_card(browser, live_url, town_store, tmp_p
 
 
 @pytest.fixture(scope="module")
-def public_url(town_store, town_settings):
+def public_url(town_store, town_settings, serve_app):
     """The viewer as shipped: anonymous callers are `public` (no pipelines); a demo login."""
-    import threading
-    import time
-
-    import uvicorn
-
     from gis_api.app import create_app
     from twin.security.accounts import Accounts
     from twin.settings import TwinSettings
@@ -198,21 +193,8 @@ def public_url(town_store, town_settings):
         Accounts(town_store, settings).create_user("viewer-operator", "Viewer-Operator-2026", ["operator"])
     except Exception:  # noqa: BLE001 - exists from an earlier module run
         pass
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=town_store), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(settings, store=town_store)) as url:
+        yield url
 
 
 def test_guest_sees_public_layers_and_a_login_shows_the_rest(browser, public_url, tmp_path):
