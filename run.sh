@@ -111,6 +111,48 @@ setup_postgis() {
   fi
 }
 
+as_postgres() {  # run a command as the postgres OS user (root: runuser; otherwise sudo)
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+setup_replica() {
+  # A real streaming replica of the test server for the read-replica tests (tests/scale/test_replica.py):
+  # cluster "$v/replica" on port 5433, made once with pg_basebackup -R from 5432 (a replication role
+  # and a pg_hba line on the primary). Idempotent: an existing replica is only started.
+  local v port=5433 role=twin_replicator pass=twin-replicator hba
+  v=$(pg_version)
+  local data="/var/lib/postgresql/$v/replica"
+  if ! pg_isready -q -h 127.0.0.1 -p $port; then
+    if [ ! -f "$data/standby.signal" ]; then
+      log "creating a streaming replica of PostgreSQL $v on port $port (pg_basebackup)"
+      psql "$TWIN_TEST_POSTGRES_URL" -q -v ON_ERROR_STOP=1 <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN
+    CREATE ROLE $role WITH REPLICATION LOGIN PASSWORD '$pass';
+  END IF;
+END \$\$;
+SQL
+      hba=$(psql "$TWIN_TEST_POSTGRES_URL" -Atc 'show hba_file')
+      if ! $SUDO grep -q "^host replication $role 127.0.0.1/32" "$hba"; then
+        echo "host replication $role 127.0.0.1/32 scram-sha-256" | $SUDO tee -a "$hba" >/dev/null
+        psql "$TWIN_TEST_POSTGRES_URL" -qAtc 'select pg_reload_conf()' >/dev/null
+      fi
+      [ -d "/etc/postgresql/$v/replica" ] || $SUDO pg_createcluster "$v" replica -p $port >/dev/null
+      $SUDO pg_ctlcluster "$v" replica stop >/dev/null 2>&1 || true
+      $SUDO find "$data" -mindepth 1 -delete
+      as_postgres env PGPASSWORD=$pass pg_basebackup -h 127.0.0.1 -p 5432 -U $role -D "$data" -R -X stream -c fast
+      # clients reach the replica as they reach the primary (same roles, same pg_hba rules)
+      $SUDO cp "$hba" "/etc/postgresql/$v/replica/pg_hba.conf"
+    fi
+    log "starting the PostgreSQL replica on port $port"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" replica start || $SUDO pg_ctlcluster "$v" replica start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p $port && break; sleep 1; done
+  fi
+  # same credentials as the primary (the replica is a copy of it), another port
+  export TWIN_TEST_REPLICA_URL="${TWIN_TEST_REPLICA_URL:-${TWIN_TEST_POSTGRES_URL/:5432\//:$port/}}"
+  export TWIN_TEST_REPLICA_CLUSTER="${TWIN_TEST_REPLICA_CLUSTER:-$v/replica}"  # the tests stop and start it
+}
+
 setup_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
@@ -171,6 +213,7 @@ case "$cmd" in
     setup_node_tools
     setup_video
     setup_postgis
+    setup_replica
     setup_redis
     setup_mqtt
     setup_nats
