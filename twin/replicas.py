@@ -326,6 +326,8 @@ def _tagger(name: str):  # noqa: ANN202
 
 
 def _on_commit(conn: Any) -> None:
+    if conn.info.get(REPLICA_KEY):  # a read-only transaction ending on a replica
+        return
     ctx = _CTX.get()
     if ctx is not None:
         ctx.wrote = True

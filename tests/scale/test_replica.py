@@ -255,6 +255,34 @@ def test_failover_when_the_replica_stops_and_back_when_it_returns(primary_url, r
         assert store.read_router.replicas[0].failures >= 1  # type: ignore[union-attr]
 
 
+def test_a_replica_dying_under_a_query_is_taken_out_and_the_read_retried_on_the_primary(
+        primary_url, replica_url, tmp_path):
+    """A replica connection killed under a read: the query fails with ReplicaFailed (a StoreUnavailable,
+    not a raw OperationalError, so the circuit breaker does not count it; the HTTP layer runs the
+    request again on the primary), the replica is out, and the next read goes to the primary."""
+    from twin.replicas import ReadContext, ReplicaFailed, read_context
+
+    settings = _settings(primary_url, replica_url, tmp_path, replica_retry_s=30.0)
+    store = SpatialStore.from_settings(settings)
+    router = store.read_router
+    assert router is not None
+    try:
+        router.check(force=True)
+        assert router.replicas[0].healthy
+        with read_context(ReadContext()) as ctx, store.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_is_in_recovery()")).scalar_one() is True  # on the replica
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            assert _scalar(replica_url, f"SELECT pg_terminate_backend({pid})") is True
+            with pytest.raises(ReplicaFailed):
+                conn.execute(text("SELECT count(*) FROM buildings"))
+            assert ctx.failed and not router.replicas[0].healthy and router.replicas[0].failures == 1
+        with read_context(ReadContext()), store.engine.connect() as conn:  # out: reads go to the primary
+            assert conn.execute(text("SELECT pg_is_in_recovery()")).scalar_one() is False
+    finally:
+        router.dispose()
+        store.engine.dispose()
+
+
 def test_spatialite_refuses_read_urls(tmp_path):
     with pytest.raises(ValidationError, match="needs a PostgreSQL TWIN_DATABASE_URL"):
         TwinSettings(home=tmp_path, database_read_urls="postgresql://postgres@127.0.0.1:5433/postgres")
