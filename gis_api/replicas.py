@@ -1,6 +1,6 @@
 """Read-replica routing per request (twin/replicas.py holds the engine side).
 
-Each GET/HEAD request, and each POST to a read-only analysis path, runs in a read context: its
+Each GET/HEAD request, and each POST to an analysis or process (they only read), runs in a read context: its
 reads may go to a healthy replica that has replayed past the client's last write. A request that
 wrote gets the primary's WAL position back in the ``twin_wal`` cookie (read-your-writes across
 workers and hosts for clients that keep cookies; API clients may send it as ``X-Twin-Min-LSN``).
@@ -15,8 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.replicas import ReadContext, ReadRouter, format_lsn, parse_lsn, read_context
 
-#: POST paths that only read (their bodies are small and are replayed on a retry)
-READ_ONLY_POST = ("/analysis/",)
+#: POST paths that only read: analyses and OGC API processes (their bodies are small and are replayed on a retry)
+READ_ONLY_POST = ("/analysis/", "/processes/")
 COOKIE = "twin_wal"
 HEADER = b"x-twin-min-lsn"
 #: how long the cookie lives: past it, the replica lag bound (replica_max_lag_s) applies anyway

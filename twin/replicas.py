@@ -299,6 +299,9 @@ class RoutedEngine(Engine):
 class RoutedOptionEngine(OptionEngineMixin, RoutedEngine):  # type: ignore[misc]
     """``routed.execution_options(...)``: same routing, other options."""
 
+    def update_execution_options(self, **opt: Any) -> None:  # as sqlalchemy's OptionEngine does
+        Engine.update_execution_options(self, **opt)
+
 
 RoutedEngine._option_cls = RoutedOptionEngine  # type: ignore[assignment]
 

@@ -186,6 +186,39 @@ def test_reads_are_served_by_the_replica(primary_url, replica_url, serve_app, tm
         assert "twin_replica_lag_seconds{" in metrics and "twin_replica_lag_bytes{" in metrics
 
 
+def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
+    import math
+
+    n = 2**z
+    return int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+
+
+def test_tiles_scenes_analysis_and_search_read_the_replica(primary_url, replica_url, serve_app, tmp_path):
+    _add_building(primary_url, "service reads")
+    _replayed(primary_url, replica_url)
+    x, y = _tile(120.9001, 31.7001, 16)
+    requests = {
+        "tile": ("GET", f"/tiles/buildings/16/{x}/{y}.mvt", None),
+        "scene": ("GET", "/scenes/scene.glb?bbox=120.899,31.699,120.902,31.702&layers=buildings", None),
+        "search": ("GET", "/search?q=service", None),
+        "features": ("GET", "/collections/buildings/items?bbox=120.899,31.699,120.902,31.702", None),
+        "analysis": ("POST", "/analysis/buffer", {"geometry": {"type": "Point", "coordinates": [120.9001, 31.7001]},
+                                                  "distance": 50, "layers": ["buildings"]}),
+        "process": ("POST", "/processes/buffer/execution", {"inputs": {
+            "geometry": {"type": "Point", "coordinates": [120.9001, 31.7001]}, "distance": 50,
+            "layers": ["buildings"]}}),
+    }
+    with served(serve_app, _settings(primary_url, replica_url, tmp_path)) as (base, store), \
+            httpx.Client(base_url=base, timeout=60) as c:
+        _until(lambda: _replica_up(base), what="the replica to be in use")
+        replica = store.read_router.replicas[0]  # type: ignore[union-attr]
+        for what, (method, path, body) in requests.items():
+            before = replica.reads
+            r = c.request(method, path, json=body)
+            assert r.status_code == 200, (what, r.status_code, r.text[:300])
+            assert replica.reads > before, f"{what} did not read the replica"
+
+
 def test_writes_go_to_the_primary_and_the_writer_reads_them(primary_url, replica_url, serve_app, tmp_path):
     s1 = _settings(primary_url, replica_url, tmp_path / "a")
     s2 = _settings(primary_url, replica_url, tmp_path / "b")
