@@ -76,14 +76,15 @@ def _replayed(primary_url: str, replica_url: str) -> None:
            what="the replica to replay the primary's WAL")
 
 
-def _cluster(action: str) -> None:
+def _cluster(action: str, *, check: bool = True) -> int:
+    """``pg_ctlcluster <version> replica <action>`` (``stop`` is a fast shutdown: sessions are cut)."""
     version, name = CLUSTER.split("/")
     cmd = ["pg_ctlcluster", version, name, action]
     if action == "stop":
         cmd += ["-m", "fast"]
     if os.geteuid() != 0:
         cmd = ["sudo", "-n", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return subprocess.run(cmd, check=check, capture_output=True, timeout=180).returncode
 
 
 @contextlib.contextmanager
@@ -100,10 +101,10 @@ def replica_lock() -> Iterator[None]:
     with LOCK.open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         # a run killed mid-test may have left the replica stopped or paused
-        if subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(make_url(REPLICA_ADMIN_URL).port)],
-                          check=False).returncode != 0:
+        if _cluster("status", check=False) == 3:  # not running
             _cluster("start")
-        _until(lambda: _scalar(REPLICA_ADMIN_URL, "SELECT pg_is_in_recovery()"), what="the replica to accept queries")
+        _until(lambda: _scalar(REPLICA_ADMIN_URL, "SELECT pg_is_in_recovery()"), timeout=180,
+               what="the replica to accept queries")
         _scalar(REPLICA_ADMIN_URL, "SELECT pg_wal_replay_resume()")
         yield
 
