@@ -367,7 +367,7 @@ def _on_error(router: ReadRouter):  # noqa: ANN202
             rc.failed = True
         if broken:
             router.take_out(name, f"query failed: {message}")
-        return ReplicaFailed(f"read replica {name} failed; retried on the primary", detail=message)
+        return ReplicaFailed(f"read replica {name} failed under a query", detail=message)
     return handle
 
 

@@ -317,6 +317,36 @@ def test_a_replica_dying_under_a_query_is_taken_out_and_the_read_retried_on_the_
         store.engine.dispose()
 
 
+def test_a_request_whose_replica_dies_mid_request_is_answered_by_the_primary(
+        primary_url, replica_url, serve_app, tmp_path):
+    """The replica's backend is killed (pg_terminate_backend) just before the request's query runs on it:
+    the HTTP answer is still 200, from the primary, and the replica is out."""
+    from sqlalchemy import event
+
+    fid = _add_building(primary_url, "mid-request")
+    _replayed(primary_url, replica_url)
+    with served(serve_app, _settings(primary_url, replica_url, tmp_path, replica_retry_s=60.0)) as (base, store):
+        _until(lambda: _replica_up(base), what="the replica to be in use")
+        replica = store.read_router.replicas[0]  # type: ignore[union-attr]
+        killed: list[int] = []
+
+        @event.listens_for(store.engine, "before_cursor_execute")
+        def kill(conn, _cursor, statement, *_args):  # noqa: ANN001, ANN202
+            if "FROM buildings" in statement and not killed and conn.info.get("twin_replica"):
+                pid = conn.connection.dbapi_connection.info.backend_pid
+                killed.append(pid)
+                assert _scalar(replica_url, f"SELECT pg_terminate_backend({pid}, 10000)") is True
+
+        r = httpx.get(f"{base}/collections/buildings/items/{fid}", timeout=30)
+        event.remove(store.engine, "before_cursor_execute", kill)
+        assert killed, "the request did not read the replica"
+        assert r.status_code == 200, r.text
+        assert r.json()["properties"]["name"] == "mid-request"
+        assert replica.failures == 1 and not replica.healthy
+        checks = httpx.get(f"{base}/readyz", timeout=10).json()
+        assert checks["status"] == "ok" and any(v.startswith("unavailable") for v in checks["checks"].values())
+
+
 def test_spatialite_refuses_read_urls(tmp_path):
     with pytest.raises(ValidationError, match="needs a PostgreSQL TWIN_DATABASE_URL"):
         TwinSettings(home=tmp_path, database_read_urls="postgresql://postgres@127.0.0.1:5433/postgres")
