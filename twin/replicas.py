@@ -359,9 +359,12 @@ def _on_error(router: ReadRouter):  # noqa: ANN202
         if name is None:
             return None
         message = str(ctx.original_exception).strip().splitlines()[0][:200] if ctx.original_exception else "?"
-        broken = isinstance(ctx.sqlalchemy_exception, OperationalError) or ctx.is_disconnect
-        if not broken and not any(s in message for s in _RETRY_ON_PRIMARY):
-            return None  # an ordinary error (bad SQL, timeout): the same on the primary
+        if "statement timeout" in message:
+            return None  # a slow query: it would be as slow on the primary (answered 503 query_timeout)
+        elsewhere = any(s in message for s in _RETRY_ON_PRIMARY)  # the replica is fine, the query needs the primary
+        broken = not elsewhere and (isinstance(ctx.sqlalchemy_exception, OperationalError) or ctx.is_disconnect)
+        if not (broken or elsewhere):
+            return None  # an ordinary error (bad SQL, bad value): the same on the primary
         rc = _CTX.get()
         if rc is not None:
             rc.failed = True

@@ -317,6 +317,28 @@ def test_a_replica_dying_under_a_query_is_taken_out_and_the_read_retried_on_the_
         store.engine.dispose()
 
 
+def test_a_slow_query_on_the_replica_is_a_timeout_not_a_replica_failure(primary_url, replica_url, tmp_path):
+    from sqlalchemy.exc import OperationalError
+
+    from twin.replicas import ReadContext, ReplicaFailed, read_context
+
+    store = SpatialStore.from_settings(_settings(primary_url, replica_url, tmp_path))
+    router = store.read_router
+    assert router is not None
+    try:
+        router.check(force=True)
+        with read_context(ReadContext()) as ctx, store.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_is_in_recovery()")).scalar_one() is True
+            conn.execute(text("SET statement_timeout = 50"))
+            with pytest.raises(OperationalError, match="statement timeout") as err:
+                conn.execute(text("SELECT pg_sleep(2)"))
+            assert not isinstance(err.value, ReplicaFailed)
+        assert not ctx.failed and router.replicas[0].healthy and router.replicas[0].failures == 0
+    finally:
+        router.dispose()
+        store.engine.dispose()
+
+
 def test_a_request_whose_replica_dies_mid_request_is_answered_by_the_primary(
         primary_url, replica_url, serve_app, tmp_path):
     """The replica's backend is killed (pg_terminate_backend) just before the request's query runs on it:
