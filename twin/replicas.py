@@ -115,6 +115,8 @@ class Replica:
     error: str | None = "not checked yet"
     reads: int = 0
     failures: int = 0
+    #: it has been in use before (so a return to health is a return from an outage or a lag spike)
+    served: bool = False
 
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "healthy": self.healthy, "lag_s": round(self.lag_s, 3),
@@ -191,8 +193,14 @@ class ReadRouter:
         r.lag_bytes = max(0, self.primary_lsn - r.replay_lsn)
         # idle primary: the last replayed transaction is old but nothing is missing → no lag
         r.lag_s = 0.0 if r.lag_bytes == 0 else max(0.0, float(since or 0.0))
+        was = r.healthy
         r.healthy = r.lag_s <= self.max_lag_s
         r.error = None if r.healthy else f"lag {r.lag_s:.1f} s over replica_max_lag_s={self.max_lag_s:g}"
+        if r.healthy and not was and r.served:
+            # back from an outage: reads went to the primary meanwhile (and may have cached what they saw, e.g. tile
+            # versions); the replica serves again once it has replayed up to the primary's position now
+            self.floor_lsn = max(self.floor_lsn, self.primary_lsn)
+        r.served = r.served or r.healthy
 
     def take_out(self, name: str, reason: str) -> None:
         """Stop using replica ``name`` for ``retry_s`` (after a failed check or query)."""
@@ -224,6 +232,10 @@ class ReadRouter:
                     return r
         fit = [r for r in self.replicas if r.healthy and r.replay_lsn >= need]
         if not fit:
+            if ctx.min_lsn > self.floor_lsn:
+                # a client's own write sent this read to the primary: what it reads there (and caches,
+                # like tile versions) is at least that new, so this process's replica reads must be too
+                self.floor_lsn = ctx.min_lsn
             return None
         chosen = fit[next(self._rr) % len(fit)]
         ctx.replica = chosen.name
