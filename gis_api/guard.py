@@ -139,10 +139,23 @@ def _client_ip(scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv
         except ValueError:
             return ip
         if any(addr in net for net in trusted):
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-for":
-                    return value.decode("latin-1").split(",")[0].strip()[:64] or ip
+            hops = [h.strip() for name, value in scope["headers"] if name == b"x-forwarded-for"
+                    for h in value.decode("latin-1").split(",")]
+            # the rightmost address no trusted proxy vouches for: what a client sends itself sits
+            # further left (nginx appends the address it saw), so it cannot pick its own bucket
+            for hop in reversed(hops):
+                if hop and not _trusted(hop, trusted):
+                    return hop[:64]
+            return next((h[:64] for h in hops if h), ip)
     return ip
+
+
+def _trusted(ip: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in trusted)
 
 
 class Guard:
