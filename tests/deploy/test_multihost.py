@@ -462,5 +462,5 @@ def test_two_hosts_behind_nginx(cluster: Cluster, town_db: SpatialStore) -> None
     check_rate_limit_holds_across_both(c, addrs[4])
     check_audit_has_the_real_client(c, addrs[5])
     check_killing_one_loses_no_get(c, addrs[6:], [
-        "/collections/buildings/items?limit=20&offset={}".format(i * 20) for i in range(8)
+        f"/collections/buildings/items?limit=20&offset={i * 20}" for i in range(8)
     ] + [tile, "/collections", f"/tiles/roads/{z}/{x}/{y}.mvt"])
