@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
-def test_shipped_nginx_configuration_passes_nginx_t(tmp_path: Path) -> None:
-    """deploy/nginx/nginx.conf with twin-site.conf (TLS, HTTP/2, redirect) as an operator installs it;
-    only the certificate, log and pid paths point into a temporary directory."""
+@pytest.mark.parametrize("tile_cache", [False, True], ids=["as-shipped", "with-tile-cache"])
+def test_shipped_nginx_configuration_passes_nginx_t(tmp_path: Path, tile_cache: bool) -> None:
+    """deploy/nginx/nginx.conf with twin-site.conf (TLS, HTTP/2, redirect) as an operator installs it,
+    and with the optional tile cache turned on as its file says; only the certificate, log, pid and
+    cache paths point into a temporary directory."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is missing: ./run.sh test installs it (setup_nginx)"
     conf = tmp_path / "conf"
@@ -37,6 +40,13 @@ def test_shipped_nginx_configuration_passes_nginx_t(tmp_path: Path) -> None:
         f.write_text(f.read_text().replace("/etc/ssl/twin/", f"{tmp_path}/").replace("/var/log/nginx/", f"{tmp_path}/logs/")
                      .replace("/run/nginx.pid", f"{tmp_path}/nginx.pid"))
     shutil.move(twin_dir / "nginx.conf", conf / "nginx.conf")
+    if tile_cache:
+        http, loc = twin_dir / "twin-http.conf", twin_dir / "twin-locations.conf"
+        assert "# proxy_cache_path /var/cache/nginx/twin-tiles" in http.read_text()
+        http.write_text(http.read_text().replace("# proxy_cache_path /var/cache/nginx/twin-tiles",
+                                                 f"proxy_cache_path {tmp_path}/cache"))
+        assert "# include twin/twin-tile-cache.conf;" in loc.read_text()
+        loc.write_text(loc.read_text().replace("# include twin/twin-tile-cache.conf;", "include twin/twin-tile-cache.conf;"))
     r = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf / "nginx.conf"),
                         "-e", str(tmp_path / "logs/error.log")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
