@@ -265,15 +265,37 @@ def report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) 
         "",
         h.md_table(["scenario", "req/s", "p50 ms", "p99 ms", "of static", "step", "non2xx/errors"], rows),
         "",
+        *(["**Busy machine** (load average above the core count before the run): the figures are noisy; "
+           "re-run on a quiet machine for the record.", ""] if _busy(meta, m) else []),
         f"- Through nginx to twin's caches, cached tiles reach **{share:.0%}** of nginx static "
         f"(goal ≥ {GOAL_SHARE:.0%}): **{h.verdict(share >= GOAL_SHARE)}**. With the optional 1 s nginx "
         f"tile cache (deploy/nginx/twin-tile-cache.conf): **{cached_share:.0%}**: "
         f"**{h.verdict(cached_share >= GOAL_SHARE)}**.",
         f"- Two workers vs one behind nginx: **{two_vs_one:.2f}×** (goal: not slower, ≥ {GOAL_TWO_VS_ONE}): "
         f"**{h.verdict(two_vs_one >= GOAL_TWO_VS_ONE)}**.",
+        f"- Steps: nginx in front of one worker {_change(med['nginx → 1 twin']['rps'], med['twin direct']['rps'])} "
+        "(on two cores nginx's workers and wrk take CPU from the one Python process that does the work; "
+        "keep-alive to twin matters: without it nginx opens a connection per request), a second worker "
+        f"{_change(med['nginx → 2 twins']['rps'], med['nginx → 1 twin']['rps'])}, the 1 s nginx tile cache "
+        f"{_change(med['nginx 1 s cache → 2 twins']['rps'], med['nginx → 2 twins']['rps'])} (nginx answers from its "
+        "cache files; twin sees one revalidation per tile per second). A cached tile takes one twin worker "
+        f"~{1000 / max(med['twin direct']['rps'], 1):.2f} ms at saturation, nginx "
+        f"~{1000 / max(med['nginx static']['rps'], 1):.3f} ms per file: only a cache in nginx comes near "
+        "the static ceiling.",
         "- A read replica is not a step here: cached tiles never reach the database "
         "(replicas: docs/operations.md, \"Read replicas\").",
     ])
+
+
+def _busy(meta: dict[str, Any], machine: dict[str, str]) -> bool:
+    try:
+        return float(meta["load_before"].split()[0]) > float(machine["nproc"])
+    except (KeyError, ValueError, IndexError):
+        return False
+
+
+def _change(new: float, old: float) -> str:
+    return f"{new / old:.2f}× ({new - old:+,.0f} req/s)" if old else "–"
 
 
 def main() -> None:
@@ -286,14 +308,25 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="3 s runs, one round")
     ap.add_argument("--no-doc", action="store_true", help="print, do not rewrite docs/benchmarks.md")
+    ap.add_argument("--report", type=Path, help="rewrite the section from a saved bench/results/nginx-*.json")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.runs = 3.0, 1
+    if args.report:
+        res = json.loads(args.report.read_text())
+        args.seconds, args.runs = res["args"]["seconds"], res["args"]["runs"]
+        args.threads, args.connections = res["args"]["threads"], res["args"]["connections"]
+        body = report(res, res["meta"], args)
+        print(body)
+        if not args.no_doc:
+            h.write_section(DOC, "nginx", body)
+        return
     data = {"version": "twin_bench" if args.db == DB_URL else args.db.rsplit("/", 1)[-1],
             "buildings": building_count(args.db)}
     meta = h.run_meta("nginx", data, args.quick)
     res = bench(args)
     res["meta"] = meta
+    res["args"] = {k: getattr(args, k) for k in ("seconds", "runs", "threads", "connections", "tiles")}
     path = h.save_json("nginx", res)
     body = report(res, meta, args)
     print(body)
