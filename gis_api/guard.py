@@ -130,7 +130,7 @@ class CircuitBreaker:
         return "open" if self.retry_after() > 0 else "half-open"
 
 
-def _client_ip(scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_ip(scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     client = scope.get("client")
     ip = client[0] if client else "?"
     if trusted and ip != "?":
@@ -169,6 +169,7 @@ class Guard:
         fastapi_app.state.breaker = self.breaker
         self.trusted = [ipaddress.ip_network(n.strip(), strict=False)
                         for n in (settings.trusted_proxies or "").split(",") if n.strip()]
+        fastapi_app.state.trusted_proxies = self.trusted  # the audit log names clients the same way
 
     async def _reject(self, send: Send, status: int, code: str, message: str, retry_after: float | None) -> None:
         headers = [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")]
@@ -191,7 +192,7 @@ class Guard:
                 if name == b"authorization":
                     key = "t:" + hashlib.sha256(value).hexdigest()[:32]
                     break
-            key = key or "ip:" + _client_ip(scope, self.trusted)
+            key = key or "ip:" + client_ip(scope, self.trusted)
             wait = await self.limiter.check(key)
             if wait > 0:
                 if scope["type"] == "websocket":
@@ -230,4 +231,4 @@ class Guard:
         await self.app(scope, receive, send_wrapper)
 
 
-__all__ = ["CSP", "CircuitBreaker", "Guard", "RateLimiter"]
+__all__ = ["CSP", "CircuitBreaker", "Guard", "RateLimiter", "client_ip"]

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gis_api.guard import _client_ip
+from gis_api.guard import client_ip
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -81,14 +81,14 @@ def test_a_client_cannot_pick_its_address_through_nginx(forged: list[str], real:
     if any(ipaddress.ip_address(real) in n for n in TRUSTED):
         return  # a client on a proxy's own address is a proxy
     header = ", ".join([*forged, real])
-    assert _client_ip(scope("127.0.0.1", header), TRUSTED) == real
+    assert client_ip(scope("127.0.0.1", header), TRUSTED) == real
     # two proxies: the edge nginx (10.0.0.5) appended the client, the host's nginx appended the edge
-    assert _client_ip(scope("127.0.0.1", header, "10.0.0.5"), TRUSTED) == real
+    assert client_ip(scope("127.0.0.1", header, "10.0.0.5"), TRUSTED) == real
 
 
 @given(peer=ip_text, header=st.text(alphabet=st.characters(codec="latin-1"), max_size=200))
 def test_the_header_of_an_untrusted_peer_is_ignored(peer: str, header: str) -> None:
     if any(ipaddress.ip_address(peer) in n for n in TRUSTED):
         return
-    assert _client_ip(scope(peer, header), TRUSTED) == peer
-    assert _client_ip(scope(peer, header), []) == peer
+    assert client_ip(scope(peer, header), TRUSTED) == peer
+    assert client_ip(scope(peer, header), []) == peer
