@@ -156,6 +156,7 @@ setup_nginx() {
   # config and prefix, never as the system service) and bench/nginx.py.
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
   command -v openssl >/dev/null || apt_install openssl  # the test makes a self-signed certificate
+  command -v systemd-analyze >/dev/null || apt_install systemd  # tests/deploy verifies the units
 }
 
 cmd=${1:-help}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,18 @@ def test_the_header_of_an_untrusted_peer_is_ignored(peer: str, header: str) -> N
         return
     assert client_ip(scope(peer, header), TRUSTED) == peer
     assert client_ip(scope(peer, header), []) == peer
+
+
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    """``systemd-analyze verify`` accepts the units (no unknown keys, no bad values); the only path
+    changed is the twin executable, to this checkout's."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: ./run.sh test installs it (setup_nginx)"
+    twin = Path(sys.executable).parent / "twin"
+    assert twin.exists()
+    for unit in ("twin-migrate.service", "twin@.service"):
+        text = (DEPLOY / "systemd" / unit).read_text().replace("/opt/twin/.venv/bin/twin", str(twin))
+        (tmp_path / unit.replace("@.", "@8001.")).write_text(text)
+    r = subprocess.run([analyze, "verify", "--man=no", "./twin-migrate.service", "./twin@8001.service"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
