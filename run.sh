@@ -200,6 +200,14 @@ setup_nats() {
   export TWIN_TEST_NATS_URL="${TWIN_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 }
 
+setup_nginx() {
+  # Debian's nginx for the multi-host test (tests/deploy: started as a child process with its own
+  # config and prefix, never as the system service) and bench/nginx.py.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+  command -v openssl >/dev/null || apt_install openssl  # the test makes a self-signed certificate
+  command -v systemd-analyze >/dev/null || apt_install systemd  # tests/deploy verifies the units
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -224,6 +232,7 @@ case "$cmd" in
     setup_redis
     setup_mqtt
     setup_nats
+    setup_nginx
     log "static checks (ruff, mypy on the core)"
     "$VENV/bin/ruff" check .
     "$VENV/bin/mypy"

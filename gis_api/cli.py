@@ -77,8 +77,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _serve(settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    # behind nginx on another host, the proxies twin trusts for X-Forwarded-For (TWIN_TRUSTED_PROXIES)
+    # are the ones uvicorn believes too, so request.client is the real client for logs and the audit
+    extra = {"forwarded_allow_ips": settings.trusted_proxies} if settings.trusted_proxies else {}
     uvicorn.run("gis_api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", proxy_headers=True)
+                log_level="info", proxy_headers=True, **extra)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

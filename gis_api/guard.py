@@ -130,7 +130,7 @@ class CircuitBreaker:
         return "open" if self.retry_after() > 0 else "half-open"
 
 
-def _client_ip(scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_ip(scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     client = scope.get("client")
     ip = client[0] if client else "?"
     if trusted and ip != "?":
@@ -139,10 +139,23 @@ def _client_ip(scope: Scope, trusted: list[ipaddress.IPv4Network | ipaddress.IPv
         except ValueError:
             return ip
         if any(addr in net for net in trusted):
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-for":
-                    return value.decode("latin-1").split(",")[0].strip()[:64] or ip
+            hops = [h.strip() for name, value in scope["headers"] if name == b"x-forwarded-for"
+                    for h in value.decode("latin-1").split(",")]
+            # the rightmost address no trusted proxy vouches for: what a client sends itself sits
+            # further left (nginx appends the address it saw), so it cannot pick its own bucket
+            for hop in reversed(hops):
+                if hop and not _trusted(hop, trusted):
+                    return hop[:64]
+            return next((h[:64] for h in hops if h), ip)
     return ip
+
+
+def _trusted(ip: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in trusted)
 
 
 class Guard:
@@ -156,6 +169,7 @@ class Guard:
         fastapi_app.state.breaker = self.breaker
         self.trusted = [ipaddress.ip_network(n.strip(), strict=False)
                         for n in (settings.trusted_proxies or "").split(",") if n.strip()]
+        fastapi_app.state.trusted_proxies = self.trusted  # the audit log names clients the same way
 
     async def _reject(self, send: Send, status: int, code: str, message: str, retry_after: float | None) -> None:
         headers = [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")]
@@ -178,7 +192,7 @@ class Guard:
                 if name == b"authorization":
                     key = "t:" + hashlib.sha256(value).hexdigest()[:32]
                     break
-            key = key or "ip:" + _client_ip(scope, self.trusted)
+            key = key or "ip:" + client_ip(scope, self.trusted)
             wait = await self.limiter.check(key)
             if wait > 0:
                 if scope["type"] == "websocket":
@@ -217,4 +231,4 @@ class Guard:
         await self.app(scope, receive, send_wrapper)
 
 
-__all__ = ["CSP", "CircuitBreaker", "Guard", "RateLimiter"]
+__all__ = ["CSP", "CircuitBreaker", "Guard", "RateLimiter", "client_ip"]

@@ -31,7 +31,12 @@ AccountsDep = Annotated[Accounts, Depends(accounts)]
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The caller's address as the rate limiter sees it (X-Forwarded-For only from TWIN_TRUSTED_PROXIES)."""
+    if request.client is None:
+        return None
+    from gis_api.guard import client_ip
+
+    return client_ip(request.scope, getattr(request.app.state, "trusted_proxies", []))
 
 
 def principal(request: Request) -> Principal:

@@ -49,6 +49,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database schema to ``revision`` (default: the newest)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # hosts started together (twin@8001, twin@8002, a second machine) migrate one after the
+            # other: the lock is held until this transaction ends, the next one finds nothing to do
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7415061)")
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS postgis")
         command.upgrade(alembic_config(conn), revision)
 

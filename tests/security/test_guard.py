@@ -41,7 +41,7 @@ def test_rate_limit_is_per_principal_with_retry_after(store, tmp_path):
 def test_rate_limit_holds_across_workers_through_redis(store, tmp_path):
     import redis
 
-    redis.Redis.from_url(REDIS).flushdb()
+    redis.Redis.from_url(REDIS).delete("twin:rl:ip:testclient")  # this test's bucket only: the db is shared
     kw = {"rate_limit_rps": 1, "rate_limit_burst": 6, "rate_limit_redis": True, "redis_url": REDIS}
     with TestClient(create_app(_settings(store, tmp_path, **kw), store=store)) as a, \
             TestClient(create_app(_settings(store, tmp_path, **kw), store=store)) as b:

@@ -1,0 +1,339 @@
+"""Issue 13: cached vector tiles through nginx, step by step, against nginx serving the same bytes.
+
+    bash bench/run.sh nginx                 # or: .venv/bin/python bench/nginx.py
+    .venv/bin/python bench/nginx.py --quick  # shorter runs while developing
+
+On the 10x town (database ``twin_bench``, read only; built by ``bash bench/run.sh data``):
+
+1. ``twin direct``: one twin worker (uvicorn, as ``twin serve``), wrk straight at it;
+2. ``nginx → 1 twin``: the shipped nginx configuration (deploy/nginx/: twin-http.conf,
+   twin-locations.conf, keep-alive upstream) in front of that worker;
+3. ``nginx → 2 twins``: a second worker process in the upstream; the two share the Redis tile tier;
+4. ``nginx static``: the same nginx serving the very bytes twin answers (gzip MVT files, same
+   headers) from disk: the ceiling of any server behind this nginx on this machine.
+
+Every server gets the same set of the densest z16 building tiles, all cached (each worker has
+answered each tile once before the runs), ``Accept-Encoding: gzip`` as browsers send it, and the
+same wrk load (2 threads, 16 keep-alive connections); each scenario runs ``--runs`` times,
+interleaved, and the median is reported. nginx runs ``worker_processes auto`` with a buffered
+access log, in its own prefix directory (never the system service). Writes its section of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import harness as h  # noqa: E402
+from data import DB_URL  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+NGINX_DIR = ROOT / "deploy" / "nginx"
+GOAL_SHARE = 0.60  # cached tiles through nginx ≥ 60 % of nginx static
+GOAL_TWO_VS_ONE = 0.95  # "two workers are not slower than one", with 5 % run-to-run noise allowed
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+
+
+def densest_tiles(db_url: str, z: int, k: int) -> list[tuple[int, int, int]]:
+    import psycopg
+
+    sql = """
+        WITH c AS (SELECT ST_X(p) lon, ST_Y(p) lat FROM (SELECT ST_PointOnSurface(geom) p FROM buildings) s)
+        SELECT floor((lon + 180) / 360 * 2 ^ %(z)s)::int,
+               floor((1 - ln(tan(radians(lat)) + 1 / cos(radians(lat))) / pi()) / 2 * 2 ^ %(z)s)::int
+        FROM c GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT %(k)s"""
+    with psycopg.connect(db_url) as conn:
+        return [(z, x, y) for x, y in conn.execute(sql, {"z": z, "k": k}).fetchall()]
+
+
+def building_count(db_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        return int(conn.execute("SELECT count(*) FROM buildings").fetchone()[0])  # type: ignore[index]
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not found:
+        sys.exit("nginx is missing: apt-get install nginx (./run.sh test does it)")
+    return found
+
+
+def upstream_conf(ports: list[int]) -> str:
+    """deploy/nginx/twin-upstream.conf with its two example servers replaced by ``ports`` (1 or 2)."""
+    text = (NGINX_DIR / "twin-upstream.conf").read_text()
+    if len(ports) == 1:
+        text = "\n".join(ln for ln in text.splitlines() if "127.0.0.1:8002" not in ln) + "\n"
+    for example, port in zip(("127.0.0.1:8001", "127.0.0.1:8002"), ports, strict=False):
+        text = text.replace(example, f"127.0.0.1:{port}")
+    return text
+
+
+class Nginx:
+    """nginx as a child process, its own prefix and config: ``upstreams`` (proxy) or ``static_root``."""
+
+    def __init__(self, name: str, *, upstreams: list[int] | None = None, static_root: Path | None = None,
+                 tile_cache: bool = False):
+        self.name = name
+        self.port = h.free_port()
+        self.prefix = Path(tempfile.mkdtemp(prefix=f"twin-bench-nginx-{name}-"))
+        os.chmod(self.prefix, 0o755)
+        conf = self.prefix / "conf"
+        (self.prefix / "logs").mkdir(parents=True)
+        conf.mkdir()
+        if tile_cache:  # the shipped files with the optional microcache turned on, as docs/deployment.md says
+            shutil.copytree(NGINX_DIR, conf / "twin")
+            loc, http = conf / "twin" / "twin-locations.conf", conf / "twin" / "twin-http.conf"
+            loc.write_text(loc.read_text().replace("# include twin/twin-tile-cache.conf;", "include twin/twin-tile-cache.conf;"))
+            http.write_text(http.read_text().replace("# proxy_cache_path /var/cache/nginx/twin-tiles",
+                                                     f"proxy_cache_path {self.prefix}/cache"))
+        else:
+            (conf / "twin").symlink_to(NGINX_DIR)
+        if upstreams:
+            site = (upstream_conf(upstreams) + f"server {{\n    listen 127.0.0.1:{self.port};\n    include twin/twin-locations.conf;\n}}\n")
+        else:  # the same bytes and headers twin sends, from files
+            site = (f"server {{\n    listen 127.0.0.1:{self.port};\n    root {static_root};\n"
+                    "    open_file_cache max=10000 inactive=60s;\n"
+                    "    location /tiles/ {\n        types { application/vnd.mapbox-vector-tile mvt; }\n"
+                    "        add_header Content-Encoding gzip;\n        add_header Vary Accept-Encoding;\n"
+                    "        add_header Cache-Control \"public, max-age=60\";\n    }\n}\n")
+        p = self.prefix
+        (conf / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"worker_processes auto;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n    sendfile on;\n    tcp_nopush on;\n    include twin/twin-http.conf;\n"
+            f"    access_log {p}/logs/access.log twin buffer=64k flush=1s;\n"
+            + "".join(f"    {k}_temp_path {p}/tmp_{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + site + "}\n")
+        self.cmd = [nginx_binary(), "-p", str(p), "-c", str(conf / "nginx.conf"), "-e", str(p / "logs/error.log")]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Nginx:
+        subprocess.run([*self.cmd, "-t", "-q"], check=True)
+        self.proc = subprocess.Popen([*self.cmd, "-g", "daemon off;"])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                h.http_get(self.port, "/", timeout=2)
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx {self.name} did not start") from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def get_gzip(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection(h.HOST, port, timeout=120)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def wrk(port: int, paths: list[str], *, threads: int, connections: int, seconds: float) -> h.LoadResult:
+    """wrk over ``paths`` in turn (``Accept-Encoding: gzip``), as harness.wrk but with ``threads``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lua = Path(tmp) / "paths.lua"
+        lua.write_text(h._WRK_LUA)
+        plist = Path(tmp) / "paths.txt"
+        plist.write_text("\n".join(paths) + "\n")
+        cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout=10s",
+               "-s", str(lua), f"http://{h.HOST}:{port}{paths[0]}"]
+        env = {**os.environ, "BENCH_PATHS": str(plist), "BENCH_AE": "gzip"}
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    # one BENCHJSON line per thread would double-count: wrk calls done() once, in the main thread
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    d = json.loads(line[len("BENCHJSON "):])
+    secs, n = d["duration_us"] / 1e6, d["requests"]
+    return h.LoadResult(rps=n / secs if secs else 0.0, requests=n, duration_s=secs,
+                        bytes_per_req=d["bytes"] / n if n else 0.0, p50_ms=d["p50_us"] / 1000,
+                        p95_ms=d["p95_us"] / 1000, p99_ms=d["p99_us"] / 1000,
+                        errors=d["connect"] + d["read"] + d["write"] + d["timeout"], non2xx=d["status"], tool="wrk")
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: bash bench/setup.sh installs it")
+    n_buildings = building_count(args.db)
+    if n_buildings == 0:
+        sys.exit(f"no buildings in {args.db}: build the town first (bash bench/run.sh data)")
+    tiles = densest_tiles(args.db, 16, args.tiles)
+    paths = [f"/tiles/buildings/{z}/{x}/{y}.mvt" for z, x, y in tiles]
+    run_id = uuid.uuid4().hex[:8]
+    env = {"TWIN_REDIS_URL": REDIS_URL, "TWIN_TILE_REDIS_PREFIX": f"twin:bench-nginx:{run_id}:",
+           "TWIN_TRUSTED_PROXIES": "127.0.0.1/32", "TWIN_STATEMENT_TIMEOUT_MS": "120000"}
+    static_root = Path(tempfile.mkdtemp(prefix="twin-bench-static-"))
+    os.chmod(static_root, 0o755)
+    res: dict[str, Any] = {"tiles": len(paths), "buildings": n_buildings, "runs": {}}
+    try:
+        with h.twin_server(args.db, "twin-a", env) as a, h.twin_server(args.db, "twin-b", env) as b:
+            t0 = time.monotonic()
+            sizes = []
+            for pth in paths:  # worker a renders each tile (memory + Redis); b takes it from Redis
+                st, hdr, body = get_gzip(a.port, pth)
+                if st == 200:
+                    assert hdr.get("content-encoding") == "gzip", hdr
+                    f = static_root / pth.lstrip("/")
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    f.write_bytes(body)
+                    sizes.append(len(body))
+                get_gzip(b.port, pth)
+            paths = [p for p in paths if (static_root / p.lstrip("/")).exists()]  # 204 (empty) tiles have no file
+            for d in static_root.rglob("*"):
+                os.chmod(d, 0o755 if d.is_dir() else 0o644)
+            res["warm_s"] = round(time.monotonic() - t0, 1)
+            res["mean_kb"] = round(sum(sizes) / len(sizes) / 1024, 1)
+            print(f"nginx bench: {len(paths)} z16 tiles cached ({res['mean_kb']} KB gzip mean), warm-up {res['warm_s']} s")
+            with Nginx("one", upstreams=[a.port]) as n1, Nginx("two", upstreams=[a.port, b.port]) as n2, \
+                    Nginx("cache", upstreams=[a.port, b.port], tile_cache=True) as nc, \
+                    Nginx("static", static_root=static_root) as ns:
+                scenarios = {"twin direct": a.port, "nginx → 1 twin": n1.port, "nginx → 2 twins": n2.port,
+                             "nginx 1 s cache → 2 twins": nc.port, "nginx static": ns.port}
+                for port in scenarios.values():  # the same bytes everywhere, and warm connections
+                    assert get_gzip(port, paths[0])[2] == (static_root / paths[0].lstrip("/")).read_bytes()
+                    wrk(port, paths, threads=args.threads, connections=args.connections, seconds=1)
+                for i in range(args.runs):
+                    for name, port in scenarios.items():
+                        r = wrk(port, paths, threads=args.threads, connections=args.connections, seconds=args.seconds)
+                        res["runs"].setdefault(name, []).append(r.row())
+                        print(f"  run {i + 1} {name}: {r.rps:,.0f} req/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms"
+                              f", non2xx {r.non2xx}, errors {r.errors}")
+    finally:
+        shutil.rmtree(static_root, ignore_errors=True)
+    res["median"] = {name: {k: statistics.median(run[k] for run in runs) for k in ("rps", "p50_ms", "p99_ms")}
+                     | {"non2xx": sum(run["non2xx"] for run in runs), "errors": sum(run["errors"] for run in runs)}
+                     for name, runs in res["runs"].items()}
+    return res
+
+
+def report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) -> str:
+    med = res["median"]
+    static = med["nginx static"]["rps"]
+    best = max(med["nginx → 1 twin"]["rps"], med["nginx → 2 twins"]["rps"])
+    share = best / static if static else 0.0
+    cached_share = med["nginx 1 s cache → 2 twins"]["rps"] / static if static else 0.0
+    two_vs_one = med["nginx → 2 twins"]["rps"] / med["nginx → 1 twin"]["rps"]
+    rows = []
+    prev = None
+    for name in ("twin direct", "nginx → 1 twin", "nginx → 2 twins", "nginx 1 s cache → 2 twins", "nginx static"):
+        m = med[name]
+        step = f"{m['rps'] / prev:.2f}×" if prev else "–"
+        rows.append([name, m["rps"], m["p50_ms"], m["p99_ms"], f"{m['rps'] / static:.0%}", step,
+                     f"{m['non2xx']}/{m['errors']}"])
+        prev = m["rps"]
+    m = h.machine_info()
+    return "\n".join([
+        "## Many hosts: cached tiles through nginx (issue 13)",
+        "",
+        f"`{meta['command']}` — {meta['date']}, commit {meta['commit']}, {m.get('cpu', '?')}, "
+        f"{m.get('nproc', '?')} cores; load average before the run {meta['load_before']}. "
+        f"{res['tiles']} densest z16 building tiles of the {res['buildings']:,}-building town, all cached, "
+        f"{res['mean_kb']} KB gzip on average, `Accept-Encoding: gzip`; wrk -t{args.threads} "
+        f"-c{args.connections}, {args.seconds:g} s per run, median of {args.runs} interleaved runs. nginx "
+        "(Debian 1.22, `worker_processes auto`, buffered access log) runs the shipped deploy/nginx files; "
+        "the static case serves the same gzip bytes from files with the same headers. Everything — wrk, "
+        "nginx, the twin workers, Redis — shares the machine's cores.",
+        "",
+        h.md_table(["scenario", "req/s", "p50 ms", "p99 ms", "of static", "step", "non2xx/errors"], rows),
+        "",
+        *(["**Busy machine** (load average above the core count before the run): the figures are noisy; "
+           "re-run on a quiet machine for the record.", ""] if _busy(meta, m) else []),
+        f"- Through nginx to twin's caches, cached tiles reach **{share:.0%}** of nginx static "
+        f"(goal ≥ {GOAL_SHARE:.0%}): **{h.verdict(share >= GOAL_SHARE)}**. With the optional 1 s nginx "
+        f"tile cache (deploy/nginx/twin-tile-cache.conf): **{cached_share:.0%}**: "
+        f"**{h.verdict(cached_share >= GOAL_SHARE)}**.",
+        f"- Two workers vs one behind nginx: **{two_vs_one:.2f}×** (goal: not slower, ≥ {GOAL_TWO_VS_ONE}): "
+        f"**{h.verdict(two_vs_one >= GOAL_TWO_VS_ONE)}**.",
+        f"- Steps: nginx in front of one worker {_change(med['nginx → 1 twin']['rps'], med['twin direct']['rps'])} "
+        "(on two cores nginx's workers and wrk take CPU from the one Python process that does the work; "
+        "keep-alive to twin matters: without it nginx opens a connection per request), a second worker "
+        f"{_change(med['nginx → 2 twins']['rps'], med['nginx → 1 twin']['rps'])}, the 1 s nginx tile cache "
+        f"{_change(med['nginx 1 s cache → 2 twins']['rps'], med['nginx → 2 twins']['rps'])} (nginx answers from its "
+        "cache files; twin sees one revalidation per tile per second). A cached tile takes one twin worker "
+        f"~{1000 / max(med['twin direct']['rps'], 1):.2f} ms at saturation, nginx "
+        f"~{1000 / max(med['nginx static']['rps'], 1):.3f} ms per file: only a cache in nginx comes near "
+        "the static ceiling.",
+        "- A read replica is not a step here: cached tiles never reach the database "
+        "(replicas: docs/operations.md, \"Read replicas\").",
+    ])
+
+
+def _busy(meta: dict[str, Any], machine: dict[str, str]) -> bool:
+    try:
+        return float(meta["load_before"].split()[0]) > float(machine["nproc"])
+    except (KeyError, ValueError, IndexError):
+        return False
+
+
+def _change(new: float, old: float) -> str:
+    return f"{new / old:.2f}× ({new - old:+,.0f} req/s)" if old else "–"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default=DB_URL, help="the town (read only); default the 10x bench town")
+    ap.add_argument("--tiles", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--quick", action="store_true", help="3 s runs, one round")
+    ap.add_argument("--no-doc", action="store_true", help="print, do not rewrite docs/benchmarks.md")
+    ap.add_argument("--report", type=Path, help="rewrite the section from a saved bench/results/nginx-*.json")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.runs = 3.0, 1
+    if args.report:
+        res = json.loads(args.report.read_text())
+        args.seconds, args.runs = res["args"]["seconds"], res["args"]["runs"]
+        args.threads, args.connections = res["args"]["threads"], res["args"]["connections"]
+        body = report(res, res["meta"], args)
+        print(body)
+        if not args.no_doc:
+            h.write_section(DOC, "nginx", body)
+        return
+    data = {"version": "twin_bench" if args.db == DB_URL else args.db.rsplit("/", 1)[-1],
+            "buildings": building_count(args.db)}
+    meta = h.run_meta("nginx", data, args.quick)
+    res = bench(args)
+    res["meta"] = meta
+    res["args"] = {k: getattr(args, k) for k in ("seconds", "runs", "threads", "connections", "tiles")}
+    path = h.save_json("nginx", res)
+    body = report(res, meta, args)
+    print(body)
+    print(f"results: {path}")
+    if not args.no_doc:
+        h.write_section(DOC, "nginx", body)
+
+
+if __name__ == "__main__":
+    main()
