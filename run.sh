@@ -111,6 +111,55 @@ setup_postgis() {
   fi
 }
 
+as_postgres() {  # run a command as the postgres OS user (root: runuser; otherwise sudo)
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+setup_replica() {
+  # A real streaming replica of the test server for the read-replica tests (tests/scale/test_replica.py):
+  # cluster "$v/replica" on port 5433, made with pg_basebackup -R from 5432 (a replication role, a
+  # pg_hba line and a replication slot on the primary; the slot keeps at most 2 GB of WAL, so a stopped
+  # replica cannot fill the primary's disk). Idempotent: a replica in step is only started; one whose
+  # slot is gone or lost (it fell more than 2 GB behind) is made again.
+  local v port=5433 role=twin_replicator pass=twin-replicator slot=twin_test_replica hba wal
+  v=$(pg_version)
+  local data="/var/lib/postgresql/$v/replica" pg="$TWIN_TEST_POSTGRES_URL"
+  wal=$(psql "$pg" -Atc "select wal_status from pg_replication_slots where slot_name = '$slot'")
+  if [ -z "$wal" ] || [ "$wal" = lost ] || ! $SUDO test -f "$data/standby.signal"; then
+    log "creating a streaming replica of PostgreSQL $v on port $port (pg_basebackup)"
+    psql "$pg" -q -v ON_ERROR_STOP=1 <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN
+    CREATE ROLE $role WITH REPLICATION LOGIN PASSWORD '$pass';
+  END IF;
+END \$\$;
+SQL
+    hba=$(psql "$pg" -Atc 'show hba_file')
+    if ! $SUDO grep -q "^host replication $role 127.0.0.1/32" "$hba"; then
+      echo "host replication $role 127.0.0.1/32 scram-sha-256" | $SUDO tee -a "$hba" >/dev/null
+    fi
+    if [ "$(psql "$pg" -Atc 'show max_slot_wal_keep_size')" = "-1" ]; then
+      psql "$pg" -qc "ALTER SYSTEM SET max_slot_wal_keep_size = '2GB'"
+    fi
+    psql "$pg" -qAtc 'select pg_reload_conf()' >/dev/null
+    [ -d "/etc/postgresql/$v/replica" ] || $SUDO pg_createcluster "$v" replica -p $port >/dev/null
+    $SUDO pg_ctlcluster "$v" replica stop >/dev/null 2>&1 || true
+    psql "$pg" -qAtc "select pg_drop_replication_slot('$slot') from pg_replication_slots where slot_name = '$slot'" >/dev/null
+    $SUDO find "$data" -mindepth 1 -delete
+    as_postgres env PGPASSWORD=$pass pg_basebackup -h 127.0.0.1 -p 5432 -U $role -D "$data" -R -C -S $slot -X stream -c fast
+    # clients reach the replica as they reach the primary (same roles, same pg_hba rules)
+    $SUDO cp "$hba" "/etc/postgresql/$v/replica/pg_hba.conf"
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p $port; then
+    log "starting the PostgreSQL replica on port $port"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" replica start || $SUDO pg_ctlcluster "$v" replica start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p $port && break; sleep 1; done
+  fi
+  # same credentials as the primary (the replica is a copy of it), another port
+  export TWIN_TEST_REPLICA_URL="${TWIN_TEST_REPLICA_URL:-${pg/:5432\//:$port/}}"
+  export TWIN_TEST_REPLICA_CLUSTER="${TWIN_TEST_REPLICA_CLUSTER:-$v/replica}"  # the tests stop and start it
+}
+
 setup_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
@@ -179,6 +228,7 @@ case "$cmd" in
     setup_node_tools
     setup_video
     setup_postgis
+    setup_replica
     setup_redis
     setup_mqtt
     setup_nats

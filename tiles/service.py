@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import os
 import threading
 import zlib
@@ -236,7 +237,9 @@ class TileService:
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="twin-tiles")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.tile, specs, tile, encoding)
+        # the request's context goes along: its read-replica routing (twin/replicas.py) applies to the render
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, ctx.run, self.tile, specs, tile, encoding)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -107,3 +107,41 @@ def _spatialite_engine(u: URL, *, echo: bool) -> Engine:
         cur.close()
 
     return engine
+
+
+# --- read replicas (twin/replicas.py): the engine of a store with TWIN_DATABASE_READ_URLS -------------
+def make_routed_engine(
+    url: str | URL,
+    read_urls: list[str],
+    *,
+    statement_timeout_ms: int = 15_000,
+    check_s: float = 1.0,
+    retry_s: float = 10.0,
+    max_lag_s: float = 30.0,
+) -> Engine:
+    """The primary's engine for ``url``; with ``read_urls``, a routed one whose reads may go to the replicas."""
+    from twin.replicas import route_reads
+
+    primary = make_engine(url, statement_timeout_ms=statement_timeout_ms)
+    if not read_urls:
+        return primary
+    if primary.dialect.name != "postgresql":
+        raise StoreUnavailable("read replicas need PostGIS (TWIN_DATABASE_URL=postgresql://…), not SpatiaLite")
+    replicas: dict[str, Engine] = {}
+    for raw in read_urls:
+        u = normalise_url(raw)
+        if u.get_backend_name() != "postgresql":
+            raise StoreUnavailable(f"read replica URL {u.render_as_string(hide_password=True)!r} is not postgresql://")
+        name = f"{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+        replicas[name] = create_engine(
+            u,
+            pool_size=8,
+            max_overflow=8,
+            pool_pre_ping=True,
+            connect_args={
+                "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+                "application_name": "twin-replica-read",
+                "connect_timeout": 3,  # a replica that does not answer is skipped, not waited for
+            },
+        )
+    return route_reads(primary, replicas, check_s=check_s, retry_s=retry_s, max_lag_s=max_lag_s)

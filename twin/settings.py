@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,21 @@ class TwinSettings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="postgresql://… for PostGIS; empty for the embedded SpatiaLite file under home.",
+    )
+    database_read_urls: str | None = Field(
+        default=None,
+        description="Comma-separated postgresql://… URLs of streaming replicas for reads (features, tiles, scenes, "
+        "analysis, search); writes go to database_url. PostGIS only: refused with the SpatiaLite store.",
+    )
+    replica_check_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the replicas' health and WAL replay position are checked."
+    )
+    replica_retry_s: float = Field(
+        default=10.0, gt=0, description="How long a replica that failed a check or a query is left out."
+    )
+    replica_max_lag_s: float = Field(
+        default=30.0, gt=0, description="Replicas further behind the primary are not read (the staleness bound "
+        "for clients that keep no read-your-writes cookie)."
     )
     redis_url: str | None = Field(default=None, description="Optional Redis tier for the tile cache.")
     statement_timeout_ms: int = Field(default=15_000, ge=100, description="Per-statement timeout on PostGIS.")
@@ -228,6 +243,27 @@ class TwinSettings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.home / 'twin.sqlite'}"
 
+    @model_validator(mode="after")
+    def _replicas_need_postgis(self) -> TwinSettings:
+        self.read_urls  # noqa: B018 - raises ValueError where read replicas cannot apply
+        return self
+
+    @property
+    def read_urls(self) -> list[str]:
+        """The replicas' URLs (``database_read_urls`` split); :class:`ValueError` where they cannot apply."""
+        urls = [u.strip() for u in (self.database_read_urls or "").split(",") if u.strip()]
+        if not urls:
+            return []
+        if not (self.database_url or "").startswith(("postgresql", "postgres", "postgis")):
+            raise ValueError(
+                "TWIN_DATABASE_READ_URLS needs a PostgreSQL TWIN_DATABASE_URL: read replicas are PostgreSQL "
+                "streaming standbys, and the embedded SpatiaLite store has none (unset TWIN_DATABASE_READ_URLS)"
+            )
+        bad = [_mask_url_password(u) for u in urls if not u.startswith(("postgresql", "postgres", "postgis"))]
+        if bad:
+            raise ValueError(f"TWIN_DATABASE_READ_URLS: not PostgreSQL URLs: {', '.join(bad)}")
+        return urls
+
     def masked(self) -> dict[str, object]:
         """Settings as a dict with passwords and secrets masked (for ``twin config``)."""
         out: dict[str, object] = {}
@@ -236,6 +272,8 @@ class TwinSettings(BaseSettings):
                 value = "********"
             elif name in {"database_url", "redis_url", "mqtt_url", "hub_url"} and value:
                 value = _mask_url_password(str(value))
+            elif name == "database_read_urls" and value:
+                value = ",".join(_mask_url_password(u.strip()) for u in str(value).split(","))
             out[name] = str(value) if isinstance(value, Path) else value
         out["effective_database_url"] = _mask_url_password(self.effective_database_url)
         return out

@@ -22,11 +22,12 @@ from sqlalchemy.sql.expression import false
 
 from twin import cql, migrate
 from twin.catalog import LAYERS, LayerSpec, get_layer
-from twin.db import make_engine
+from twin.db import make_engine, make_routed_engine
 from twin.dialect import BBox, SpatialDialect, dialect_for
 from twin.errors import FeatureNotFound, InvalidParameter, StoreUnavailable
 from twin.geometry import coerce_array
 from twin.int_range import fits_column
+from twin.replicas import ReadRouter, primary_only
 from twin.settings import TwinSettings, get_settings
 from twin.versioning import BULK_ROWS, bulk_change, layer_versions
 
@@ -97,6 +98,10 @@ class SpatialStore:
     @classmethod
     def from_settings(cls, settings: TwinSettings | None = None) -> SpatialStore:
         s = settings or get_settings()
+        if s.read_urls:  # reads may go to streaming replicas (twin/replicas.py)
+            return cls(make_routed_engine(
+                s.effective_database_url, s.read_urls, statement_timeout_ms=s.statement_timeout_ms,
+                check_s=s.replica_check_s, retry_s=s.replica_retry_s, max_lag_s=s.replica_max_lag_s))
         return cls(make_engine(s.effective_database_url, statement_timeout_ms=s.statement_timeout_ms))
 
     @classmethod
@@ -107,9 +112,15 @@ class SpatialStore:
     def migrate(self) -> None:
         migrate.upgrade(self.engine)
 
+    @property
+    def read_router(self) -> ReadRouter | None:
+        """The read-replica router when reads may go to replicas (TWIN_DATABASE_READ_URLS), else ``None``."""
+        return getattr(self.engine, "router", None)
+
     def ping(self) -> None:
+        """Check the primary (replicas are checked by :attr:`read_router`)."""
         try:
-            with self.engine.connect() as conn:
+            with primary_only(), self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except (OperationalError, DBAPIError) as exc:
             raise StoreUnavailable("database unreachable", detail=str(exc.orig)) from exc

@@ -28,6 +28,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from twin.errors import AccountLocked, InvalidParameter, Unauthorized
+from twin.replicas import primary_only
 from twin.schema import App, RefreshToken, RequestNonce, User
 from twin.security.secret_box import SecretBox, server_key
 from twin.security.signing import SignatureError, check_timestamp, verify
@@ -145,7 +146,7 @@ class Accounts:
     def app_secret(self, app_id: str) -> tuple[str, frozenset[str]] | None:
         """(secret, roles) of an enabled app, or None for an unknown or disabled one."""
         t = APPS
-        with self.store.engine.connect() as conn:
+        with primary_only(), self.store.engine.connect() as conn:  # never a lagging replica
             row = conn.execute(select(t.c.secret_enc, t.c.roles, t.c.enabled).where(t.c.app_id == app_id)).first()
         if row is None or not row.enabled:
             return None
@@ -340,7 +341,7 @@ class Accounts:
         kind, _, name = subject.partition(":")
         if kind == "user":
             t = USERS
-            with self.store.engine.connect() as conn:
+            with primary_only(), self.store.engine.connect() as conn:  # never a lagging replica
                 row = conn.execute(select(t.c.roles, t.c.enabled).where(t.c.username == name)).first()
             if row is None or not row.enabled:
                 raise AuthError("token_revoked", "the user no longer exists or is disabled")
@@ -360,7 +361,7 @@ class Accounts:
         version: int | None
         if kind == "user":
             t = USERS
-            with self.store.engine.connect() as conn:
+            with primary_only(), self.store.engine.connect() as conn:  # never a lagging replica
                 row = conn.execute(select(t.c.token_version, t.c.enabled).where(t.c.username == name)).first()
             version = row.token_version if row is not None and row.enabled else None
         elif kind == "app":
