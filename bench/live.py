@@ -114,7 +114,8 @@ def publisher_proc(index: int, host: str, port: int, topic_prefix: str, codes: l
              "late_s": late, "unacked": sum(not i.is_published() for i in infos)})
 
 
-def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, stop: Any, out: Any) -> None:
+def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, stop: Any, out: Any,
+                    compression: str | None = None) -> None:
     """Open one WebSocket per bbox, read until ``stop``; report latencies and unique sequence numbers."""
     import websockets
 
@@ -122,7 +123,7 @@ def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, 
         lat: list[float] = []
         got: set[float] = set()
         async with websockets.connect(f"{url}/live/ws?layers=devices&bbox={','.join(map(str, bbox))}",
-                                      max_size=None, ping_interval=None) as ws:
+                                      max_size=None, ping_interval=None, compression=compression) as ws:
             await ws.recv()  # the snapshot
             ready.put(1)
             while not flag.is_set():
@@ -225,7 +226,8 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
     procs = []
     for g in groups:
         if kind == "ws":
-            p = ctx.Process(target=ws_clients_proc, args=(target, {int(i): bboxes[i] for i in g}, ready, stop, out))
+            p = ctx.Process(target=ws_clients_proc, args=(target, {int(i): bboxes[i] for i in g}, ready, stop, out,
+                                                          "deflate" if args.ws_deflate else None))
         else:
             topics = {int(i): [codes[d] for d in np.flatnonzero(inside[i])] for i in g}
             p = ctx.Process(target=mqtt_clients_proc,
@@ -341,6 +343,8 @@ def main() -> int:
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--client-procs", type=int, default=4, help="processes the subscribers are spread over")
     ap.add_argument("--history-rows", type=int, default=100_000)
+    ap.add_argument("--ws-deflate", action="store_true",
+                    help="WebSocket clients negotiate permessage-deflate (as browsers do); off by default, as MQTT")
     ap.add_argument("--mqtt", default=os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--postgres", default=os.environ.get("TWIN_TEST_POSTGRES_URL",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))

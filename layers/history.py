@@ -188,14 +188,19 @@ class HistoryWriter:
         self.batch = batch
         self._q: queue.Queue[Reading] = queue.Queue()
         self._stop = threading.Event()
-        self._idle = threading.Event()
+        # flush() waits on counts, not on an "idle" flag: a flag set by the writer just before a put
+        # would report a reading still in flight as written
+        self._done = threading.Condition()
+        self._put = 0
+        self._handled = 0  # written, or given up on after retries
         self._thread = threading.Thread(target=self._run, name="twin-live-history", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def put(self, reading: Reading) -> None:
-        self._idle.clear()
+        with self._done:
+            self._put += 1
         self._q.put(reading)
 
     def _take(self) -> list[Reading]:
@@ -208,8 +213,7 @@ class HistoryWriter:
             try:
                 out.append(self._q.get(timeout=min(left, 0.1)))
             except queue.Empty:
-                if not out and self._q.empty():
-                    self._idle.set()
+                pass
         return out
 
     def _run(self) -> None:
@@ -226,16 +230,15 @@ class HistoryWriter:
                     time.sleep(0.5 * (attempt + 1))
             else:
                 WRITE_ERRORS.inc()
-            if self._q.empty():
-                self._idle.set()
+            with self._done:
+                self._handled += len(batch)
+                self._done.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._q.empty() and self._idle.wait(0.05) and self._q.empty():
-                return True
-        return False
+        with self._done:
+            target = self._put
+            return self._done.wait_for(lambda: self._handled >= target, timeout)
 
     def close(self) -> None:
         self._stop.set()

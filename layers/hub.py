@@ -97,7 +97,7 @@ class Subscription:
         with self._lock:
             pending = self._pending
             for ch in changes:
-                key = feature_key(ch)
+                key = (ch["layer"], str(ch["feature"].get("id")))  # feature_key, inlined: the hot loop
                 queued = pending.get(key)
                 if queued is not None:
                     if self._count < self.coalesce_after:  # keeping up: the client gets every change
@@ -135,18 +135,21 @@ class Subscription:
     # -- consumer side -------------------------------------------------------------------
     def drain(self, max_items: int | None = None) -> list[Change]:
         with self._lock:
-            out: list[Change] = []
-            budget = self._count if max_items is None else min(max_items, self._count)
             pending = self._pending
-            while len(out) < budget:
-                key, queued = next(iter(pending.items()))
-                room = budget - len(out)
-                if len(queued) <= room:
-                    del pending[key]
-                    out.extend(queued)
-                else:
-                    out.extend(queued[:room])
-                    del queued[:room]
+            if max_items is None or max_items >= self._count:  # everything (the usual case)
+                out = [ch for queued in pending.values() for ch in queued]
+                pending.clear()
+            else:
+                out = []
+                while len(out) < max_items:
+                    key, queued = next(iter(pending.items()))
+                    room = max_items - len(out)
+                    if len(queued) <= room:
+                        del pending[key]
+                        out.extend(queued)
+                    else:
+                        out.extend(queued[:room])
+                        del queued[:room]
             self._count -= len(out)
             if not pending:
                 self._signalled = False
@@ -250,7 +253,8 @@ class Hub:
                     self._positions[key] = b
                     if b is not None:
                         new_b[i] = b
-                PUBLISHED.labels(key[0]).inc()
+            for layer, count in zip(*np.unique(layers.astype(str), return_counts=True), strict=True):
+                PUBLISHED.labels(layer).inc(int(count))  # once per layer and batch: labels() is not free
             for fn in self._listeners:
                 try:
                     fn(changes)
@@ -283,18 +287,24 @@ class Hub:
             takes = np.array([sub.layers is None or layer in sub.layers for sub in subs])
             if not takes.all():
                 wanted[np.ix_(layers == layer, ~takes)] = False
-        for j in np.flatnonzero(wanted.any(axis=0)):
-            out: list[Change] = []
-            for i in np.flatnonzero(wanted[:, j]):
-                ch = changes[i]
-                if removes[i]:
-                    out.append(ch)
-                elif now_in[i, j] and not was_in[i, j]:
-                    out.append({**ch, "op": "add"})
-                elif was_in[i, j] and not now_in[i, j]:
-                    out.append({**ch, "op": "remove"})
-                else:
-                    out.append(ch)
+        # what each subscriber sees: 0 the change as is, 1 an add (entered its bbox), 2 a remove (left it)
+        kind = np.zeros((n, s), dtype=np.int8)
+        kind[now_in & ~was_in] = 1
+        kind[was_in & ~now_in & ~removes[:, None]] = 2
+        cols, rows = np.nonzero(wanted.T)  # grouped by subscriber, changes in order within each
+        if not cols.size:
+            return
+        kinds = kind[rows, cols]
+        cuts = np.flatnonzero(np.diff(cols)) + 1
+        starts, ends = np.r_[0, cuts].tolist(), np.r_[cuts, cols.size].tolist()
+        rows_l, kinds_l, who = rows.tolist(), kinds.tolist(), cols[np.r_[0, cuts]].tolist()
+        for j, a, b in zip(who, starts, ends, strict=True):
+            seg, ks = rows_l[a:b], kinds_l[a:b]
+            if any(ks):
+                out = [changes[i] if k == 0 else {**changes[i], "op": "add" if k == 1 else "remove"}
+                       for i, k in zip(seg, ks, strict=True)]
+            else:
+                out = [changes[i] for i in seg]
             subs[j].offer(out)
 
     # -- subscribers -----------------------------------------------------------------------
