@@ -123,7 +123,8 @@ def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, 
         lat: list[float] = []
         got: set[float] = set()
         async with websockets.connect(f"{url}/live/ws?layers=devices&bbox={','.join(map(str, bbox))}",
-                                      max_size=None, ping_interval=None, compression=compression) as ws:
+                                      max_size=None, ping_interval=None, compression=compression,
+                                      open_timeout=120) as ws:
             await ws.recv()  # the snapshot
             ready.put(1)
             while not flag.is_set():
@@ -197,7 +198,7 @@ def stalled_proc(url: str, ready: Any, stop: Any) -> None:
 
     async def main() -> None:
         async with websockets.connect(f"{url}/live/ws?layers=devices", max_queue=1, max_size=None,
-                                      ping_interval=None) as ws:
+                                      ping_interval=None, open_timeout=120) as ws:
             await ws.recv()
             ready.put(1)
             while not stop.is_set():
@@ -239,8 +240,14 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
         extra.append(ctx.Process(target=stalled_proc, args=(target, ready, stop)))
         extra[-1].start()
     want = len(bboxes) + len(extra)
-    for _ in range(want):
-        ready.get(timeout=120)
+    try:
+        for _ in range(want):
+            ready.get(timeout=180)
+    except BaseException:
+        stop.set()
+        for p in procs + extra:
+            p.terminate()
+        raise
     time.sleep(1.0)
     rss0 = server.memory_info().rss if server else 0
     sampler = RssSampler(server)
@@ -251,16 +258,21 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
             for k in range(args.publishers)]
     for p in pubs:
         p.start()
-    sent = [pub_out.get(timeout=args.seconds + 120) for _ in pubs]
-    for p in pubs:
-        p.join()
-    rss1 = server.memory_info().rss if server else 0
-    time.sleep(args.tail)  # let the tail arrive
-    stop.set()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs + extra:
-        p.join(timeout=30)
-    sampler.halt.set()
+    try:
+        sent = [pub_out.get(timeout=args.seconds + 120) for _ in pubs]
+        for p in pubs:
+            p.join()
+        rss1 = server.memory_info().rss if server else 0
+        time.sleep(args.tail)  # let the tail arrive
+        stop.set()
+        results = [out.get(timeout=120) for _ in procs]
+        for p in procs + extra:
+            p.join(timeout=30)
+    finally:
+        sampler.halt.set()
+        for p in procs + extra + pubs:
+            if p.is_alive():
+                p.terminate()
     lat = np.concatenate([r["lat"] for r in results]) if results else np.array([])
     received = {i: n for r in results for i, n in r["received"].items()}
     counts = np.bincount(np.concatenate([s["codes"] for s in sent]), minlength=len(codes))
@@ -313,6 +325,28 @@ def history_rate(store: Any, codes: list[str], rows: int) -> float:
     return rows / (time.perf_counter() - t0)
 
 
+def accepted_total(http_port: int) -> float:
+    """Readings twin has taken from MQTT so far (its /metrics)."""
+    import httpx
+
+    total = 0.0
+    for line in httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=30).text.splitlines():
+        if line.startswith("twin_live_readings_total{") and 'source="mqtt"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_caught_up(http_port: int, sent_so_far: int, limit_s: float = 60.0) -> float:
+    """Wait until twin has taken every reading sent so far (a backlog must not spill into the next
+    phase); returns the seconds it took after the phase ended."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        if accepted_total(http_port) >= sent_so_far:
+            break
+        time.sleep(0.5)
+    return time.perf_counter() - t0
+
+
 def start_server(db: str, mqtt_url: str, prefix: str) -> tuple[subprocess.Popen, int]:
     import httpx
 
@@ -350,7 +384,12 @@ def main() -> int:
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--phases", default="A,B,C", help="which of A (WS), B (WS + stalled), C (Mosquitto) to run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
+    ap.add_argument("--write-doc", action="store_true",
+                    help="put this run's table into docs/benchmarks.md (between the live-run markers)")
     args = ap.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (server, client processes)
     host, port = args.mqtt.split("//")[1].split(":")
     args.host, args.port = host, int(port)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -392,13 +431,18 @@ def main() -> int:
         url = f"ws://127.0.0.1:{http_port}"
         try:
             server = psutil.Process(proc.pid)
+            sent_so_far = 0
             if "A" in phases:
-                result["twin_ws"] = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server)
-                print("A twin WS:", json.dumps(result["twin_ws"]), flush=True)
+                result["twin_ws"] = a = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server)
+                sent_so_far += a["sent"]
+                a["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
+                print("A twin WS:", json.dumps(a), flush=True)
             if "B" in phases:
-                result["twin_ws_with_stalled"] = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside,
-                                                           server, stalled=True)
-                print("B twin WS + stalled:", json.dumps(result["twin_ws_with_stalled"]), flush=True)
+                result["twin_ws_with_stalled"] = b = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside,
+                                                               server, stalled=True)
+                sent_so_far += b["sent"]
+                b["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
+                print("B twin WS + stalled:", json.dumps(b), flush=True)
             with store.engine.connect() as c:
                 from sqlalchemy import text
 
@@ -414,7 +458,18 @@ def main() -> int:
     result["loadavg_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(table(result, args))
+    text = table(result, args)
+    print(text)
+    if args.write_doc:
+        from bench.harness import write_section
+
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        cmd = " ".join(["bench/live.py", *sys.argv[1:]])
+        write_section(ROOT / "docs" / "benchmarks.md", "live-run",
+                      f"Last run: `{cmd}` on {result['when'][:16]} UTC, commit {commit}, {os.cpu_count()} cores.\n\n"
+                      + text.replace("\n\n", "\n\n* ", 1).replace("\nhistory", "\n* history")
+                      .replace("\nload average", "\n* load average").replace("\ntwin /", "\n* twin /"))
     return 0
 
 
@@ -431,6 +486,8 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
              row("deliveries (expected)", lambda c: f"{c['deliveries']:,} ({c['expected']:,})"),
              row("p50 / p99 ms", lambda c: f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}"),
              row("loss % (clients with loss)", lambda c: f"{c['loss_pct']:.2f} ({c['clients_with_loss']})"),
+             row("twin still catching up after the tail, s", lambda c: f"{c['backlog_s_after_tail']:.1f}"
+                 if "backlog_s_after_tail" in c else ""),
              row("server RSS MB start → end (peak)", lambda c: f"{c['rss_start_mb']:.0f} → {c['rss_end_mb']:.0f} "
                  f"({c['rss_peak_mb']:.0f})" if c["rss_start_mb"] else "")]
     a, b, m = r.get("twin_ws"), r.get("twin_ws_with_stalled"), r.get("mosquitto_direct")
