@@ -432,17 +432,19 @@ def main() -> int:
         try:
             server = psutil.Process(proc.pid)
             sent_so_far = 0
-            if "A" in phases:
-                result["twin_ws"] = a = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server)
-                sent_so_far += a["sent"]
-                a["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
-                print("A twin WS:", json.dumps(a), flush=True)
-            if "B" in phases:
-                result["twin_ws_with_stalled"] = b = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside,
-                                                               server, stalled=True)
-                sent_so_far += b["sent"]
-                b["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
-                print("B twin WS + stalled:", json.dumps(b), flush=True)
+            for name, key, stalled in (("A", "twin_ws", False), ("B", "twin_ws_with_stalled", True)):
+                if name not in phases:
+                    continue
+                cpu0, acc0 = sum(server.cpu_times()[:2]), accepted_total(http_port)
+                r = result[key] = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server,
+                                            stalled=stalled)
+                sent_so_far += r["sent"]
+                r["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
+                # CPU the server spent per reading, all its threads (ingest, hub, sends, history): a
+                # figure that holds on a busy machine, where latency does not
+                taken = accepted_total(http_port) - acc0
+                r["server_cpu_ms_per_reading"] = 1000 * (sum(server.cpu_times()[:2]) - cpu0) / max(1.0, taken)
+                print(f"{name} {key}:", json.dumps(r), flush=True)
             with store.engine.connect() as c:
                 from sqlalchemy import text
 
@@ -488,6 +490,9 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
              row("loss % (clients with loss)", lambda c: f"{c['loss_pct']:.2f} ({c['clients_with_loss']})"),
              row("twin still catching up after the tail, s", lambda c: f"{c['backlog_s_after_tail']:.1f}"
                  if "backlog_s_after_tail" in c else ""),
+             row("twin CPU per reading (all threads), ms → readings/s per core",
+                 lambda c: f"{c['server_cpu_ms_per_reading']:.3f} → {1000 / c['server_cpu_ms_per_reading']:,.0f}"
+                 if "server_cpu_ms_per_reading" in c else ""),
              row("server RSS MB start → end (peak)", lambda c: f"{c['rss_start_mb']:.0f} → {c['rss_end_mb']:.0f} "
                  f"({c['rss_peak_mb']:.0f})" if c["rss_start_mb"] else "")]
     a, b, m = r.get("twin_ws"), r.get("twin_ws_with_stalled"), r.get("mosquitto_direct")
