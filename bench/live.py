@@ -503,7 +503,8 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
         notes.append(f"twin / Mosquitto p99: {a['p99_ms'] / m['p99_ms']:.2f}×, "
                      f"deliveries/s ratio {a['received'] / max(1, m['received']):.2f}")
     notes.append(f"history rows/s to PostGIS: {r['history_rows_per_s']:,.0f}")
-    notes.append(f"load average start {r['loadavg_start']} end {r['loadavg_end']}")
+    notes.append("load average (1/5/15 min) start " + " ".join(f"{x:.1f}" for x in r["loadavg_start"])
+                 + ", end " + " ".join(f"{x:.1f}" for x in r["loadavg_end"]))
     return "\n".join(lines + [""] + notes)
 
 
