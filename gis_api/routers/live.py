@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import re
 import uuid
-from collections import OrderedDict
 from typing import Annotated, Any
 
 import orjson
@@ -102,35 +101,6 @@ def parse_interval(value: str) -> float:
     if seconds < 1:
         raise InvalidParameter("interval must be at least 1 second")
     return seconds
-
-
-class _EncodedChanges:
-    """JSON of recent changes, keyed by object identity: the hub hands the *same* change object to
-    every subscriber whose bbox it falls in, so it is serialised once, not once per subscriber.
-    Used from the event loop's thread only; holds each change it keys (an id is not reused while
-    its object lives)."""
-
-    def __init__(self, size: int = 4096):  # a few seconds of a busy stream
-        self.size = size
-        self._cache: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
-
-    def __call__(self, change: dict[str, Any]) -> bytes:
-        hit = self._cache.get(id(change))
-        if hit is not None and hit[0] is change:
-            return hit[1]
-        raw = orjson.dumps(change)
-        self._cache[id(change)] = (change, raw)
-        if len(self._cache) > self.size:
-            self._cache.popitem(last=False)
-        return raw
-
-
-_encoded = _EncodedChanges()
-
-
-def changes_message(batch: list[dict[str, Any]]) -> str:
-    """``{"type": "changes", "changes": [...]}`` built from each change's cached JSON."""
-    return (b'{"type":"changes","changes":[' + b",".join(_encoded(c) for c in batch) + b"]}").decode()
 
 
 def _collection(features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -294,9 +264,7 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
         while True:
             batch = await sub.next_batch()
             if batch:
-                text = changes_message(batch)
-                async with send_lock:
-                    await ws.send_text(text)
+                await send({"type": "changes", "changes": batch})
                 await asyncio.sleep(FRAME_INTERVAL_S)  # what arrives meanwhile goes in the next frame
 
     async def listen() -> None:
