@@ -1,23 +1,28 @@
 """Live layers: MQTT in → WebSocket out, against Mosquitto's own fan-out as the ceiling.
 
-    PYTHONPATH=. .venv/bin/python bench/live.py                  # the brief's scale: 2,000/s, 200 subscribers
+    bash bench/run.sh live                                         # the brief's scale: 2,000/s, 200 subscribers
+    PYTHONPATH=. .venv/bin/python bench/live.py                    # the same without run.sh
     PYTHONPATH=. .venv/bin/python bench/live.py --rate 300 --subscribers 20 --seconds 5   # small
 
-Steps (broker, PostgreSQL and twin on loopback; twin in its own process, one worker):
+Steps (broker, PostgreSQL and twin on loopback; twin in its own process, one worker; the load
+generator in *other* processes so it is not what is measured):
 
 1. ``--devices`` devices at random points of a 20 × 20 km box go into a fresh PostGIS database.
-2. A paho publisher sends ``--rate`` readings/s at QoS 1 to ``{prefix}/devices/{code}``; each
-   reading carries its send time, so every client measures publish → receive latency.
+2. ``--publishers`` processes share ``--rate`` readings/s at QoS 1 to ``{prefix}/devices/{code}``;
+   each reading carries a unique sequence number and its send time, so every client measures
+   publish → receive latency and counts what it missed.
 3. Phase A: ``--subscribers`` WebSocket clients, each with its own random bbox (5–30 % of the
-   box), read the stream. Loss = readings of devices in a client's bbox that never reached it.
-4. Phase B: the same plus one *stalled* client (whole box, never reads): its queue coalesces
-   and drops; the others' p99 and the server's memory are compared with phase A.
-5. Phase C: ``--subscribers`` MQTT clients subscribe to the same topics straight at Mosquitto
-   (every reading to every client): the ceiling twin is reported against.
+   box), spread over ``--client-procs`` processes, read the stream. Loss = readings of devices in
+   a client's bbox that never reached it (the server coalescing for a lagging client counts).
+4. Phase B: the same plus one *stalled* client (whole box, never reads; own process): its queue
+   coalesces and drops; the others' p99 and the server's memory are compared with phase A.
+5. Phase C: the same client processes open ``--subscribers`` MQTT clients straight at Mosquitto,
+   each subscribed (QoS 1) to the topics of the devices in *its* bbox — the same deliveries as
+   twin's bbox filter gives — while the same publishers send the same rate: the ceiling.
 6. History: readings written straight to PostGIS through the ingest's batch writer, rows/s.
 
-Numbers taken while other work shares the machine are noisy; the lead takes final figures on a
-quiet machine.
+Results go to ``bench/results/live.json`` and a Markdown table on stdout. Numbers taken while
+other work shares the machine are noisy; take final figures on a quiet machine.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -33,21 +39,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
-import paho.mqtt.client as mqtt
 import psutil
-import shapely
-import websockets
-from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twin.store import SpatialStore  # noqa: E402
-
 BOX = (120.80, 31.60, 121.00, 31.80)
+SEQ_STRIDE = 100_000_000  # sequence numbers: publisher index × stride + k (unique across publishers)
 
 
 def fresh_db(admin_url: str, name: str) -> str:
@@ -72,134 +74,218 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def q(values: list[float], p: float) -> float:
-    return float(np.percentile(values, p)) * 1000 if values else float("nan")
+def q(values: np.ndarray, p: float) -> float:
+    return float(np.percentile(values, p)) * 1000 if len(values) else float("nan")
 
 
-class Publisher(threading.Thread):
-    def __init__(self, host: str, port: int, prefix: str, codes: list[str], rate: float):
-        super().__init__(daemon=True)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.connect(host, port)
-        self.client.loop_start()
-        self.prefix, self.codes, self.rate = prefix, codes, rate
-        self.sent: list[tuple[str, float]] = []
-        self.stop = threading.Event()
+# -- load generator processes --------------------------------------------------------------------
+def publisher_proc(index: int, host: str, port: int, topic_prefix: str, codes: list[str], rate: float,
+                   start_at: float, seconds: float, out: Any) -> None:
+    """Publish ``rate`` readings/s at QoS 1 from ``start_at`` for ``seconds``; report (code index, seq) sent."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    def run(self) -> None:
-        rng = np.random.default_rng(1)
-        t0 = time.perf_counter()
-        k = 0
-        while not self.stop.is_set():
-            due = t0 + k / self.rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            code = self.codes[int(rng.integers(len(self.codes)))]
-            t = time.time()
-            self.client.publish(f"{self.prefix}/devices/{code}",
-                                orjson.dumps({"values": {"v": float(k), "t_sent": t}}), qos=1)
-            self.sent.append((code, t))
-            k += 1
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{index}-{uuid.uuid4().hex[:6]}")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    rng = np.random.default_rng(100 + index)
+    picks = rng.integers(len(codes), size=int(rate * seconds) + 1)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    n = len(picks)
+    infos = []
+    for k in range(n):
+        wait = t0 + k / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        seq = index * SEQ_STRIDE + k
+        payload = orjson.dumps({"values": {"seq": float(seq), "t_sent": time.time()}})
+        infos.append(client.publish(f"{topic_prefix}/devices/{codes[picks[k]]}", payload, qos=1))
+    late = time.perf_counter() - t0 - seconds
+    deadline = time.time() + 30
+    while not all(i.is_published() for i in infos) and time.time() < deadline:
+        time.sleep(0.01)
+    client.loop_stop()
+    client.disconnect()
+    out.put({"index": index, "codes": picks.astype(np.int32), "seqs": index * SEQ_STRIDE + np.arange(n),
+             "late_s": late, "unacked": sum(not i.is_published() for i in infos)})
 
-    def finish(self) -> None:
-        self.stop.set()
-        self.join()
-        self.client.loop_stop()
 
+def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, stop: Any, out: Any,
+                    compression: str | None = None) -> None:
+    """Open one WebSocket per bbox, read until ``stop``; report latencies and unique sequence numbers."""
+    import websockets
 
-async def ws_client(url: str, bbox: tuple[float, ...], out: dict, stop: asyncio.Event) -> None:
-    lat: list[float] = []
-    got: set[tuple[str, float]] = set()
-    async with websockets.connect(f"{url}/live/ws?layers=devices&bbox={','.join(map(str, bbox))}",
-                                  max_size=None) as ws:
-        out["ready"] = True
+    async def one(i: int, bbox: tuple[float, ...], res: dict[int, Any], flag: asyncio.Event) -> None:
+        lat: list[float] = []
+        got: set[float] = set()
+        async with websockets.connect(f"{url}/live/ws?layers=devices&bbox={','.join(map(str, bbox))}",
+                                      max_size=None, ping_interval=None, compression=compression,
+                                      open_timeout=120) as ws:
+            await ws.recv()  # the snapshot
+            ready.put(1)
+            while not flag.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                msg = orjson.loads(raw)
+                if msg.get("type") != "changes":
+                    continue
+                for ch in msg["changes"]:
+                    v = ch["feature"]["properties"]["values"]
+                    if "t_sent" in v:
+                        lat.append(now - v["t_sent"])
+                        got.add(v["seq"])
+        res[i] = (lat, got)
+
+    async def main() -> None:
+        flag = asyncio.Event()
+        res: dict[int, Any] = {}
+        tasks = [asyncio.create_task(one(i, b, res, flag)) for i, b in bboxes.items()]
         while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), 0.5)
-            except TimeoutError:
-                continue
-            now = time.time()
-            msg = orjson.loads(raw)
-            if msg.get("type") != "changes":
-                continue
-            for ch in msg["changes"]:
-                v = ch["feature"]["properties"]["values"]
-                if "t_sent" in v:
-                    lat.append(now - v["t_sent"])
-                    got.add((ch["feature"]["id"], v["t_sent"]))
-    out["lat"], out["got"] = lat, got
+            await asyncio.sleep(0.1)
+        flag.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        lat = np.array([x for v in res.values() for x in v[0]], dtype=np.float32)
+        out.put({"lat": lat, "received": {i: len(v[1]) for i, v in res.items()}})
+
+    asyncio.run(main())
 
 
-async def stalled_client(url: str, stop: asyncio.Event) -> None:
-    async with websockets.connect(f"{url}/live/ws?layers=devices", max_queue=1, max_size=None):
-        await stop.wait()  # never reads: TCP backpressure reaches the server
+def mqtt_clients_proc(host: str, port: int, topic_prefix: str, topics: dict[int, list[str]], ready: Any,
+                      stop: Any, out: Any) -> None:
+    """One paho client per bbox, subscribed to the topics of the devices in it (QoS 1)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-
-def inside(b: tuple[float, ...], pts: dict[str, tuple[float, float]], code: str) -> bool:
-    x, y = pts[code]
-    return b[0] <= x <= b[2] and b[1] <= y <= b[3]
-
-
-async def ws_phase(url: str, bboxes: list, pts: dict, pub_args: tuple, seconds: float, stalled: bool,
-                   server: psutil.Process) -> dict:
-    stop = asyncio.Event()
-    outs = [{} for _ in bboxes]
-    tasks = [asyncio.create_task(ws_client(url, b, o, stop)) for b, o in zip(bboxes, outs, strict=True)]
-    if stalled:
-        tasks.append(asyncio.create_task(stalled_client(url, stop)))
-    while not all(o.get("ready") for o in outs):
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
-    rss0 = server.memory_info().rss
-    pub = Publisher(*pub_args)
-    pub.start()
-    await asyncio.sleep(seconds)
-    pub.finish()
-    rss1 = server.memory_info().rss
-    await asyncio.sleep(2.0)  # let the tail arrive
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    lat = [x for o in outs for x in o.get("lat", [])]
-    expected = received = 0
-    for b, o in zip(bboxes, outs, strict=True):
-        want = {(c, t) for c, t in pub.sent if inside(b, pts, c)}
-        expected += len(want)
-        received += len(want & o.get("got", set()))
-    return {"sent": len(pub.sent), "rate": len(pub.sent) / seconds, "p50_ms": q(lat, 50), "p99_ms": q(lat, 99),
-            "deliveries": len(lat), "expected": expected, "received": received,
-            "loss_pct": 100 * (1 - received / expected) if expected else 0.0,
-            "rss_start_mb": rss0 / 2**20, "rss_end_mb": rss1 / 2**20}
-
-
-def mqtt_phase(host: str, port: int, prefix: str, codes: list[str], rate: float, n: int, seconds: float) -> dict:
-    lats: list[list[float]] = [[] for _ in range(n)]
+    res: dict[int, tuple[list[float], set[float]]] = {i: ([], set()) for i in topics}
     clients = []
-    for i in range(n):
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{uuid.uuid4().hex[:6]}")
+    for i, codes in topics.items():
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{i}-{uuid.uuid4().hex[:6]}")
+        lat, got = res[i]
 
-        def on_msg(client, userdata, msg, i=i):  # noqa: ANN001, ANN202
-            lats[i].append(time.time() - orjson.loads(msg.payload)["values"]["t_sent"])
+        def on_msg(client: Any, userdata: Any, msg: Any, lat: list[float] = lat, got: set[float] = got) -> None:
+            now = time.time()
+            v = orjson.loads(msg.payload)["values"]
+            lat.append(now - v["t_sent"])
+            got.add(v["seq"])
+
+        def on_sub(client: Any, userdata: Any, mid: Any, rc: Any, props: Any) -> None:
+            ready.put(1)
 
         c.on_message = on_msg
+        c.on_subscribe = on_sub
         c.connect(host, port)
-        c.subscribe(f"{prefix}/devices/+", qos=1)
         c.loop_start()
+        c.subscribe([(f"{topic_prefix}/devices/{code}", 1) for code in codes] or [(f"{topic_prefix}/none", 1)])
         clients.append(c)
-    time.sleep(1.0)
-    pub = Publisher(host, port, prefix, codes, rate)
-    pub.start()
-    time.sleep(seconds)
-    pub.finish()
-    time.sleep(2.0)
+    stop.wait()
     for c in clients:
         c.loop_stop()
         c.disconnect()
-    flat = [x for lst in lats for x in lst]
-    return {"sent": len(pub.sent), "p50_ms": q(flat, 50), "p99_ms": q(flat, 99), "deliveries": len(flat),
-            "expected": len(pub.sent) * n, "loss_pct": 100 * (1 - len(flat) / max(1, len(pub.sent) * n))}
+    out.put({"lat": np.array([x for v in res.values() for x in v[0]], dtype=np.float32),
+             "received": {i: len(v[1]) for i, v in res.items()}})
+
+
+def stalled_proc(url: str, ready: Any, stop: Any) -> None:
+    """A WebSocket client over the whole box that never reads after the snapshot: TCP backpressure."""
+    import websockets
+
+    async def main() -> None:
+        async with websockets.connect(f"{url}/live/ws?layers=devices", max_queue=1, max_size=None,
+                                      ping_interval=None, open_timeout=120) as ws:
+            await ws.recv()
+            ready.put(1)
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+
+
+# -- phases ------------------------------------------------------------------------------------
+class RssSampler(threading.Thread):
+    def __init__(self, proc: psutil.Process | None):
+        super().__init__(daemon=True)
+        self.proc, self.peak, self.halt = proc, 0, threading.Event()
+
+    def run(self) -> None:
+        while self.proc is not None and not self.halt.wait(0.2):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_prefix: str, codes: list[str],
+              bboxes: list[tuple[float, ...]], inside: np.ndarray, server: psutil.Process | None,
+              stalled: bool = False) -> dict[str, Any]:
+    """Start the client processes, then the publishers; collect latency and loss per client."""
+    ready, out, pub_out, stop = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Event()
+    groups = np.array_split(np.arange(len(bboxes)), args.client_procs)
+    procs = []
+    for g in groups:
+        if kind == "ws":
+            p = ctx.Process(target=ws_clients_proc, args=(target, {int(i): bboxes[i] for i in g}, ready, stop, out,
+                                                          "deflate" if args.ws_deflate else None))
+        else:
+            topics = {int(i): [codes[d] for d in np.flatnonzero(inside[i])] for i in g}
+            p = ctx.Process(target=mqtt_clients_proc,
+                            args=(args.host, args.port, topic_prefix, topics, ready, stop, out))
+        p.start()
+        procs.append(p)
+    extra = []
+    if stalled:
+        extra.append(ctx.Process(target=stalled_proc, args=(target, ready, stop)))
+        extra[-1].start()
+    want = len(bboxes) + len(extra)
+    try:
+        for _ in range(want):
+            ready.get(timeout=180)
+    except BaseException:
+        stop.set()
+        for p in procs + extra:
+            p.terminate()
+        raise
+    time.sleep(1.0)
+    rss0 = server.memory_info().rss if server else 0
+    sampler = RssSampler(server)
+    sampler.start()
+    start_at = time.time() + 1.0
+    pubs = [ctx.Process(target=publisher_proc, args=(k, args.host, args.port, topic_prefix, codes,
+                                                     args.rate / args.publishers, start_at, args.seconds, pub_out))
+            for k in range(args.publishers)]
+    for p in pubs:
+        p.start()
+    try:
+        sent = [pub_out.get(timeout=args.seconds + 120) for _ in pubs]
+        for p in pubs:
+            p.join()
+        rss1 = server.memory_info().rss if server else 0
+        time.sleep(args.tail)  # let the tail arrive
+        stop.set()
+        results = [out.get(timeout=120) for _ in procs]
+        for p in procs + extra:
+            p.join(timeout=30)
+    finally:
+        sampler.halt.set()
+        for p in procs + extra + pubs:
+            if p.is_alive():
+                p.terminate()
+    lat = np.concatenate([r["lat"] for r in results]) if results else np.array([])
+    received = {i: n for r in results for i, n in r["received"].items()}
+    counts = np.bincount(np.concatenate([s["codes"] for s in sent]), minlength=len(codes))
+    expected_per = inside.astype(np.int64) @ counts
+    expected = int(expected_per.sum())
+    got = int(sum(received.values()))
+    lossy = sum(1 for i in range(len(bboxes)) if received.get(i, 0) < expected_per[i])
+    n_sent = int(sum(len(s["codes"]) for s in sent))
+    return {"sent": n_sent, "rate": n_sent / args.seconds, "publisher_late_s": max(s["late_s"] for s in sent),
+            "unacked": sum(s["unacked"] for s in sent), "p50_ms": q(lat, 50), "p99_ms": q(lat, 99),
+            "max_ms": q(lat, 100), "deliveries": int(len(lat)), "expected": expected, "received": got,
+            "loss_pct": 100 * (1 - got / expected) if expected else 0.0, "clients_with_loss": lossy,
+            "rss_start_mb": rss0 / 2**20, "rss_end_mb": rss1 / 2**20, "rss_peak_mb": sampler.peak / 2**20}
 
 
 def hub_rate(bboxes: list, pts: dict, codes: list[str], n: int = 20_000, batch: int = 100) -> dict:
@@ -226,7 +312,7 @@ def hub_rate(bboxes: list, pts: dict, codes: list[str], n: int = 20_000, batch: 
     return {"changes_per_s": n / took, "deliveries_per_s": delivered / took, "batch": batch}
 
 
-def history_rate(store: SpatialStore, codes: list[str], rows: int) -> float:
+def history_rate(store: Any, codes: list[str], rows: int) -> float:
     from layers.history import write_batch
     from layers.readings import Reading
 
@@ -239,21 +325,80 @@ def history_rate(store: SpatialStore, codes: list[str], rows: int) -> float:
     return rows / (time.perf_counter() - t0)
 
 
+def accepted_total(http_port: int) -> float:
+    """Readings twin has taken from MQTT so far (its /metrics)."""
+    import httpx
+
+    total = 0.0
+    for line in httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=30).text.splitlines():
+        if line.startswith("twin_live_readings_total{") and 'source="mqtt"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_caught_up(http_port: int, sent_so_far: int, limit_s: float = 60.0) -> float:
+    """Wait until twin has taken every reading sent so far (a backlog must not spill into the next
+    phase); returns the seconds it took after the phase ended."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        if accepted_total(http_port) >= sent_so_far:
+            break
+        time.sleep(0.5)
+    return time.perf_counter() - t0
+
+
+def start_server(db: str, mqtt_url: str, prefix: str) -> tuple[subprocess.Popen, int]:
+    import httpx
+
+    http_port = free_port()
+    home = Path(f"/tmp/twin-bench-live-{os.getpid()}")
+    env = {**os.environ, "TWIN_DATABASE_URL": db, "TWIN_HOME": str(home), "TWIN_MQTT_URL": mqtt_url,
+           "TWIN_MQTT_TOPIC_PREFIX": prefix, "TWIN_MQTT_CLIENT_ID": prefix, "PYTHONPATH": str(ROOT)}
+    env.pop("TWIN_HUB_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "gis_api.cli", "serve", "--port", str(http_port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return proc, http_port
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rate", type=float, default=2000)
+    ap.add_argument("--rate", type=float, default=2000, help="readings/s in, all publishers together")
     ap.add_argument("--subscribers", type=int, default=200)
-    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--seconds", type=float, default=20, help="publishing time of each phase")
+    ap.add_argument("--tail", type=float, default=2.0, help="seconds to wait for late deliveries")
     ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    ap.add_argument("--client-procs", type=int, default=4, help="processes the subscribers are spread over")
     ap.add_argument("--history-rows", type=int, default=100_000)
+    ap.add_argument("--ws-deflate", action="store_true",
+                    help="WebSocket clients negotiate permessage-deflate (as browsers do); off by default, as MQTT")
     ap.add_argument("--mqtt", default=os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--postgres", default=os.environ.get("TWIN_TEST_POSTGRES_URL",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--phases", default="A,B,C", help="which of A (WS), B (WS + stalled), C (Mosquitto) to run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
+    ap.add_argument("--write-doc", action="store_true",
+                    help="put this run's table into docs/benchmarks.md (between the live-run markers)")
     args = ap.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (server, client processes)
     host, port = args.mqtt.split("//")[1].split(":")
-    mport = int(port)
+    args.host, args.port = host, int(port)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    phases = set(args.phases.upper().split(","))
+    ctx = mp.get_context("spawn")
+
+    import shapely
+
+    from twin.store import SpatialStore
 
     db = fresh_db(args.postgres, "twin_bench_live")
     store = SpatialStore.from_url(db)
@@ -263,7 +408,7 @@ def main() -> int:
     ys = rng.uniform(BOX[1], BOX[3], args.devices)
     codes = [f"BENCH{i:05d}" for i in range(args.devices)]
     store.write_features("devices", [
-        {"code": c, "name": c, "kind": "dust", "metrics": ["v"], "thresholds": {}, "status": "online",
+        {"code": c, "name": c, "kind": "dust", "metrics": ["seq", "t_sent"], "thresholds": {}, "status": "online",
          "geom": shapely.Point(x, y)} for c, x, y in zip(codes, xs, ys, strict=True)])
     pts = {c: (x, y) for c, x, y in zip(codes, xs, ys, strict=True)}
     bboxes = []
@@ -272,50 +417,95 @@ def main() -> int:
         w, h = (BOX[2] - BOX[0]) * f, (BOX[3] - BOX[1]) * f
         x0, y0 = rng.uniform(BOX[0], BOX[2] - w), rng.uniform(BOX[1], BOX[3] - h)
         bboxes.append((x0, y0, x0 + w, y0 + h))
+    bb = np.array(bboxes)
+    inside = ((xs[None, :] >= bb[:, 0:1]) & (xs[None, :] <= bb[:, 2:3]) & (ys[None, :] >= bb[:, 1:2])
+              & (ys[None, :] <= bb[:, 3:4]))
 
     hub = hub_rate(bboxes, pts, codes)
     print(f"hub alone: {hub['changes_per_s']:,.0f} changes/s to {len(bboxes)} bbox subscribers "
           f"({hub['deliveries_per_s']:,.0f} deliveries/s, batches of {hub['batch']})", flush=True)
-    http_port = free_port()
-    home = Path(f"/tmp/twin-bench-live-{os.getpid()}")
-    env = {**os.environ, "TWIN_DATABASE_URL": db, "TWIN_HOME": str(home), "TWIN_MQTT_URL": args.mqtt,
-           "TWIN_MQTT_TOPIC_PREFIX": prefix, "TWIN_MQTT_CLIENT_ID": prefix, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "gis_api.cli", "serve", "--port", str(http_port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"ws://127.0.0.1:{http_port}"
-    try:
-        import httpx
+    result: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(), "args": vars(args),
+                              "loadavg_start": os.getloadavg(), "hub_only": hub}
+    if phases & {"A", "B"}:
+        proc, http_port = start_server(db, args.mqtt, prefix)
+        url = f"ws://127.0.0.1:{http_port}"
+        try:
+            server = psutil.Process(proc.pid)
+            sent_so_far = 0
+            for name, key, stalled in (("A", "twin_ws", False), ("B", "twin_ws_with_stalled", True)):
+                if name not in phases:
+                    continue
+                cpu0, acc0 = sum(server.cpu_times()[:2]), accepted_total(http_port)
+                r = result[key] = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server,
+                                            stalled=stalled)
+                sent_so_far += r["sent"]
+                r["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
+                # CPU the server spent per reading, all its threads (ingest, hub, sends, history): a
+                # figure that holds on a busy machine, where latency does not
+                taken = accepted_total(http_port) - acc0
+                r["server_cpu_ms_per_reading"] = 1000 * (sum(server.cpu_times()[:2]) - cpu0) / max(1.0, taken)
+                print(f"{name} {key}:", json.dumps(r), flush=True)
+            with store.engine.connect() as c:
+                from sqlalchemy import text
 
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        server = psutil.Process(proc.pid)
-        pub_args = (host, mport, prefix, codes, args.rate)
-        a = asyncio.run(ws_phase(url, bboxes, pts, pub_args, args.seconds, False, server))
-        b = asyncio.run(ws_phase(url, bboxes, pts, pub_args, args.seconds, True, server))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-    c = mqtt_phase(host, mport, prefix + "-direct", codes, args.rate, args.subscribers, args.seconds)
-    h = history_rate(store, codes, args.history_rows)
-    result = {"when": dt.datetime.now(dt.UTC).isoformat(), "args": vars(args), "loadavg": os.getloadavg(),
-              "twin_ws": a, "twin_ws_with_stalled": b, "mosquitto_direct": c, "history_rows_per_s": h, "hub_only": hub}
+                result["history_rows_in_run"] = c.execute(text("select count(*) from live_readings")).scalar()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    if "C" in phases:
+        result["mosquitto_direct"] = run_phase("mqtt", args, ctx, "", prefix + "-direct", codes,
+                                               bboxes, inside, None)
+        print("C Mosquitto direct:", json.dumps(result["mosquitto_direct"]), flush=True)
+    result["history_rows_per_s"] = history_rate(store, codes, args.history_rows)
+    result["loadavg_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"| measure | twin WS | twin WS + 1 stalled | Mosquitto → {args.subscribers} MQTT subs |")
-    print("| --- | --- | --- | --- |")
-    print(f"| readings/s in | {a['rate']:.0f} | {b['rate']:.0f} | {c['sent'] / args.seconds:.0f} |")
-    print(f"| deliveries | {a['deliveries']} | {b['deliveries']} | {c['deliveries']} |")
-    print(f"| p50 ms | {a['p50_ms']:.1f} | {b['p50_ms']:.1f} | {c['p50_ms']:.1f} |")
-    print(f"| p99 ms | {a['p99_ms']:.1f} | {b['p99_ms']:.1f} | {c['p99_ms']:.1f} |")
-    print(f"| loss % | {a['loss_pct']:.2f} | {b['loss_pct']:.2f} | {c['loss_pct']:.2f} |")
-    print(f"| server RSS MB start→end | {a['rss_start_mb']:.0f}→{a['rss_end_mb']:.0f} | "
-          f"{b['rss_start_mb']:.0f}→{b['rss_end_mb']:.0f} | |")
-    print(f"history rows/s to PostGIS: {h:,.0f}; load average {os.getloadavg()}")
+    text = table(result, args)
+    print(text)
+    if args.write_doc:
+        from bench.harness import write_section
+
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        cmd = " ".join(["bench/live.py", *sys.argv[1:]])
+        write_section(ROOT / "docs" / "benchmarks.md", "live-run",
+                      f"Last run: `{cmd}` on {result['when'][:16]} UTC, commit {commit}, {os.cpu_count()} cores.\n\n"
+                      + text.replace("\n\n", "\n\n* ", 1).replace("\nhistory", "\n* history")
+                      .replace("\nload average", "\n* load average").replace("\ntwin /", "\n* twin /"))
     return 0
+
+
+def table(r: dict[str, Any], args: argparse.Namespace) -> str:
+    cols = [("twin WS", r.get("twin_ws")), ("twin WS + 1 stalled", r.get("twin_ws_with_stalled")),
+            (f"Mosquitto → {args.subscribers} MQTT subs", r.get("mosquitto_direct"))]
+    cols = [(n, c) for n, c in cols if c]
+
+    def row(label: str, fn: Any) -> str:
+        return f"| {label} | " + " | ".join(fn(c) for _, c in cols) + " |"
+
+    lines = ["| measure | " + " | ".join(n for n, _ in cols) + " |", "| --- |" + " --- |" * len(cols),
+             row("readings/s in", lambda c: f"{c['rate']:,.0f}"),
+             row("deliveries (expected)", lambda c: f"{c['deliveries']:,} ({c['expected']:,})"),
+             row("p50 / p99 ms", lambda c: f"{c['p50_ms']:.1f} / {c['p99_ms']:.1f}"),
+             row("loss % (clients with loss)", lambda c: f"{c['loss_pct']:.2f} ({c['clients_with_loss']})"),
+             row("twin still catching up after the tail, s", lambda c: f"{c['backlog_s_after_tail']:.1f}"
+                 if "backlog_s_after_tail" in c else ""),
+             row("twin CPU per reading (all threads), ms → readings/s per core",
+                 lambda c: f"{c['server_cpu_ms_per_reading']:.3f} → {1000 / c['server_cpu_ms_per_reading']:,.0f}"
+                 if "server_cpu_ms_per_reading" in c else ""),
+             row("server RSS MB start → end (peak)", lambda c: f"{c['rss_start_mb']:.0f} → {c['rss_end_mb']:.0f} "
+                 f"({c['rss_peak_mb']:.0f})" if c["rss_start_mb"] else "")]
+    a, b, m = r.get("twin_ws"), r.get("twin_ws_with_stalled"), r.get("mosquitto_direct")
+    notes = []
+    if a and b:
+        notes.append(f"stalled subscriber: others' p99 {100 * (b['p99_ms'] / a['p99_ms'] - 1):+.0f} %")
+    if a and m:
+        notes.append(f"twin / Mosquitto p99: {a['p99_ms'] / m['p99_ms']:.2f}×, "
+                     f"deliveries/s ratio {a['received'] / max(1, m['received']):.2f}")
+    notes.append(f"history rows/s to PostGIS: {r['history_rows_per_s']:,.0f}")
+    notes.append("load average (1/5/15 min) start " + " ".join(f"{x:.1f}" for x in r["loadavg_start"])
+                 + ", end " + " ".join(f"{x:.1f}" for x in r["loadavg_end"]))
+    return "\n".join(lines + [""] + notes)
 
 
 if __name__ == "__main__":

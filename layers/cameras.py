@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 import shapely
 from shapely.geometry import LineString, Point, mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
+from sqlalchemy import Float, func, literal, select
 
 from layers.viewshed import (
     LocalFrame,
@@ -49,7 +49,11 @@ class CameraRecord:
 
     def cone(self, frame: LocalFrame) -> ViewCone:
         p = frame.to_local(Point(self.lon, self.lat))
-        return ViewCone(p.x, p.y, float(self.props["heading_deg"]) % 360.0,
+        return self.cone_at(p.x, p.y)
+
+    def cone_at(self, x: float, y: float) -> ViewCone:
+        """The cone with its apex at ``(x, y)``, the camera's place in some local frame."""
+        return ViewCone(x, y, float(self.props["heading_deg"]) % 360.0,
                         min(360.0, max(0.0, float(self.props["fov_deg"]))), max(0.0, float(self.props["range_m"])))
 
     def eye_height(self, settings: TwinSettings) -> float:
@@ -158,6 +162,49 @@ def cones(store: SpatialStore, settings: TwinSettings, bbox: BBox | None, limit:
             "numberReturned": len(feats), "features": feats}
 
 
+_CANDIDATES: dict[tuple[str, bool], Any] = {}
+
+
+def _covering_candidates(store: SpatialStore, lon: float, lat: float, status: str | None,
+                         limit: int) -> list[CameraRecord]:
+    """Cameras near enough to ``(lon, lat)`` to maybe see it, in ONE statement and one round trip.
+
+    The search box is the point ± the longest range stored (a scalar subquery in the same
+    statement, not a query of its own), found through the spatial index; positions come back as
+    ``ST_X``/``ST_Y`` (no WKB to decode). The statement is built once per backend and reused with
+    bound parameters, so SQLAlchemy compiles it once. Cameras with no range see nothing.
+    """
+    key = (store.dialect.name, status is not None)
+    stmt = _CANDIDATES.get(key)
+    if stmt is None:
+        from sqlalchemy import bindparam
+
+        from twin.catalog import get_layer
+
+        tbl = Camera.__table__
+        cols = get_layer("cameras").property_columns
+        longest = select((func.coalesce(func.max(tbl.c.range_m), 0.0) * 1.02).label("r")).subquery("longest")
+        x, y = bindparam("lon", type_=Float), bindparam("lat", type_=Float)
+        kx, ky = bindparam("kx", type_=Float), bindparam("ky", type_=Float)
+        r = longest.c.r
+        box = (x - r * kx, y - r * ky, x + r * kx, y + r * ky)
+        stmt = (select(tbl.c.id, *cols, func.ST_X(tbl.c.geom), func.ST_Y(tbl.c.geom))
+                .select_from(tbl.join(longest, literal(True)))
+                .where(store.dialect.bbox_clause(tbl, box), tbl.c.range_m > 0)  # type: ignore[arg-type]
+                .order_by(tbl.c.id).limit(bindparam("cap")))
+        if status is not None:
+            stmt = stmt.where(tbl.c.status == bindparam("status"))
+        _CANDIDATES[key] = stmt = (stmt, [c.name for c in cols])
+    query, names = stmt
+    params: dict[str, Any] = {"lon": lon, "lat": lat, "ky": 1.0 / METRES_PER_DEG_LAT, "cap": limit,
+                              "kx": 1.0 / (METRES_PER_DEG_LAT * max(0.01, math.cos(math.radians(lat))))}
+    if status is not None:
+        params["status"] = status
+    with store.engine.connect() as conn:
+        rows = conn.execute(query, params).all()
+    return [CameraRecord(r[0], dict(zip(names, r[1:-2], strict=True)), float(r[-2]), float(r[-1])) for r in rows]
+
+
 def max_range(store: SpatialStore) -> float:
     """The longest camera range stored (how far to look for cameras that may see a point)."""
     with store.engine.connect() as conn:
@@ -177,17 +224,15 @@ def covering(store: SpatialStore, settings: TwinSettings, lon: float, lat: float
     _check_target_height(target_height_m)
     if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidParameter(f"point {lon},{lat} is not a longitude,latitude")
-    reach = max_range(store)
     found: list[tuple[float, dict[str, Any]]] = []
-    if reach > 0:
-        filters = {"status": status} if status else {}
-        page = store.query(FeatureQuery("cameras", bbox=_around(lon, lat, reach * 1.02), filters=filters,
-                                        limit=settings.camera_max_cones + 1))
+    cams = _covering_candidates(store, lon, lat, status, settings.camera_max_cones + 1)
+    if cams:
         frame = LocalFrame.around(lon, lat)
-        target = frame.to_local(Point(lon, lat))
+        xs, ys = frame.points_to_local([c.lon for c in cams] + [lon], [c.lat for c in cams] + [lat])
+        target = Point(xs[-1], ys[-1])
         hits: list[tuple[CameraRecord, ViewCone]] = []
-        for cam in _records(page):
-            cone = cam.cone(frame)
+        for cam, x, y in zip(cams, xs, ys, strict=False):
+            cone = cam.cone_at(float(x), float(y))
             if cone.contains(target.x, target.y):
                 hits.append((cam, cone))
         index = ObstacleIndex([])

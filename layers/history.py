@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
@@ -78,8 +79,6 @@ def write_batch(store: SpatialStore, readings: Sequence[Reading], seen_at: dt.da
     """Append ``readings`` to the history and move each device's latest state, in one transaction."""
     if not readings:
         return 0
-    rows = [{"layer": r.layer, "device_code": r.device_code, "ts": r.ts, "values": r.values,
-             "lon": r.lon, "lat": r.lat} for r in readings]
     latest: dict[tuple[str, str], Reading] = {}
     for r in readings:
         k = (r.layer, r.device_code)
@@ -87,7 +86,12 @@ def write_batch(store: SpatialStore, readings: Sequence[Reading], seen_at: dt.da
             latest[k] = r
     seen = seen_at or dt.datetime.now(dt.UTC)
     with store.engine.begin() as conn:
-        conn.execute(sa_insert(readings_table), rows)
+        if store.dialect.name == "postgis":
+            _copy_readings(conn, readings)
+        else:
+            conn.execute(sa_insert(readings_table), [
+                {"layer": r.layer, "device_code": r.device_code, "ts": r.ts, "values": r.values,
+                 "lon": r.lon, "lat": r.lat} for r in readings])
         keys = list(latest)
         old = {
             (row.layer, row.device_code): row
@@ -106,8 +110,18 @@ def write_batch(store: SpatialStore, readings: Sequence[Reading], seen_at: dt.da
                  "last_seen": seen}
                 for k in replace
             ])
-    ROWS_WRITTEN.inc(len(rows))
-    return len(rows)
+    ROWS_WRITTEN.inc(len(readings))
+    return len(readings)
+
+
+def _copy_readings(conn: Any, readings: Sequence[Reading]) -> None:
+    """PostgreSQL: append the rows with COPY (one stream, no per-row statement or parameter binding),
+    inside the caller's transaction."""
+    raw = conn.connection.driver_connection
+    sql = 'COPY live_readings (layer, device_code, ts, "values", lon, lat) FROM STDIN'
+    with raw.cursor() as cur, cur.copy(sql) as copy:
+        for r in readings:
+            copy.write_row((r.layer, r.device_code, r.ts, orjson.dumps(r.values).decode(), r.lon, r.lat))
 
 
 def load_state(store: SpatialStore) -> list[dict[str, Any]]:
@@ -188,14 +202,19 @@ class HistoryWriter:
         self.batch = batch
         self._q: queue.Queue[Reading] = queue.Queue()
         self._stop = threading.Event()
-        self._idle = threading.Event()
+        # flush() waits on counts, not on an "idle" flag: a flag set by the writer just before a put
+        # would report a reading still in flight as written
+        self._done = threading.Condition()
+        self._put = 0
+        self._handled = 0  # written, or given up on after retries
         self._thread = threading.Thread(target=self._run, name="twin-live-history", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def put(self, reading: Reading) -> None:
-        self._idle.clear()
+        with self._done:
+            self._put += 1
         self._q.put(reading)
 
     def _take(self) -> list[Reading]:
@@ -208,8 +227,7 @@ class HistoryWriter:
             try:
                 out.append(self._q.get(timeout=min(left, 0.1)))
             except queue.Empty:
-                if not out and self._q.empty():
-                    self._idle.set()
+                pass
         return out
 
     def _run(self) -> None:
@@ -226,16 +244,15 @@ class HistoryWriter:
                     time.sleep(0.5 * (attempt + 1))
             else:
                 WRITE_ERRORS.inc()
-            if self._q.empty():
-                self._idle.set()
+            with self._done:
+                self._handled += len(batch)
+                self._done.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._q.empty() and self._idle.wait(0.05) and self._q.empty():
-                return True
-        return False
+        with self._done:
+            target = self._put
+            return self._done.wait_for(lambda: self._handled >= target, timeout)
 
     def close(self) -> None:
         self._stop.set()

@@ -5,8 +5,12 @@ alarm — is one *change* ``{"op": "add"|"update"|"remove", "layer": str, "featu
 GeoJSON Feature}``, published with :meth:`Hub.publish`. Every subscriber (a WebSocket
 or SSE client) has its own bounded queue:
 
-* **coalesce**: a change to a feature still waiting in the queue replaces it (the
-  client only needs the latest state of each feature);
+* **every change while the client keeps up**: below ``coalesce_after`` queued changes
+  (a quarter of the queue size by default) each change is queued, so a client that keeps
+  up sees every reading;
+* **coalesce when it lags**: from ``coalesce_after`` queued changes on, a change to a
+  feature still waiting in the queue replaces what waits for it (the client only needs
+  the latest state of each feature; counted in ``twin_live_hub_coalesced_total``);
 * **drop oldest**: when the queue holds ``maxsize`` different features, the oldest
   one is dropped (counted in ``twin_live_hub_dropped_total``).
 
@@ -65,18 +69,21 @@ def feature_bounds(feature: dict[str, Any]) -> BBox | None:
 
 
 class Subscription:
-    """One subscriber's filter and bounded, coalescing queue. Thread-safe on the producer side;
-    consumed from the asyncio loop it was created in."""
+    """One subscriber's filter and bounded queue (per feature, in order of first arrival).
+    Thread-safe on the producer side; consumed from the asyncio loop it was created in."""
 
     def __init__(self, layers: Iterable[str] | None, bbox: BBox | None, maxsize: int,
-                 loop: asyncio.AbstractEventLoop | None = None):
+                 loop: asyncio.AbstractEventLoop | None = None, coalesce_after: int | None = None):
         self.layers: frozenset[str] | None = frozenset(layers) if layers else None
         self.bbox = bbox
         self.maxsize = maxsize
+        self.coalesce_after = max(1, maxsize // 4) if coalesce_after is None else coalesce_after
         self.dropped = 0
         self.coalesced = 0
+        self.version = 0  # bumped by reset(): the hub's filter arrays follow it
         self._lock = threading.Lock()
-        self._pending: OrderedDict[tuple[str, str], Change] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, str], list[Change]] = OrderedDict()
+        self._count = 0  # changes queued (a feature may have several while the client keeps up)
         self._loop = loop
         self._event = asyncio.Event() if loop is not None else None
         self._signalled = False
@@ -84,28 +91,40 @@ class Subscription:
 
     # -- producer side -------------------------------------------------------------------
     def offer(self, changes: Sequence[Change]) -> None:
-        """Queue ``changes`` (already filtered for this subscriber): coalesce, then drop oldest."""
+        """Queue ``changes`` (already filtered for this subscriber): keep all while the queue is
+        short, coalesce per feature once it is ``coalesce_after`` long, drop the oldest feature when full."""
         wake = False
         with self._lock:
+            pending = self._pending
             for ch in changes:
-                key = feature_key(ch)
-                old = self._pending.get(key)
-                if old is not None:
-                    self.coalesced += 1
-                    COALESCED.inc()
-                    if old["op"] == "add" and ch["op"] == "remove":
-                        del self._pending[key]  # never seen by the client: nothing to remove
+                key = (ch["layer"], str(ch["feature"].get("id")))  # feature_key, inlined: the hot loop
+                queued = pending.get(key)
+                if queued is not None:
+                    if self._count < self.coalesce_after:  # keeping up: the client gets every change
+                        queued.append(ch)
+                        self._count += 1
                         continue
-                    if old["op"] == "add":
-                        ch = {**ch, "op": "add"}
-                    self._pending[key] = ch
+                    n = len(queued)  # lagging: only the latest state of this feature waits
+                    self._count -= n
+                    self.coalesced += n
+                    COALESCED.inc(n)
+                    first = queued[0]["op"]
+                    if first == "add" and ch["op"] == "remove":
+                        del pending[key]  # never seen by the client: nothing to remove
+                        self.coalesced += 1
+                        COALESCED.inc()
+                        continue
+                    pending[key] = [{**ch, "op": "add"} if first == "add" else ch]
+                    self._count += 1
                     continue
-                if len(self._pending) >= self.maxsize:
-                    self._pending.popitem(last=False)
-                    self.dropped += 1
-                    DROPPED.inc()
-                self._pending[key] = ch
-            if self._pending and not self._signalled:
+                if len(pending) >= self.maxsize:
+                    _, old = pending.popitem(last=False)
+                    self._count -= len(old)
+                    self.dropped += len(old)
+                    DROPPED.inc(len(old))
+                pending[key] = [ch]
+                self._count += 1
+            if pending and not self._signalled:
                 self._signalled = wake = True
         if wake and self._loop is not None and self._event is not None:
             try:
@@ -116,9 +135,23 @@ class Subscription:
     # -- consumer side -------------------------------------------------------------------
     def drain(self, max_items: int | None = None) -> list[Change]:
         with self._lock:
-            n = len(self._pending) if max_items is None else min(max_items, len(self._pending))
-            out = [self._pending.popitem(last=False)[1] for _ in range(n)]
-            if not self._pending:
+            pending = self._pending
+            if max_items is None or max_items >= self._count:  # everything (the usual case)
+                out = [ch for queued in pending.values() for ch in queued]
+                pending.clear()
+            else:
+                out = []
+                while len(out) < max_items:
+                    key, queued = next(iter(pending.items()))
+                    room = max_items - len(out)
+                    if len(queued) <= room:
+                        del pending[key]
+                        out.extend(queued)
+                    else:
+                        out.extend(queued[:room])
+                        del queued[:room]
+            self._count -= len(out)
+            if not pending:
                 self._signalled = False
             return out
 
@@ -137,8 +170,9 @@ class Subscription:
         return self.drain(max_items)  # may be [] when woken by wake()
 
     def pending_count(self) -> int:
+        """Changes waiting for the client."""
         with self._lock:
-            return len(self._pending)
+            return self._count
 
     def wake(self) -> None:
         """Wake the consumer even with nothing queued (it has something else to do)."""
@@ -151,14 +185,17 @@ class Subscription:
             self.layers = frozenset(layers) if layers else None
             self.bbox = bbox
             self._pending.clear()
+            self._count = 0
             self._signalled = False
+            self.version += 1
 
 
 class Hub:
     """Publish/subscribe of live changes within one worker, optionally joined to others by a backend."""
 
-    def __init__(self, queue_size: int = 2000):
+    def __init__(self, queue_size: int = 2000, coalesce_after: int | None = None):
         self.queue_size = queue_size
+        self.coalesce_after = coalesce_after  # None: a quarter of queue_size
         self._subs: list[Subscription] = []
         self._subs_lock = threading.Lock()
         self._positions: dict[tuple[str, str], BBox | None] = {}  # last known bounds per feature
@@ -216,53 +253,64 @@ class Hub:
                     self._positions[key] = b
                     if b is not None:
                         new_b[i] = b
-                PUBLISHED.labels(key[0]).inc()
+            for layer, count in zip(*np.unique(layers.astype(str), return_counts=True), strict=True):
+                PUBLISHED.labels(layer).inc(int(count))  # once per layer and batch: labels() is not free
             for fn in self._listeners:
                 try:
                     fn(changes)
                 except Exception:  # a broken listener must not stop the stream
                     log.exception("live listener failed")
             with self._subs_lock:
-                subs = list(self._subs)
-            for sub in subs:
-                self._offer_filtered(sub, changes, layers, new_b, old_b, removes)
+                subs = [sub for sub in self._subs if not sub.closed]
+            if subs:
+                self._offer_all(subs, changes, layers, new_b, old_b, removes)
 
     @staticmethod
-    def _offer_filtered(sub: Subscription, changes: list[Change], layers: np.ndarray, new_b: np.ndarray,
-                        old_b: np.ndarray, removes: np.ndarray) -> None:
-        if sub.closed:
-            return
-        mask = np.ones(len(changes), dtype=bool)
-        if sub.layers is not None:
-            mask &= np.isin(layers, list(sub.layers))
-        if sub.bbox is None:
-            idx = np.flatnonzero(mask)
-            if idx.size:
-                sub.offer([changes[i] for i in idx])
-            return
-        minx, miny, maxx, maxy = sub.bbox
+    def _offer_all(subs: list[Subscription], changes: list[Change], layers: np.ndarray, new_b: np.ndarray,
+                   old_b: np.ndarray, removes: np.ndarray) -> None:
+        """Filter ``changes`` for every subscriber at once (changes × subscribers boolean arrays), so a
+        batch costs a few numpy operations however many subscribers there are, then queue each one's share."""
+        n, s = len(changes), len(subs)
+        boxes = np.array([sub.bbox if sub.bbox is not None else (-np.inf, -np.inf, np.inf, np.inf) for sub in subs],
+                         dtype=float).reshape(s, 4)
+        anywhere = np.array([sub.bbox is None for sub in subs])
         with np.errstate(invalid="ignore"):
-            now_in = (new_b[:, 0] <= maxx) & (new_b[:, 2] >= minx) & (new_b[:, 1] <= maxy) & (new_b[:, 3] >= miny)
-            was_in = (old_b[:, 0] <= maxx) & (old_b[:, 2] >= minx) & (old_b[:, 1] <= maxy) & (old_b[:, 3] >= miny)
-        now_in &= ~removes
-        out: list[Change] = []
-        for i in np.flatnonzero(mask & (now_in | was_in)):
-            ch = changes[i]
-            if removes[i]:
-                out.append(ch)
-            elif now_in[i] and not was_in[i]:
-                out.append({**ch, "op": "add"})
-            elif was_in[i] and not now_in[i]:
-                out.append({**ch, "op": "remove"})
+            now_in = ((new_b[:, 0:1] <= boxes[:, 2]) & (new_b[:, 2:3] >= boxes[:, 0])
+                      & (new_b[:, 1:2] <= boxes[:, 3]) & (new_b[:, 3:4] >= boxes[:, 1]))
+            was_in = ((old_b[:, 0:1] <= boxes[:, 2]) & (old_b[:, 2:3] >= boxes[:, 0])
+                      & (old_b[:, 1:2] <= boxes[:, 3]) & (old_b[:, 3:4] >= boxes[:, 1]))
+        now_in[:, anywhere] = True  # no bbox: every change, as it is (features without geometry too)
+        was_in[:, anywhere] = True
+        now_in &= ~removes[:, None]
+        wanted = now_in | was_in
+        for layer in set(layers.tolist()):
+            takes = np.array([sub.layers is None or layer in sub.layers for sub in subs])
+            if not takes.all():
+                wanted[np.ix_(layers == layer, ~takes)] = False
+        # what each subscriber sees: 0 the change as is, 1 an add (entered its bbox), 2 a remove (left it)
+        kind = np.zeros((n, s), dtype=np.int8)
+        kind[now_in & ~was_in] = 1
+        kind[was_in & ~now_in & ~removes[:, None]] = 2
+        cols, rows = np.nonzero(wanted.T)  # grouped by subscriber, changes in order within each
+        if not cols.size:
+            return
+        kinds = kind[rows, cols]
+        cuts = np.flatnonzero(np.diff(cols)) + 1
+        starts, ends = np.r_[0, cuts].tolist(), np.r_[cuts, cols.size].tolist()
+        rows_l, kinds_l, who = rows.tolist(), kinds.tolist(), cols[np.r_[0, cuts]].tolist()
+        for j, a, b in zip(who, starts, ends, strict=True):
+            seg, ks = rows_l[a:b], kinds_l[a:b]
+            if any(ks):
+                out = [changes[i] if k == 0 else {**changes[i], "op": "add" if k == 1 else "remove"}
+                       for i, k in zip(seg, ks, strict=True)]
             else:
-                out.append(ch)
-        if out:
-            sub.offer(out)
+                out = [changes[i] for i in seg]
+            subs[j].offer(out)
 
     # -- subscribers -----------------------------------------------------------------------
     def subscribe(self, layers: Iterable[str] | None = None, bbox: BBox | None = None,
                   loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
-        sub = Subscription(layers, bbox, self.queue_size, loop)
+        sub = Subscription(layers, bbox, self.queue_size, loop, self.coalesce_after)
         with self._subs_lock:
             self._subs.append(sub)
         SUBSCRIBERS.inc()

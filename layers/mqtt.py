@@ -64,6 +64,8 @@ class MqttIngest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._sub_mid: int | None = None
         # bounded: when ingest falls behind, paho's thread blocks here, stops reading the socket and
         # the broker holds the rest (QoS 1) instead of this process growing without limit
         self._q: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=QUEUE_MAX)
@@ -88,12 +90,23 @@ class MqttIngest:
         if reason.is_failure:
             log.warning("MQTT broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
-        client.subscribe(f"{self.prefix}/+/+", qos=1)
-        CONNECTED.set(1)
         CONNECTS.inc()
-        self.connected.set()
         log.info("MQTT ingest connected to %s:%d (session present: %s)", self.host, self.port,
                  getattr(flags, "session_present", None))
+        # "connected" (readiness, tests, the demo) waits for the broker's SUBACK, not the CONNACK:
+        # a fresh session gets only what is published after the subscription is in place
+        result, self._sub_mid = client.subscribe(f"{self.prefix}/+/+", qos=1)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("MQTT subscribe could not be sent (%s); the reconnect will retry", result)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._sub_mid:
+            return
+        if any(r.is_failure for r in reasons):
+            log.warning("MQTT broker refused the subscription to %s/+/+: %s", self.prefix, reasons)
+            return
+        CONNECTED.set(1)
+        self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         CONNECTED.set(0)

@@ -211,17 +211,20 @@ class LiveService:
         """Store, alarm and publish valid readings."""
         changes = []
         seen = dt.datetime.now(dt.UTC)
+        per_layer: dict[str, int] = {}
         for reading, thing in parsed:
             self.writer.put(reading)
             ch = self.state.update(thing, reading, seen)
             changes.append(ch)
-            ACCEPTED.labels(reading.layer, source).inc()
+            per_layer[reading.layer] = per_layer.get(reading.layer, 0) + 1
             if self.alarms is not None:
                 try:
                     changes.extend(self.alarms.on_reading(reading.layer, reading.device_code, reading.ts,
                                                           reading.values))
                 except Exception:
                     log.exception("alarm engine failed on %s/%s", reading.layer, reading.device_code)
+        for layer, n in per_layer.items():
+            ACCEPTED.labels(layer, source).inc(n)
         self.hub.publish_many(changes)
         return changes
 

@@ -57,6 +57,12 @@ class LocalFrame:
         _, inv = _transformers(self.lon0, self.lat0)
         return shapely.transform(geom, lambda xy: np.column_stack(inv.transform(xy[:, 0], xy[:, 1])))
 
+    def points_to_local(self, lons: Sequence[float], lats: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Many lon/lat points at once, no geometry objects (one pyproj call)."""
+        fwd, _ = _transformers(self.lon0, self.lat0)
+        xs, ys = fwd.transform(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
+        return np.asarray(xs), np.asarray(ys)
+
     def many_to_local(self, geoms: Sequence[BaseGeometry] | np.ndarray) -> np.ndarray:
         fwd, _ = _transformers(self.lon0, self.lat0)
         arr = np.asarray(geoms, dtype=object)

@@ -136,7 +136,8 @@ readings = st.dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(st.tuples(st.sampled_from(["YC1", "RQ1", "SW1", "YG1", "ZZ"]), readings), max_size=8))
 def test_any_readings_leave_at_most_one_open_alarm_per_device_metric(town, steps):
     e = engine(town)
