@@ -24,11 +24,12 @@ def _utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
 
 
-def write_event_history(conn: Connection, as_of: dt.datetime) -> int:
-    """Insert the steps from ``reported`` up to each event's status; returns the rows written."""
+def write_event_history(conn: Connection, as_of: dt.datetime, after_id: int = 0) -> int:
+    """Insert the steps from ``reported`` up to each event's status (events with ``id > after_id``);
+    returns the rows written."""
     ev = Event.__table__
     rows = conn.execute(select(ev.c.id, ev.c.status, ev.c.source, ev.c.grid_code, ev.c.reported_at,
-                               ev.c.closed_at).order_by(ev.c.id)).all()
+                               ev.c.closed_at).where(ev.c.id > after_id).order_by(ev.c.id)).all()
     steps: list[dict] = []
     for r in rows:
         start = _utc(r.reported_at)

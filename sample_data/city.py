@@ -1,0 +1,254 @@
+"""``build_city``: the sample town at city scale (100 = ~2 M buildings), streamed district by district.
+
+``generate_town`` holds a whole town in memory (~1.6 GB at scale 10 with its rasters), so a
+scale-100 town in one piece would need ~16 GB and one very long transaction. A city is
+instead built as ``n = ceil(scale / DISTRICT_SCALE)`` *districts*, each a complete sample
+town of ``scale / n`` (its own seed ``seed + k``, villages, roads and utility networks)
+laid out on a grid ``spacing`` apart. One district at a time is generated, written with
+COPY (``SpatialStore.write_features`` → the PostGIS dialect's ``bulk_insert``) and
+committed, then freed: memory stays that of one district.
+
+District 0 is exactly ``generate_town(seed, scale / n)`` at the usual origin, with the
+usual codes: at scale 10 the city *is* the scale-10 town, and at scale 100 its district 0
+is the scale-10 town again (the same streets at the same place, which is what
+``bench/scale.py`` compares). Districts 1… get their codes (``code``, every ``*_code`` and
+``unit_grid_codes``) prefixed ``D01-`` … so codes stay unique and cross-references hold.
+
+For a multi-district build the secondary indexes of the layer tables are dropped before
+the first district and created again after the last (unique constraints stay), as a bulk
+loader should. The building blocks (z12–z13) are computed per district, right after it is
+written, so the first server start does not recompute 2 M footprints at once. Rasters are written per district at a coarser resolution
+(``CITY_DEM_RES_M``, ``CITY_ORTHO_RES_M``) and mosaicked into one COG each with GDAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from sample_data import events
+from sample_data.town import DEFAULT_SEED, LAYER_ORDER, generate_town
+
+#: Largest district: a city of scale s is ceil(s / DISTRICT_SCALE) towns of equal scale.
+DISTRICT_SCALE = 10.0
+#: Rasters of a multi-district city: 30 m DEM, 15 m orthophoto (a scale-10 town alone: 10 m, ~3 m).
+CITY_DEM_RES_M = 30.0
+CITY_ORTHO_RES_M = 15.0
+_ORIGIN = (120.9, 31.7)
+_M_PER_DEG_LAT = 111_320.0
+
+
+def plan(scale: float, seed: int = DEFAULT_SEED, district_scale: float = DISTRICT_SCALE
+         ) -> list[dict[str, Any]]:
+    """The districts of a city of ``scale``: ``[{'k', 'seed', 'scale', 'origin', 'prefix'}]``.
+
+    Districts sit on a square grid (district 0 in the middle of the first row) with
+    centres ``2.4 × radius`` apart, radius that of a disc of the district's land area
+    (the town outline reaches ~1.1 radius), so neighbours do not overlap.
+    """
+    if scale <= 0:
+        raise ValueError("scale must be positive")
+    n = max(1, math.ceil(scale / district_scale - 1e-9))
+    ds = scale / n
+    radius = math.sqrt(60e6 * ds / math.pi)
+    spacing = 2.4 * radius
+    cols = math.ceil(math.sqrt(n))
+    lat0 = _ORIGIN[1]
+    out = []
+    for k in range(n):
+        r, c = divmod(k, cols)
+        dx, dy = (c - cols // 2) * spacing, -r * spacing
+        if k == 0:
+            dx = dy = 0.0
+        elif r == 0 and c <= cols // 2:  # district 0 took the middle of row 0: shift the left ones by one
+            dx = (c - 1 - cols // 2) * spacing
+        lon = _ORIGIN[0] + dx / (_M_PER_DEG_LAT * math.cos(math.radians(lat0)))
+        lat = lat0 + dy / _M_PER_DEG_LAT
+        out.append({"k": k, "seed": seed + k, "scale": ds, "origin": (lon, lat),
+                    "prefix": f"D{k:02d}-" if k else ""})
+    return out
+
+
+def _prefix_codes(rows: list[dict[str, Any]], prefix: str) -> None:
+    """Prefix ``code``, every ``*_code`` value and every ``unit_grid_codes`` item (in place)."""
+    if not prefix:
+        return
+    for r in rows:
+        for key, v in r.items():
+            if v is None:
+                continue
+            if key == "code" or key.endswith("_code"):
+                r[key] = prefix + str(v)
+            elif key.endswith("_codes") and isinstance(v, list):
+                r[key] = [prefix + str(x) for x in v]
+
+
+@contextlib.contextmanager
+def deferred_indexes(engine: Any, tables: list[str]) -> Iterator[list[str]]:
+    """PostGIS: drop the secondary indexes of ``tables`` now, create them again on exit.
+
+    Indexes backing a constraint (primary keys, unique codes) stay. On exit (also after a
+    failure) each index is created again from its saved definition and the tables analysed.
+    """
+    if engine.dialect.name != "postgresql":
+        yield []
+        return
+    with engine.begin() as conn:
+        defs = conn.execute(text(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = current_schema() "
+            "AND i.tablename = ANY(:t) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+            "WHERE c.conname = i.indexname)"), {"t": tables}).all()
+        for name, _ in defs:
+            conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
+    try:
+        yield [name for name, _ in defs]
+    finally:
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
+            for _, ddl in defs:
+                conn.exec_driver_sql(ddl.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
+            for t in tables:
+                conn.exec_driver_sql(f"ANALYZE {t}")
+
+
+def _mosaic(parts: list[Path], dst: Path, *, nodata: float | None, jpeg: bool) -> None:
+    """One COG from district rasters (``gdalbuildvrt`` + ``gdal_translate -of COG``)."""
+    vrt = dst.with_suffix(".vrt")
+    cmd = ["gdalbuildvrt", "-q"]
+    if nodata is not None:
+        cmd += ["-srcnodata", str(nodata), "-vrtnodata", str(nodata)]
+    subprocess.run([*cmd, str(vrt), *map(str, parts)], check=True, timeout=1800)
+    co = ["-co", "BLOCKSIZE=512", "-co", "BIGTIFF=IF_SAFER", "-co", "NUM_THREADS=2", "-co", "OVERVIEW_RESAMPLING=AVERAGE"]
+    co += ["-co", "COMPRESS=JPEG", "-co", "QUALITY=80"] if jpeg else ["-co", "COMPRESS=DEFLATE"]
+    tmp = dst.with_suffix(".tmp.tif")
+    subprocess.run(["gdal_translate", "-q", "-of", "COG", *co, str(vrt), str(tmp)], check=True, timeout=3600)
+    tmp.replace(dst)
+    vrt.unlink()
+
+
+def _district_blocks(store: Any, bounds: tuple[float, float, float, float]) -> int:
+    """Building blocks (z12–z13) of the cells under one district, built from the buildings now stored.
+
+    Stamped with the current buildings version, so a server's ``BlockMaintainer.catch_up``
+    finds them up to date; done per district so only one district's footprints are in memory.
+    """
+    from twin.blocks import cells_touching, recompute_cells
+    from twin.versioning import bulk_change
+
+    with store.engine.begin() as conn:
+        version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'buildings'")).scalar()
+        with bulk_change(conn, "building_blocks"):
+            return recompute_cells(conn, cells_touching(bounds), int(version or 0))
+
+
+class _Progress:
+    """A tqdm bar over the build steps (a plain line per step when tqdm is missing or disabled)."""
+
+    def __init__(self, total: int, enabled: bool, log: Callable[[str], None] | None):
+        self.bar = None
+        self.log = log
+        self.t0 = time.perf_counter()
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="step", desc="city", dynamic_ncols=True)
+            except ImportError:
+                self.bar = None
+
+    def step(self, what: str, **post: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{what} " + " ".join(f"{k}={v}" for k, v in post.items()), refresh=False)
+            self.bar.update(1)
+        if self.log is not None:
+            self.log(f"[{time.perf_counter() - self.t0:7.1f} s] {what} " + " ".join(f"{k}={v}" for k, v in post.items()))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 100.0, *,
+               district_scale: float = DISTRICT_SCALE, progress: bool = True,
+               log: Callable[[str], None] | None = None, blocks: bool = True) -> dict[str, Any]:
+    """Replace every sample layer in ``store`` with the city of ``scale``; write dem.tif/ortho.tif.
+
+    Returns the row counts per layer plus ``districts``, ``seconds`` and a ``timings`` dict.
+    One district is one transaction: an interrupted build leaves whole districts (rerun it).
+    """
+    from sample_data.event_history import write_event_history
+    from sample_data.rasters import write_dem, write_ortho, write_rasters
+    from twin.catalog import get_layer
+
+    districts = plan(scale, seed, district_scale)
+    multi = len(districts) > 1
+    raster_dir = Path(raster_dir)
+    raster_dir.mkdir(parents=True, exist_ok=True)
+    tables = [get_layer(name).table.name for name in LAYER_ORDER]
+    bar = _Progress(3 * len(districts) + 1, progress, log)
+    counts: dict[str, int] = dict.fromkeys(LAYER_ORDER, 0)
+    timings = {"generate": 0.0, "write": 0.0, "rasters": 0.0, "indexes": 0.0, "blocks": 0.0}
+    t_start = time.perf_counter()
+    store.clear()
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="city-rasters-", dir=raster_dir)))
+        stack.enter_context(deferred_indexes(store.engine, tables) if multi else contextlib.nullcontext())
+        dems, orthos = [], []
+        for d in districts:
+            t = time.perf_counter()
+            town = generate_town(seed=d["seed"], scale=d["scale"], origin=d["origin"])
+            for layer in LAYER_ORDER:
+                _prefix_codes(town.layers[layer], d["prefix"])
+            timings["generate"] += time.perf_counter() - t
+            bar.step(f"district {d['k']}: generated", buildings=len(town.layers["buildings"]))
+            t = time.perf_counter()
+            with store.engine.begin() as conn:
+                last_event = conn.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
+                for layer in LAYER_ORDER:
+                    counts[layer] += store.write_features(layer, town.layers[layer], mode="append", conn=conn)
+                write_event_history(conn, events.AS_OF, after_id=last_event)
+            timings["write"] += time.perf_counter() - t
+            bar.step(f"district {d['k']}: written", buildings=counts["buildings"])
+            t = time.perf_counter()
+            if multi:
+                dd = tmp / f"d{d['k']:02d}"
+                dd.mkdir()
+                dems.append(write_dem(town, dd / "dem.tif", res_m=CITY_DEM_RES_M))
+                orthos.append(write_ortho(town, dd / "ortho.tif", res_m=CITY_ORTHO_RES_M))
+            else:
+                write_rasters(town, raster_dir)
+            timings["rasters"] += time.perf_counter() - t
+            bar.step(f"district {d['k']}: rasters")
+            if blocks:
+                t = time.perf_counter()
+                _district_blocks(store, town.bounds)
+                timings["blocks"] += time.perf_counter() - t
+            del town
+            gc.collect()
+        t = time.perf_counter()
+        if multi:
+            _mosaic(dems, raster_dir / "dem.tif", nodata=-9999.0, jpeg=False)
+            _mosaic(orthos, raster_dir / "ortho.tif", nodata=None, jpeg=True)
+            timings["rasters"] += time.perf_counter() - t
+        t = time.perf_counter()
+    timings["indexes"] = time.perf_counter() - t  # the deferred indexes were created on leaving the stack
+    bar.step("indexes and ANALYZE")
+    bar.close()
+    if blocks:
+        with store.engine.connect() as conn:
+            counts["building_blocks"] = conn.execute(text("SELECT count(*) FROM building_blocks")).scalar_one()
+    return {**counts, "districts": len(districts), "seconds": round(time.perf_counter() - t_start, 1),
+            "timings": {k: round(v, 1) for k, v in timings.items()}}
+
+
+__all__ = ["CITY_DEM_RES_M", "CITY_ORTHO_RES_M", "DISTRICT_SCALE", "build_city", "deferred_indexes", "plan"]
