@@ -16,8 +16,9 @@ is the scale-10 town again (the same streets at the same place, which is what
 
 For a multi-district build the secondary indexes of the layer tables are dropped before
 the first district and created again after the last (unique constraints stay), as a bulk
-loader should. The building blocks (z12–z13) are computed per district, right after it is
-written, so the first server start does not recompute 2 M footprints at once. Rasters are written per district at a coarser resolution
+loader should. The building blocks (z12–z13) are computed per district once all are
+loaded (one district's cells at a time), so the first server start does not recompute
+2 M footprints at once. Rasters are written per district at a coarser resolution
 (``CITY_DEM_RES_M``, ``CITY_ORTHO_RES_M``) and mosaicked into one COG each with GDAL.
 """
 
@@ -178,16 +179,68 @@ class _Progress:
             self.bar.close()
 
 
-def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 100.0, *,
-               district_scale: float = DISTRICT_SCALE, progress: bool = True,
-               log: Callable[[str], None] | None = None, blocks: bool = True) -> dict[str, Any]:
-    """Replace every sample layer in ``store`` with the city of ``scale``; write dem.tif/ortho.tif.
+def _write_district(store: Any, d: dict[str, Any], tmp: Path | None, raster_dir: Path) -> dict[str, Any]:
+    """Generate district ``d``, write its layers in one transaction, write its rasters.
 
-    Returns the row counts per layer plus ``districts``, ``seconds`` and a ``timings`` dict.
-    One district is one transaction: an interrupted build leaves whole districts (rerun it).
+    ``tmp`` set (a multi-district city): coarse district rasters into ``tmp/dNN`` for the
+    mosaic; else the town's own ``dem.tif``/``ortho.tif`` into ``raster_dir``.
     """
     from sample_data.event_history import write_event_history
     from sample_data.rasters import write_dem, write_ortho, write_rasters
+
+    t0 = time.perf_counter()
+    town = generate_town(seed=d["seed"], scale=d["scale"], origin=d["origin"])
+    for layer in LAYER_ORDER:
+        _prefix_codes(town.layers[layer], d["prefix"])
+    t1 = time.perf_counter()
+    counts: dict[str, int] = {}
+    with store.engine.begin() as conn:
+        for layer in LAYER_ORDER:
+            counts[layer] = store.write_features(layer, town.layers[layer], mode="append", conn=conn)
+        # the closed-loop steps behind each event's status
+        write_event_history(conn, events.AS_OF, codes=[r["code"] for r in town.layers["events"]])
+    t2 = time.perf_counter()
+    rasters: dict[str, str] = {}
+    if tmp is not None:
+        dd = tmp / f"d{d['k']:02d}"
+        dd.mkdir(exist_ok=True)
+        rasters["dem"] = str(write_dem(town, dd / "dem.tif", res_m=CITY_DEM_RES_M))
+        rasters["ortho"] = str(write_ortho(town, dd / "ortho.tif", res_m=CITY_ORTHO_RES_M))
+    else:
+        rasters = {k: str(v) for k, v in write_rasters(town, raster_dir).items()}
+    t3 = time.perf_counter()
+    bounds = town.bounds
+    del town
+    gc.collect()
+    return {"k": d["k"], "counts": counts, "bounds": bounds, "rasters": rasters,
+            "timings": {"generate": t1 - t0, "write": t2 - t1, "rasters": t3 - t2}}
+
+
+def _district_job(url: str, d: dict[str, Any], tmp: str, raster_dir: str) -> dict[str, Any]:
+    """:func:`_write_district` in a worker process, with its own engine."""
+    from twin.store import SpatialStore
+
+    store = SpatialStore.from_url(url, statement_timeout_ms=6 * 3_600_000)
+    try:
+        return _write_district(store, d, Path(tmp), Path(raster_dir))
+    finally:
+        store.engine.dispose()
+
+
+def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 100.0, *,
+               district_scale: float = DISTRICT_SCALE, jobs: int = 1, progress: bool = True,
+               log: Callable[[str], None] | None = None, blocks: bool = True) -> dict[str, Any]:
+    """Replace every sample layer in ``store`` with the city of ``scale``; write dem.tif/ortho.tif.
+
+    ``jobs`` > 1 generates that many districts at once in worker processes (PostGIS only;
+    each ~1 GB at district scale 10); their writes queue on the layer-version rows, so the
+    generation overlaps but the COPYs do not. Returns the row counts per layer plus
+    ``districts``, ``seconds`` and a ``timings`` dict (summed over the districts).
+    One district is one transaction: an interrupted build leaves whole districts (rerun it).
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
     from twin.catalog import get_layer
 
     districts = plan(scale, seed, district_scale)
@@ -195,54 +248,48 @@ def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: fl
     raster_dir = Path(raster_dir)
     raster_dir.mkdir(parents=True, exist_ok=True)
     tables = [get_layer(name).table.name for name in LAYER_ORDER]
-    bar = _Progress(3 * len(districts) + 1, progress, log)
+    bar = _Progress(len(districts) + 2, progress, log)
     counts: dict[str, int] = dict.fromkeys(LAYER_ORDER, 0)
-    timings = {"generate": 0.0, "write": 0.0, "rasters": 0.0, "indexes": 0.0, "blocks": 0.0}
+    timings = {"generate": 0.0, "write": 0.0, "rasters": 0.0, "blocks": 0.0, "indexes": 0.0}
     t_start = time.perf_counter()
     store.clear()
+    done: list[dict[str, Any]] = []
+
+    def finished(res: dict[str, Any]) -> None:
+        done.append(res)
+        for k, v in res["counts"].items():
+            counts[k] += v
+        for k, v in res["timings"].items():
+            timings[k] += v
+        bar.step(f"district {res['k']} written ({len(done)}/{len(districts)})", buildings=counts["buildings"])
+
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="city-rasters-", dir=raster_dir)))
         stack.enter_context(deferred_indexes(store.engine, tables) if multi else contextlib.nullcontext())
-        dems, orthos = [], []
-        for d in districts:
-            t = time.perf_counter()
-            town = generate_town(seed=d["seed"], scale=d["scale"], origin=d["origin"])
-            for layer in LAYER_ORDER:
-                _prefix_codes(town.layers[layer], d["prefix"])
-            timings["generate"] += time.perf_counter() - t
-            bar.step(f"district {d['k']}: generated", buildings=len(town.layers["buildings"]))
-            t = time.perf_counter()
-            with store.engine.begin() as conn:
-                last_event = conn.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
-                for layer in LAYER_ORDER:
-                    counts[layer] += store.write_features(layer, town.layers[layer], mode="append", conn=conn)
-                write_event_history(conn, events.AS_OF, after_id=last_event)
-            timings["write"] += time.perf_counter() - t
-            bar.step(f"district {d['k']}: written", buildings=counts["buildings"])
-            t = time.perf_counter()
-            if multi:
-                dd = tmp / f"d{d['k']:02d}"
-                dd.mkdir()
-                dems.append(write_dem(town, dd / "dem.tif", res_m=CITY_DEM_RES_M))
-                orthos.append(write_ortho(town, dd / "ortho.tif", res_m=CITY_ORTHO_RES_M))
-            else:
-                write_rasters(town, raster_dir)
-            timings["rasters"] += time.perf_counter() - t
-            bar.step(f"district {d['k']}: rasters")
-            if blocks:
-                t = time.perf_counter()
-                _district_blocks(store, town.bounds)
-                timings["blocks"] += time.perf_counter() - t
-            del town
-            gc.collect()
-        t = time.perf_counter()
+        if jobs > 1 and multi and store.engine.dialect.name == "postgresql":
+            url = store.engine.url.render_as_string(hide_password=False)
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                futs = [pool.submit(_district_job, url, d, str(tmp), str(raster_dir)) for d in districts]
+                for f in as_completed(futs):
+                    finished(f.result())
+        else:
+            for d in districts:
+                finished(_write_district(store, d, tmp if multi else None, raster_dir))
         if multi:
-            _mosaic(dems, raster_dir / "dem.tif", nodata=-9999.0, jpeg=False)
-            _mosaic(orthos, raster_dir / "ortho.tif", nodata=None, jpeg=True)
+            t = time.perf_counter()
+            done.sort(key=lambda r: r["k"])
+            _mosaic([Path(r["rasters"]["dem"]) for r in done], raster_dir / "dem.tif", nodata=-9999.0, jpeg=False)
+            _mosaic([Path(r["rasters"]["ortho"]) for r in done], raster_dir / "ortho.tif", nodata=None, jpeg=True)
             timings["rasters"] += time.perf_counter() - t
         t = time.perf_counter()
-    timings["indexes"] = time.perf_counter() - t  # the deferred indexes were created on leaving the stack
+    timings["indexes"] = time.perf_counter() - t  # the deferred indexes are created on leaving the stack
     bar.step("indexes and ANALYZE")
+    if blocks:  # after the indexes: each district's cells are read by bbox
+        t = time.perf_counter()
+        for res in sorted(done, key=lambda r: r["k"]):
+            _district_blocks(store, res["bounds"])
+        timings["blocks"] = time.perf_counter() - t
+    bar.step("building blocks")
     bar.close()
     if blocks:
         with store.engine.connect() as conn:

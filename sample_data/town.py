@@ -233,17 +233,19 @@ def generate_town(seed: int = DEFAULT_SEED, scale: float = 1.0,
                 origin=(frame.lon0, frame.lat0), frame=frame, layout=lay, local=local)
 
 
-def build_sample_town(store, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, int]:
+def build_sample_town(store, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 1.0,
+                      jobs: int = 2) -> dict[str, int]:
     """Generate the town, replace every layer in ``store`` in one transaction, write the rasters.
 
     Above scale 10 the town is built as a city of districts, streamed one at a time
-    (:func:`sample_data.city.build_city`, with a progress bar on stderr).
+    (:func:`sample_data.city.build_city`, ``jobs`` districts generated at once, with a progress
+    bar on stderr).
     """
     from sample_data.city import DISTRICT_SCALE, build_city
     from sample_data.rasters import write_rasters
 
     if scale > DISTRICT_SCALE:
-        res = build_city(store, Path(raster_dir), seed=seed, scale=scale)
+        res = build_city(store, Path(raster_dir), seed=seed, scale=scale, jobs=jobs)
         return {k: v for k, v in res.items() if k in LAYER_ORDER}
 
     town = generate_town(seed=seed, scale=scale)
