@@ -38,7 +38,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,6 +113,330 @@ def build(scale: float, force: bool = False, jobs: int = 3) -> dict[str, Any]:
     return info
 
 
+# --------------------------------------------------------------------------- places
+TOKEN = "scale-bench-admin"
+CASES = ("tile z14", "tile z16", "features page", "scene", "buffer 50 m", "trace", "load 1,000")
+M_LAT = 1 / 111_320.0
+
+
+def _m_lon(lat: float) -> float:
+    import math
+
+    return 1 / (111_320.0 * math.cos(math.radians(lat)))
+
+
+def centre(url: str) -> tuple[float, float]:
+    """The town centre of district 0: the centroid of its commercial buildings (codes without ``D..-``)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Collect(ST_Centroid(geom))) c "
+                           "FROM buildings WHERE use = 'commercial' AND code NOT LIKE 'D__-%') s").fetchone()
+    assert row and row[0] is not None, f"no commercial buildings in {url}"
+    return float(row[0]), float(row[1])
+
+
+def nearest_pipes(url: str, lon: float, lat: float, n: int, utility: str | None = None) -> list[str]:
+    """Codes of the ``n`` pipes of district 0 nearest (lon, lat) (of ``utility`` when given)."""
+    import psycopg
+
+    sql = ("SELECT code FROM pipelines WHERE code NOT LIKE 'D__-%%' AND (%(u)s::text IS NULL OR utility = %(u)s) "
+           "ORDER BY geom <-> ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326) LIMIT %(n)s")
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute(sql, {"u": utility, "lon": lon, "lat": lat, "n": n}).fetchall()]
+
+
+def squares(lon: float, lat: float, size_m: float, k: int) -> list[tuple[float, float, float, float]]:
+    """``k``×``k`` bboxes of ``size_m`` on a grid round (lon, lat), the centre one first."""
+    h = size_m / 2
+    out = []
+    offs = sorted(((i, j) for i in range(k) for j in range(k)), key=lambda ij: (abs(ij[0] - k // 2) + abs(ij[1] - k // 2)))
+    for i, j in offs:
+        cx = lon + (i - k // 2) * size_m * _m_lon(lat)
+        cy = lat + (j - k // 2) * size_m * M_LAT
+        out.append((cx - h * _m_lon(lat), cy - h * M_LAT, cx + h * _m_lon(lat), cy + h * M_LAT))
+    return out
+
+
+def tiles_round(lon: float, lat: float, z: int, k: int) -> list[tuple[int, int, int]]:
+    """The ``k``×``k`` Web Mercator tiles of zoom ``z`` round the one holding (lon, lat), nearest first."""
+    import math
+
+    n = 1 << z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    offs = sorted(((i, j) for i in range(-(k // 2), k // 2 + 1) for j in range(-(k // 2), k // 2 + 1)),
+                  key=lambda ij: abs(ij[0]) + abs(ij[1]))
+    return [(z, x + i, y + j) for i, j in offs]
+
+
+def bbox_q(b: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:.6f}" for v in b)
+
+
+# --------------------------------------------------------------------------- requests
+def timed_requests(port: int, reqs: list[tuple[str, str, bytes | None, str]], n: int,
+                   timeout: float = 300.0) -> dict[str, Any]:
+    """Send ``n`` requests (cycling over ``reqs`` = (method, path, body, content type)) one after another
+    over a kept-alive connection with the admin token; latency quantiles and the status counts."""
+    import http.client
+
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    first_error = None
+    sizes: list[int] = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        for i in range(n):
+            method, path, body, ctype = reqs[i % len(reqs)]
+            headers = {"Authorization": f"Bearer {TOKEN}", "Accept-Encoding": "identity"}
+            if body is not None:
+                headers["Content-Type"] = ctype
+            t0 = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            lat.append(time.perf_counter() - t0)
+            sizes.append(len(data))
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+            if r.status >= 400 and first_error is None:
+                first_error = f"{r.status} {path}: {data[:300]!r}"
+    finally:
+        conn.close()
+    ms = sorted(x * 1000 for x in lat)
+    p95 = ms[min(len(ms) - 1, max(0, round(0.95 * (len(ms) - 1))))] if ms else float("nan")
+    return {"n": len(ms), "p50_ms": round(statistics.median(ms), 1) if ms else float("nan"), "p95_ms": round(p95, 1),
+            "mean_kb": round(statistics.fmean(sizes) / 1024, 1) if sizes else 0, "statuses": statuses,
+            "first_error": first_error}
+
+
+def load_file(rep: int, lon: float, lat: float, n: int = 1000) -> bytes:
+    """A GeoJSON file of ``n`` rectangular buildings (fixed sizes and places, seed 13) 1–2 km east of
+    (lon, lat); codes ``LOAD<rep>-…`` so every repetition appends new rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(13)
+    side = int(np.ceil(np.sqrt(n)))
+    feats = []
+    for i in range(n):
+        x = 1000 + (i % side) * 25 + rng.uniform(-2, 2)
+        y = -400 + (i // side) * 25 + rng.uniform(-2, 2)
+        w, d = rng.uniform(8, 14), rng.uniform(6, 10)
+        cx, cy = lon + x * _m_lon(lat), lat + y * M_LAT
+        hx, hy = w / 2 * _m_lon(lat), d / 2 * M_LAT
+        ring = [[cx - hx, cy - hy], [cx + hx, cy - hy], [cx + hx, cy + hy], [cx - hx, cy + hy], [cx - hx, cy - hy]]
+        floors = int(rng.integers(1, 7))
+        feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                      "properties": {"code": f"LOAD{rep}-{i:04d}", "use": "residential", "floors": floors,
+                                     "height_m": floors * 3.0}})
+    return json.dumps({"type": "FeatureCollection", "features": feats}).encode()
+
+
+# --------------------------------------------------------------------------- scratch databases
+def scratch_db(scale: float) -> str:
+    """``twin_scale<N>_scratch``: a copy (``createdb -T``) of the measured database for the load case.
+
+    Made once and kept while the source's ``bench_meta.data_version`` is unchanged (a copy of the
+    scale-100 database takes minutes); the rows a run appends are deleted again at its end.
+    """
+    import psycopg
+
+    src, dst = db_name(scale), f"twin_scale{scale:g}_scratch"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dst,)).fetchone()
+    if exists:
+        with psycopg.connect(f"{PG}/{src}") as a, psycopg.connect(f"{PG}/{dst}") as b:
+            q = "SELECT value FROM bench_meta WHERE key = 'data_version'"
+            if a.execute(q).fetchone() == b.execute(q).fetchone():
+                b.execute("DELETE FROM buildings WHERE code LIKE 'LOAD%'")
+                b.commit()
+                return f"{PG}/{dst}"
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{dst}"')
+    print(f"scale {scale:g}: copying {src} to {dst} (createdb -T) …", file=sys.stderr, flush=True)
+    for attempt in range(30):  # the template must have no other sessions for a moment
+        try:
+            with psycopg.connect(f"{PG}/postgres", autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{dst}" TEMPLATE "{src}"')
+            break
+        except psycopg.errors.ObjectInUse:
+            time.sleep(5 + attempt)
+    else:
+        raise SystemExit(f"could not copy {src}: it stays in use")
+    return f"{PG}/{dst}"
+
+
+def drop_loaded(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM buildings WHERE code LIKE 'LOAD%'")
+
+
+# --------------------------------------------------------------------------- run
+def server_env(scale: float) -> dict[str, str]:
+    return {"TWIN_HOME": str(raster_dir(scale).parent), "TWIN_TILE_CACHE_MB": "0", "TWIN_SCENE_CACHE_MB": "0",
+            "TWIN_TILE_WARM": "false", "TWIN_TILE_BLOCKS": "false", "TWIN_ADMIN_TOKEN": TOKEN,
+            "TWIN_RATE_LIMIT_RPS": "0"}
+
+
+def bench_scale(scale: float, n: int, load_reps: int) -> dict[str, Any]:
+    import harness as h
+
+    url = db_url(scale)
+    lon, lat = centre(url)
+    sewer = nearest_pipes(url, lon, lat, 10, "sewage") or nearest_pipes(url, lon, lat, 10)
+    pipes = nearest_pipes(url, lon, lat, 10)
+    z14 = [("GET", f"/tiles/buildings/{z}/{x}/{y}.mvt", None, "") for z, x, y in tiles_round(lon, lat, 14, 3)]
+    z16 = [("GET", f"/tiles/buildings/{z}/{x}/{y}.mvt", None, "") for z, x, y in tiles_round(lon, lat, 16, 5)]
+    feats = [("GET", f"/collections/buildings/items?bbox={bbox_q(b)}&limit=100", None, "")
+             for b in squares(lon, lat, 300, 5)]
+    scenes = [("GET", f"/scenes/scene.glb?bbox={bbox_q(b)}", None, "") for b in squares(lon, lat, 500, 3)]
+    jbody = "application/json"
+    buffers = [("POST", "/analysis/buffer", json.dumps({"feature": {"layer": "pipelines", "code": c}, "distance": 50,
+                                                        "layers": ["buildings", "pipelines"]}).encode(), jbody)
+               for c in pipes]
+    traces = [("POST", "/analysis/trace", json.dumps({"feature": {"layer": "pipelines", "code": c},
+                                                       "direction": "downstream"}).encode(), jbody) for c in sewer]
+    out: dict[str, Any] = {"scale": scale, "db": db_name(scale), "centre": [round(lon, 6), round(lat, 6)],
+                           "load_before": loadavg(), "cases": {}}
+    with h.twin_server(url, f"twin-scale{scale:g}", server_env(scale)) as srv:
+        for name, reqs, k in (("tile z14", z14, n), ("tile z16", z16, n), ("features page", feats, n),
+                              ("scene", scenes, max(5, n // 2)), ("buffer 50 m", buffers, n)):
+            timed_requests(srv.port, reqs, min(len(reqs), 3))  # warm the connection pool and the pages
+            out["cases"][name] = timed_requests(srv.port, reqs, k)
+            print(f"  scale {scale:g} {name}: {out['cases'][name]}", file=sys.stderr, flush=True)
+        cold = timed_requests(srv.port, traces[:1], 1)  # the first trace loads the utility's whole graph
+        out["trace_cold_ms"] = cold["p50_ms"]
+        out["cases"]["trace"] = timed_requests(srv.port, traces, n)
+        print(f"  scale {scale:g} trace: cold {cold['p50_ms']} ms, {out['cases']['trace']}", file=sys.stderr)
+    scratch = scratch_db(scale)
+    with h.twin_server(scratch, f"twin-scale{scale:g}-scratch", server_env(scale)) as srv:
+        lat_ms = []
+        res = None
+        for rep in range(load_reps):
+            body = load_file(rep, lon, lat)
+            res = timed_requests(srv.port, [("POST", "/collections/buildings/import?filename=load.geojson&mode=append",
+                                              body, "application/geo+json")], 1)
+            if res["first_error"]:
+                break
+            lat_ms.append(res["p50_ms"])
+        ms = sorted(lat_ms)
+        out["cases"]["load 1,000"] = {
+            "n": len(ms), "p50_ms": round(statistics.median(ms), 1) if ms else float("nan"),
+            "p95_ms": ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))] if ms else float("nan"),
+            "first_error": res["first_error"] if res else None, "statuses": {}}
+        print(f"  scale {scale:g} load: {out['cases']['load 1,000']}", file=sys.stderr)
+    drop_loaded(scratch)
+    return out
+
+
+def meta_of(scale: float) -> dict[str, str]:
+    import psycopg
+
+    with psycopg.connect(db_url(scale)) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM bench_meta").fetchall())
+        meta["db_size"] = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+        meta["pipe_km"] = meta.get("pipe_km") or str(conn.execute(
+            "SELECT round(sum(ST_Length(geom::geography))/1000) FROM pipelines").fetchone()[0])
+        meta["buildings"] = str(conn.execute("SELECT count(*) FROM buildings").fetchone()[0])
+    return meta
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales = [r["scale"] for r in res["runs"]]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for case in CASES:
+        p50 = [r["cases"].get(case, {}).get("p50_ms", float("nan")) for r in res["runs"]]
+        p95 = [r["cases"].get(case, {}).get("p95_ms", float("nan")) for r in res["runs"]]
+        line, = ax.plot(scales, p50, marker="o", label=case)
+        ax.plot(scales, p95, ls=":", color=line.get_color(), alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(scales, [f"{s:g}\n({int(r['buildings']):,} bldgs)" for s, r in
+                           zip(scales, [x["meta"] for x in res["runs"]], strict=True)])
+    ax.set_xlabel("town scale")
+    ax.set_ylabel("latency, ms (solid: median, dotted: p95)")
+    ax.set_title("twin: cost as the town grows (one request at a time, busy 2-core machine)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_doc(res: dict[str, Any]) -> None:
+    import harness as h
+
+    runs = {r["scale"]: r for r in res["runs"]}
+    scales = sorted(runs)
+    rows = []
+    for case in CASES:
+        row: list[Any] = [case]
+        for s in scales:
+            c = runs[s]["cases"].get(case, {})
+            row.append(f"{c.get('p50_ms', float('nan')):,.0f} / {c.get('p95_ms', float('nan')):,.0f}")
+        if 10 in runs and 100 in runs:
+            a, b = runs[100]["cases"].get(case, {}).get("p50_ms"), runs[10]["cases"].get(case, {}).get("p50_ms")
+            row.append(h.ratio(a, b))
+        rows.append(row)
+    heads = ["case"] + [f"scale {s:g}: p50 / p95 ms" for s in scales] + (["100 ÷ 10 (p50)"] if 10 in runs and 100 in runs else [])
+    data = h.md_table(["scale", "database", "buildings", "pipes km", "DB size", "built in"],
+                      [[f"{s:g}", runs[s]["db"], f"{int(runs[s]['meta']['buildings']):,}", runs[s]["meta"].get("pipe_km", "–"),
+                        runs[s]["meta"].get("db_size", "–"), f"{runs[s]['meta'].get('built_seconds', '–')} s"]
+                       for s in scales])
+    goal = ""
+    if 10 in runs and 100 in runs:
+        checks = []
+        for case in ("tile z16", "features page"):
+            a, b = runs[100]["cases"][case]["p50_ms"], runs[10]["cases"][case]["p50_ms"]
+            checks.append(f"{case}: {a:,.0f} ms vs {b:,.0f} ms = {a / b:.2f}× → {h.verdict(a <= 1.5 * b)}")
+        goal = "Goal (scale 100 within 1.5× of scale 10, median): " + "; ".join(checks) + "."
+    trace = ", ".join(f"scale {s:g}: {runs[s]['trace_cold_ms']:,.0f} ms" for s in scales)
+    body = f"""### Scale: scales 1, 10, 100 (issue 13)
+
+Run {res['date']}, commit `{res['commit']}`, `{res['command']}`, load average {res['load_before']} before
+and {res['load_after']} after ({res['seconds']:.0f} s in all). One twin server per database (tile and scene caches
+off, `TWIN_TILE_BLOCKS=false`), one request after another with a warm-up; the same requests at the same relative
+place of each town (the centre of district 0: see `bench/scale.py`).
+
+{data}
+
+{h.md_table(heads, rows)}
+
+{goal} First trace (loads the utility graph): {trace}.
+
+![latency against town scale](img/scale.png)
+"""
+    h.write_section(ROOT / "docs" / "benchmarks.md", "scale", body)
+
+
+def run(scales: list[float], n: int, load_reps: int) -> dict[str, Any]:
+    import harness as h
+
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {"date": h.now(), "commit": h.git_commit(), "load_before": loadavg(),
+                           "command": "bash bench/run.sh scale" + (f" --n {n}" if n != 15 else ""), "runs": []}
+    for s in scales:
+        print(f"scale {s:g}: {db_name(s)}", file=sys.stderr, flush=True)
+        r = bench_scale(s, n, load_reps)
+        r["meta"] = meta_of(s)
+        res["runs"].append(r)
+    res["load_after"] = loadavg()
+    res["seconds"] = time.perf_counter() - t0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(res, indent=1, default=str))
+    plot(res, ROOT / "docs" / "img" / "scale.png")
+    write_doc(res)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -121,9 +444,21 @@ def main() -> None:
     b.add_argument("--scale", type=float, required=True)
     b.add_argument("--force", action="store_true")
     b.add_argument("--jobs", type=int, default=3, help="districts generated at once (~1 GB each)")
+    r = sub.add_parser("run", help="measure the scales and write the docs")
+    r.add_argument("--scales", default="1,10,100")
+    r.add_argument("--n", type=int, default=15, help="requests per case and scale")
+    r.add_argument("--load-reps", type=int, default=3)
+    r.add_argument("--build", action="store_true", help="build the missing databases first (not scale 10)")
     args = ap.parse_args()
     if args.cmd == "build":
         build(args.scale, args.force, args.jobs)
+    else:
+        scales = [float(x) for x in args.scales.split(",")]
+        if args.build:
+            for s in scales:
+                if s != 10:
+                    build(s)
+        run(scales, args.n, args.load_reps)
 
 
 if __name__ == "__main__":

@@ -97,27 +97,34 @@ def _prefix_codes(rows: list[dict[str, Any]], prefix: str) -> None:
 def deferred_indexes(engine: Any, tables: list[str]) -> Iterator[list[str]]:
     """PostGIS: drop the secondary indexes of ``tables`` now, create them again on exit.
 
-    Indexes backing a constraint (primary keys, unique codes) stay. On exit (also after a
-    failure) each index is created again from its saved definition and the tables analysed.
+    Indexes backing a constraint (primary keys, unique codes) stay. The definitions are kept in
+    the table ``deferred_indexes`` until they are created again, so a build that was killed
+    (no ``finally``) leaves them to the next build, which creates them at its end. On exit
+    (also after an error) each index is created again and the tables analysed.
     """
     if engine.dialect.name != "postgresql":
         yield []
         return
     with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS deferred_indexes (name text PRIMARY KEY, ddl text NOT NULL)")
         defs = conn.execute(text(
             "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = current_schema() "
             "AND i.tablename = ANY(:t) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
             "WHERE c.conname = i.indexname)"), {"t": tables}).all()
-        for name, _ in defs:
+        for name, ddl in defs:
+            conn.execute(text("INSERT INTO deferred_indexes VALUES (:n, :d) ON CONFLICT (name) DO NOTHING"),
+                         {"n": name, "d": ddl})
             conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{name}"')
+        saved = conn.execute(text("SELECT name, ddl FROM deferred_indexes ORDER BY name")).all()
     try:
-        yield [name for name, _ in defs]
+        yield [name for name, _ in saved]
     finally:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
-            for _, ddl in defs:
+            for name, ddl in saved:
                 conn.exec_driver_sql(ddl.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
+                conn.execute(text("DELETE FROM deferred_indexes WHERE name = :n"), {"n": name})
             for t in tables:
                 conn.exec_driver_sql(f"ANALYZE {t}")
 
