@@ -73,7 +73,8 @@ def loadavg() -> str:
 
 
 # --------------------------------------------------------------------------- build
-def build(scale: float, force: bool = False, jobs: int = 3) -> dict[str, Any]:
+def build(scale: float, force: bool = False, jobs: int = 3, variants: int | None = None,
+          blocks: bool = True) -> dict[str, Any]:
     """Build the sample town of ``scale`` into its database (skipped when bench_meta says it is there)."""
     if scale == 10:
         raise SystemExit("scale 10 is twin_bench: build it with `bash bench/run.sh data`")
@@ -94,7 +95,16 @@ def build(scale: float, force: bool = False, jobs: int = 3) -> dict[str, Any]:
     load_before = loadavg()
     print(f"scale {scale:g}: building into {url} (load average {load_before})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    counts = build_sample_town(store, raster_dir(scale), seed=SEED, scale=scale, jobs=jobs)
+    if scale > 10:
+        from sample_data.city import build_city
+
+        res = build_city(store, raster_dir(scale), seed=SEED, scale=scale, jobs=jobs, variants=variants,
+                         blocks=blocks, log=lambda m: print(m, file=sys.stderr, flush=True))
+        counts = {k: v for k, v in res.items() if isinstance(v, int)}
+        timings = res["timings"]
+    else:
+        counts = build_sample_town(store, raster_dir(scale), seed=SEED, scale=scale)
+        timings = {}
     with store.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     secs = time.perf_counter() - t0
@@ -106,7 +116,8 @@ def build(scale: float, force: bool = False, jobs: int = 3) -> dict[str, Any]:
     rasters = {f: round((raster_dir(scale) / f).stat().st_size / 1e6, 1) for f in ("dem.tif", "ortho.tif")}
     info = {"data_version": version, "buildings": building_count(store), "counts": json.dumps(counts),
             "built_seconds": round(secs, 1), "load_before": load_before, "load_after": loadavg(),
-            "peak_rss_gb_per_process": round(peak_gb, 2), "jobs": jobs, "db_size": size, "pipe_km": km, "raster_mb": json.dumps(rasters)}
+            "peak_rss_gb_per_process": round(peak_gb, 2), "jobs": jobs,
+            "variants": variants or "all", "blocks": blocks, "timings": json.dumps(timings), "db_size": size, "pipe_km": km, "raster_mb": json.dumps(rasters)}
     set_meta(store, **info)
     store.engine.dispose()
     print(json.dumps(info, indent=1), file=sys.stderr)
@@ -444,6 +455,9 @@ def main() -> None:
     b.add_argument("--scale", type=float, required=True)
     b.add_argument("--force", action="store_true")
     b.add_argument("--jobs", type=int, default=3, help="districts generated at once (~1 GB each)")
+    b.add_argument("--variants", type=int, default=None,
+                   help="distinct districts generated; the others are SQL copies of them (default: all distinct)")
+    b.add_argument("--no-blocks", action="store_true", help="leave the z12-13 building blocks to the server")
     r = sub.add_parser("run", help="measure the scales and write the docs")
     r.add_argument("--scales", default="1,10,100")
     r.add_argument("--n", type=int, default=15, help="requests per case and scale")
@@ -451,7 +465,7 @@ def main() -> None:
     r.add_argument("--build", action="store_true", help="build the missing databases first (not scale 10)")
     args = ap.parse_args()
     if args.cmd == "build":
-        build(args.scale, args.force, args.jobs)
+        build(args.scale, args.force, args.jobs, args.variants, not args.no_blocks)
     else:
         scales = [float(x) for x in args.scales.split(",")]
         if args.build:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import text
 
 from sample_data import events
@@ -207,19 +208,22 @@ def _write_district(store: Any, d: dict[str, Any], tmp: Path | None, raster_dir:
         # the closed-loop steps behind each event's status
         write_event_history(conn, events.AS_OF, codes=[r["code"] for r in town.layers["events"]])
     t2 = time.perf_counter()
-    rasters: dict[str, str] = {}
+    placed: dict[int, dict[str, Any]] = {}
     if tmp is not None:
-        dd = tmp / f"d{d['k']:02d}"
-        dd.mkdir(exist_ok=True)
-        rasters["dem"] = str(write_dem(town, dd / "dem.tif", res_m=CITY_DEM_RES_M))
-        rasters["ortho"] = str(write_ortho(town, dd / "ortho.tif", res_m=CITY_ORTHO_RES_M))
+        for dk in [d, *d.get("copies", [])]:
+            at = town if dk is d else _shifted(town, dk["origin"])
+            dd = tmp / f"d{dk['k']:02d}"
+            dd.mkdir(exist_ok=True)
+            placed[dk["k"]] = {"bounds": at.bounds, "rasters": {
+                "dem": str(write_dem(at, dd / "dem.tif", res_m=CITY_DEM_RES_M)),
+                "ortho": str(write_ortho(at, dd / "ortho.tif", res_m=CITY_ORTHO_RES_M))}}
     else:
         rasters = {k: str(v) for k, v in write_rasters(town, raster_dir).items()}
+        placed[d["k"]] = {"bounds": town.bounds, "rasters": rasters}
     t3 = time.perf_counter()
-    bounds = town.bounds
     del town
     gc.collect()
-    return {"k": d["k"], "counts": counts, "bounds": bounds, "rasters": rasters,
+    return {"k": d["k"], "counts": counts, "placed": placed,
             "timings": {"generate": t1 - t0, "write": t2 - t1, "rasters": t3 - t2}}
 
 
@@ -234,16 +238,89 @@ def _district_job(url: str, d: dict[str, Any], tmp: str, raster_dir: str) -> dic
         store.engine.dispose()
 
 
+def _shifted(town: Any, origin: tuple[float, float]) -> Any:
+    """``town`` moved to ``origin``: the same local geometry in another frame (for its rasters)."""
+    import dataclasses
+
+    from sample_data.geo import Frame
+
+    frame = Frame(*origin)
+    tb = frame.to_lonlat(np.array([town.layout.town], dtype=object))[0].bounds
+    return dataclasses.replace(town, frame=frame, origin=origin, bounds=tuple(float(b) for b in tb))
+
+
+def _copy_district(store: Any, src: dict[str, Any], dst: dict[str, Any]) -> dict[str, int]:
+    """PostGIS: district ``dst`` as a copy of the stored district ``src``, in SQL (one transaction).
+
+    Every layer's rows of ``src`` are inserted again with their codes re-prefixed (``code``,
+    ``*_code``, the items of ``*_codes``) and their geometry moved by the difference of the two
+    frame origins in EPSG:4528 — the local frame is that CRS shifted, so this is exactly the town
+    ``src`` would have been, generated at ``dst``'s origin. The event histories are copied too.
+    """
+    from sample_data.geo import METRIC_CRS, Frame
+    from twin.catalog import get_layer
+    from twin.versioning import bulk_change
+
+    a, b = Frame(*src["origin"]), Frame(*dst["origin"])
+    dx, dy = b.x0 - a.x0, b.y0 - a.y0
+    srid = int(METRIC_CRS.split(":")[1])
+    ps, pd = src["prefix"], dst["prefix"]
+    mine = "code NOT LIKE 'D__-%'" if not ps else f"code LIKE '{ps}%'"
+    n = len(ps) + 1
+
+    def recode(col: str) -> str:
+        return f"'{pd}' || substr({col}, {n})"
+
+    counts: dict[str, int] = {}
+    with store.engine.begin() as conn:
+        for layer in LAYER_ORDER:
+            tbl = get_layer(layer).table.name
+            cols = conn.execute(text(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = :t "
+                "AND table_schema = current_schema() AND is_generated = 'NEVER' AND column_name <> 'id' "
+                "ORDER BY ordinal_position"), {"t": tbl}).all()
+            exprs = []
+            for name, dtype in cols:
+                q = f'"{name}"'
+                if name == "geom":
+                    exprs.append(f"ST_Transform(ST_Translate(ST_Transform(geom, {srid}), {dx!r}, {dy!r}), 4326)")
+                elif name == "code" or name.endswith("_code"):
+                    exprs.append(recode(q))
+                elif name.endswith("_codes") and dtype in ("json", "jsonb"):
+                    exprs.append(f"(SELECT {dtype}_agg({recode('x')}) FROM {dtype}_array_elements_text({q}) x)")
+                else:
+                    exprs.append(q)
+            names = ", ".join(f'"{c}"' for c, _ in cols)
+            with bulk_change(conn, get_layer(layer).id):
+                counts[layer] = conn.execute(text(
+                    f"INSERT INTO {tbl} ({names}) SELECT {', '.join(exprs)} FROM {tbl} WHERE {mine} ORDER BY id"
+                )).rowcount
+        conn.execute(text(
+            "INSERT INTO event_transitions (event_id, from_status, to_status, by, note, at) "
+            "SELECT e2.id, t.from_status, t.to_status, t.by, t.note, t.at FROM event_transitions t "
+            f"JOIN events e1 ON e1.id = t.event_id JOIN events e2 ON e2.code = {recode('e1.code')} "
+            f"WHERE e1.{mine} ORDER BY t.id"))
+    return counts
+
+
 def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 100.0, *,
-               district_scale: float = DISTRICT_SCALE, jobs: int = 1, progress: bool = True,
-               log: Callable[[str], None] | None = None, blocks: bool = True) -> dict[str, Any]:
+               district_scale: float = DISTRICT_SCALE, jobs: int = 1, variants: int | None = None,
+               progress: bool = True, log: Callable[[str], None] | None = None,
+               blocks: bool = True) -> dict[str, Any]:
     """Replace every sample layer in ``store`` with the city of ``scale``; write dem.tif/ortho.tif.
 
     ``jobs`` > 1 generates that many districts at once in worker processes (PostGIS only;
     each ~1 GB at district scale 10); their writes queue on the layer-version rows, so the
-    generation overlaps but the COPYs do not. Returns the row counts per layer plus
-    ``districts``, ``seconds`` and a ``timings`` dict (summed over the districts).
-    One district is one transaction: an interrupted build leaves whole districts (rerun it).
+    generation overlaps but the COPYs do not.
+
+    ``variants`` (PostGIS only; default: every district distinct) generates only that many
+    districts; district ``k`` beyond them is district ``k % variants`` copied in SQL to its own
+    place with its own codes (:func:`_copy_district`) — the same town moved, as fast as the
+    database can copy rows, for machines where generating ten towns is too slow.
+
+    Returns the row counts per layer plus ``districts``, ``variants``, ``seconds`` and a
+    ``timings`` dict (summed over the districts). One district is one transaction: an
+    interrupted build leaves whole districts (rerun it).
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
@@ -252,56 +329,67 @@ def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: fl
 
     districts = plan(scale, seed, district_scale)
     multi = len(districts) > 1
+    pg = store.engine.dialect.name == "postgresql"
+    nv = len(districts) if not (variants and pg) else max(1, min(variants, len(districts)))
+    generated = districts[:nv]
+    for d in generated:
+        d["copies"] = districts[nv + d["k"]::nv]
     raster_dir = Path(raster_dir)
     raster_dir.mkdir(parents=True, exist_ok=True)
     tables = [get_layer(name).table.name for name in LAYER_ORDER]
     bar = _Progress(len(districts) + 2, progress, log)
     counts: dict[str, int] = dict.fromkeys(LAYER_ORDER, 0)
-    timings = {"generate": 0.0, "write": 0.0, "rasters": 0.0, "blocks": 0.0, "indexes": 0.0}
+    timings = {"generate": 0.0, "write": 0.0, "copy": 0.0, "rasters": 0.0, "blocks": 0.0, "indexes": 0.0}
     t_start = time.perf_counter()
     store.clear()
-    done: list[dict[str, Any]] = []
+    placed: dict[int, dict[str, Any]] = {}
 
     def finished(res: dict[str, Any]) -> None:
-        done.append(res)
+        placed.update(res["placed"])
         for k, v in res["counts"].items():
             counts[k] += v
         for k, v in res["timings"].items():
             timings[k] += v
-        bar.step(f"district {res['k']} written ({len(done)}/{len(districts)})", buildings=counts["buildings"])
+        bar.step(f"district {res['k']} generated and written", buildings=counts["buildings"])
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="city-rasters-", dir=raster_dir)))
         stack.enter_context(deferred_indexes(store.engine, tables) if multi else contextlib.nullcontext())
-        if jobs > 1 and multi and store.engine.dialect.name == "postgresql":
+        if jobs > 1 and len(generated) > 1 and pg:
             url = store.engine.url.render_as_string(hide_password=False)
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                futs = [pool.submit(_district_job, url, d, str(tmp), str(raster_dir)) for d in districts]
+            with ProcessPoolExecutor(min(jobs, len(generated)), mp_context=get_context("spawn")) as pool:
+                futs = [pool.submit(_district_job, url, d, str(tmp), str(raster_dir)) for d in generated]
                 for f in as_completed(futs):
                     finished(f.result())
         else:
-            for d in districts:
+            for d in generated:
                 finished(_write_district(store, d, tmp if multi else None, raster_dir))
+        for d in districts[nv:]:
+            t = time.perf_counter()
+            for k, v in _copy_district(store, districts[d["k"] % nv], d).items():
+                counts[k] += v
+            timings["copy"] += time.perf_counter() - t
+            bar.step(f"district {d['k']} copied from {d['k'] % nv}", buildings=counts["buildings"])
         if multi:
             t = time.perf_counter()
-            done.sort(key=lambda r: r["k"])
-            _mosaic([Path(r["rasters"]["dem"]) for r in done], raster_dir / "dem.tif", nodata=-9999.0, jpeg=False)
-            _mosaic([Path(r["rasters"]["ortho"]) for r in done], raster_dir / "ortho.tif", nodata=None, jpeg=True)
+            ks = sorted(placed)
+            _mosaic([Path(placed[k]["rasters"]["dem"]) for k in ks], raster_dir / "dem.tif", nodata=-9999.0, jpeg=False)
+            _mosaic([Path(placed[k]["rasters"]["ortho"]) for k in ks], raster_dir / "ortho.tif", nodata=None, jpeg=True)
             timings["rasters"] += time.perf_counter() - t
         t = time.perf_counter()
     timings["indexes"] = time.perf_counter() - t  # the deferred indexes are created on leaving the stack
     bar.step("indexes and ANALYZE")
     if blocks:  # after the indexes: each district's cells are read by bbox
         t = time.perf_counter()
-        for res in sorted(done, key=lambda r: r["k"]):
-            _district_blocks(store, res["bounds"])
+        for k in sorted(placed):
+            _district_blocks(store, placed[k]["bounds"])
         timings["blocks"] = time.perf_counter() - t
     bar.step("building blocks")
     bar.close()
     if blocks:
         with store.engine.connect() as conn:
             counts["building_blocks"] = conn.execute(text("SELECT count(*) FROM building_blocks")).scalar_one()
-    return {**counts, "districts": len(districts), "seconds": round(time.perf_counter() - t_start, 1),
+    return {**counts, "districts": len(districts), "variants": nv, "seconds": round(time.perf_counter() - t_start, 1),
             "timings": {k: round(v, 1) for k, v in timings.items()}}
 
 
