@@ -448,6 +448,24 @@ def run(scales: list[float], n: int, load_reps: int) -> dict[str, Any]:
     return res
 
 
+def build_if_missing(scale: float) -> None:
+    """Build ``scale`` unless its database holds a built town (an older generator only warns: the
+    scale-100 build takes long; ``build --force`` rebuilds)."""
+    import psycopg
+    from data import sample_town_version
+
+    try:
+        with psycopg.connect(db_url(scale)) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM bench_meta").fetchall())
+    except psycopg.Error:
+        meta = {}
+    if "buildings" not in meta:
+        build(scale)
+    elif meta.get("data_version") != sample_town_version().replace("scale10", f"scale{scale:g}"):
+        print(f"warning: {db_name(scale)} was built by another sample_data version ({meta.get('data_version')})",
+              file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -471,7 +489,7 @@ def main() -> None:
         if args.build:
             for s in scales:
                 if s != 10:
-                    build(s)
+                    build_if_missing(s)
         run(scales, args.n, args.load_reps)
 
 
