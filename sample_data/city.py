@@ -46,6 +46,7 @@ DISTRICT_SCALE = 10.0
 CITY_DEM_RES_M = 30.0
 CITY_ORTHO_RES_M = 15.0
 _ORIGIN = (120.9, 31.7)
+_BUILD_TIMEOUT_MS = 6 * 3_600_000  # COPYs and index builds of a city take minutes each
 _M_PER_DEG_LAT = 111_320.0
 
 
@@ -123,6 +124,7 @@ def deferred_indexes(engine: Any, tables: list[str]) -> Iterator[list[str]]:
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql("SET maintenance_work_mem = '512MB'")
+            conn.exec_driver_sql("SET statement_timeout = 0")  # a GiST index on 2 M rows takes minutes
             for name, ddl in saved:
                 conn.exec_driver_sql(ddl.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))
                 conn.execute(text("DELETE FROM deferred_indexes WHERE name = :n"), {"n": name})
@@ -155,6 +157,8 @@ def _district_blocks(store: Any, bounds: tuple[float, float, float, float]) -> i
     from twin.versioning import bulk_change
 
     with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'buildings'")).scalar()
         with bulk_change(conn, "building_blocks"):
             return recompute_cells(conn, cells_touching(bounds), int(version or 0))
@@ -231,7 +235,7 @@ def _district_job(url: str, d: dict[str, Any], tmp: str, raster_dir: str) -> dic
     """:func:`_write_district` in a worker process, with its own engine."""
     from twin.store import SpatialStore
 
-    store = SpatialStore.from_url(url, statement_timeout_ms=6 * 3_600_000)
+    store = SpatialStore.from_url(url, statement_timeout_ms=_BUILD_TIMEOUT_MS)
     try:
         return _write_district(store, d, Path(tmp), Path(raster_dir))
     finally:
@@ -273,6 +277,7 @@ def _copy_district(store: Any, src: dict[str, Any], dst: dict[str, Any]) -> dict
 
     counts: dict[str, int] = {}
     with store.engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a district is ~500 k rows
         for layer in LAYER_ORDER:
             tbl = get_layer(layer).table.name
             cols = conn.execute(text(
@@ -322,12 +327,25 @@ def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: fl
     ``timings`` dict (summed over the districts). One district is one transaction: an
     interrupted build leaves whole districts (rerun it).
     """
+    districts = plan(scale, seed, district_scale)
+    if store.engine.dialect.name == "postgresql":  # an engine of our own without the 15 s statement timeout of a server's store
+        with contextlib.ExitStack() as own:
+            from twin.store import SpatialStore
+
+            mine = SpatialStore.from_url(store.engine.url.render_as_string(hide_password=False),
+                                         statement_timeout_ms=_BUILD_TIMEOUT_MS)
+            own.callback(mine.engine.dispose)
+            return _build_city(mine, districts, raster_dir, jobs, variants, progress, log, blocks)
+    return _build_city(store, districts, raster_dir, jobs, variants, progress, log, blocks)
+
+
+def _build_city(store: Any, districts: list[dict[str, Any]], raster_dir: Path, jobs: int, variants: int | None,
+                progress: bool, log: Callable[[str], None] | None, blocks: bool) -> dict[str, Any]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     from twin.catalog import get_layer
 
-    districts = plan(scale, seed, district_scale)
     multi = len(districts) > 1
     pg = store.engine.dialect.name == "postgresql"
     nv = len(districts) if not (variants and pg) else max(1, min(variants, len(districts)))
