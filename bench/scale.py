@@ -509,6 +509,8 @@ def main() -> None:
     b.add_argument("--variants", type=int, default=None,
                    help="distinct districts generated; the others are SQL copies of them (default: all distinct)")
     b.add_argument("--no-blocks", action="store_true", help="leave the z12-13 building blocks to the server")
+    dm = sub.add_parser("dem", help="(re)write the city DEM of --scale (district 0 at 10 m, the others coarser)")
+    dm.add_argument("--scale", type=float, default=100)
     bd = sub.add_parser("build-doc", help="write the measured build of --scale into docs/sample-town.md")
     bd.add_argument("--scale", type=float, default=100)
     r = sub.add_parser("run", help="measure the scales and write the docs")
@@ -519,6 +521,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "build":
         build(args.scale, args.force, args.jobs, args.variants, not args.no_blocks)
+    elif args.cmd == "dem":
+        import tempfile
+
+        from sample_data.city import plan, write_city_dem
+
+        with tempfile.TemporaryDirectory(dir=raster_dir(args.scale)) as tmp:
+            print(write_city_dem(raster_dir(args.scale), plan(args.scale, SEED), Path(tmp)))
     elif args.cmd == "build-doc":
         write_build_doc(args.scale)
     else:

@@ -18,8 +18,9 @@ For a multi-district build the secondary indexes of the layer tables are dropped
 the first district and created again after the last (unique constraints stay), as a bulk
 loader should. The building blocks (z12–z13) are computed per district once all are
 loaded (one district's cells at a time), so the first server start does not recompute
-2 M footprints at once. Rasters are written per district at a coarser resolution
-(``CITY_DEM_RES_M``, ``CITY_ORTHO_RES_M``) and mosaicked into one COG each with GDAL.
+2 M footprints at once. The orthophoto is written per district at ``CITY_ORTHO_RES_M``, the
+DEM from the district layouts (district 0 at 10 m, the others at ``CITY_DEM_RES_M``), and
+each mosaicked into one COG with GDAL.
 """
 
 from __future__ import annotations
@@ -132,10 +133,12 @@ def deferred_indexes(engine: Any, tables: list[str]) -> Iterator[list[str]]:
                 conn.exec_driver_sql(f"ANALYZE {t}")
 
 
-def _mosaic(parts: list[Path], dst: Path, *, nodata: float | None, jpeg: bool) -> None:
+def _mosaic(parts: list[Path], dst: Path, *, nodata: float | None, jpeg: bool, resolution: str = "average") -> None:
     """One COG from district rasters (``gdalbuildvrt`` + ``gdal_translate -of COG``)."""
     vrt = dst.with_suffix(".vrt")
-    cmd = ["gdalbuildvrt", "-q"]
+    cmd = ["gdalbuildvrt", "-q", "-resolution", resolution]
+    if resolution == "highest":
+        cmd += ["-r", "bilinear"]
     if nodata is not None:
         cmd += ["-srcnodata", str(nodata), "-vrtnodata", str(nodata)]
     subprocess.run([*cmd, str(vrt), *map(str, parts)], check=True, timeout=1800)
@@ -198,7 +201,7 @@ def _write_district(store: Any, d: dict[str, Any], tmp: Path | None, raster_dir:
     mosaic; else the town's own ``dem.tif``/``ortho.tif`` into ``raster_dir``.
     """
     from sample_data.event_history import write_event_history
-    from sample_data.rasters import write_dem, write_ortho, write_rasters
+    from sample_data.rasters import write_ortho, write_rasters
 
     t0 = time.perf_counter()
     town = generate_town(seed=d["seed"], scale=d["scale"], origin=d["origin"])
@@ -219,7 +222,6 @@ def _write_district(store: Any, d: dict[str, Any], tmp: Path | None, raster_dir:
             dd = tmp / f"d{dk['k']:02d}"
             dd.mkdir(exist_ok=True)
             placed[dk["k"]] = {"bounds": at.bounds, "rasters": {
-                "dem": str(write_dem(at, dd / "dem.tif", res_m=CITY_DEM_RES_M)),
                 "ortho": str(write_ortho(at, dd / "ortho.tif", res_m=CITY_ORTHO_RES_M))}}
     else:
         rasters = {k: str(v) for k, v in write_rasters(town, raster_dir).items()}
@@ -251,6 +253,32 @@ def _shifted(town: Any, origin: tuple[float, float]) -> Any:
     frame = Frame(*origin)
     tb = frame.to_lonlat(np.array([town.layout.town], dtype=object))[0].bounds
     return dataclasses.replace(town, frame=frame, origin=origin, bounds=tuple(float(b) for b in tb))
+
+
+def write_city_dem(raster_dir: Path, districts: list[dict[str, Any]], tmp: Path) -> Path:
+    """``raster_dir/dem.tif`` of a city: district 0 at the town's 10 m, the others at
+    ``CITY_DEM_RES_M``, mosaicked on the 10 m grid (GDAL resamples the coarse ones).
+
+    Only the layout (outline and terrain) of each district is needed, not the generated town,
+    so this runs in the main process. District 0 keeps exactly the DEM of the scale-10 town,
+    so a scene there costs what it costs on that town.
+    """
+    from types import SimpleNamespace
+
+    from sample_data.geo import Frame
+    from sample_data.layout import make_layout
+    from sample_data.rasters import DEM_RES_M, write_dem
+    from sample_data.town import _rng
+
+    parts = []
+    for d in districts:
+        lay = make_layout(_rng(d["seed"], 1), d["scale"])
+        town = SimpleNamespace(layout=lay, frame=Frame(*d["origin"]), origin=d["origin"])
+        dd = tmp / f"d{d['k']:02d}"
+        dd.mkdir(parents=True, exist_ok=True)
+        parts.append(write_dem(town, dd / "dem.tif", res_m=DEM_RES_M if d["k"] == 0 else CITY_DEM_RES_M))
+    _mosaic(parts, raster_dir / "dem.tif", nodata=-9999.0, jpeg=False, resolution="highest")
+    return raster_dir / "dem.tif"
 
 
 def _copy_district(store: Any, src: dict[str, Any], dst: dict[str, Any]) -> dict[str, int]:
@@ -391,7 +419,7 @@ def _build_city(store: Any, districts: list[dict[str, Any]], raster_dir: Path, j
         if multi:
             t = time.perf_counter()
             ks = sorted(placed)
-            _mosaic([Path(placed[k]["rasters"]["dem"]) for k in ks], raster_dir / "dem.tif", nodata=-9999.0, jpeg=False)
+            write_city_dem(raster_dir, districts, tmp)
             _mosaic([Path(placed[k]["rasters"]["ortho"]) for k in ks], raster_dir / "ortho.tif", nodata=None, jpeg=True)
             timings["rasters"] += time.perf_counter() - t
         t = time.perf_counter()
