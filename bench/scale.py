@@ -74,7 +74,7 @@ def loadavg() -> str:
 
 # --------------------------------------------------------------------------- build
 def build(scale: float, force: bool = False, jobs: int = 3, variants: int | None = None,
-          blocks: bool = True) -> dict[str, Any]:
+          blocks: bool = True, resume: bool = False, started: str | None = None) -> dict[str, Any]:
     """Build the sample town of ``scale`` into its database (skipped when bench_meta says it is there)."""
     if scale == 10:
         raise SystemExit("scale 10 is twin_bench: build it with `bash bench/run.sh data`")
@@ -89,17 +89,21 @@ def build(scale: float, force: bool = False, jobs: int = 3, variants: int | None
     store.migrate()
     version = sample_town_version().replace("scale10", f"scale{scale:g}")
     meta = get_meta(store)
-    if not force and meta.get("data_version") == version and str(building_count(store)) == meta.get("buildings"):
+    if not force and not resume and meta.get("data_version") == version and str(building_count(store)) == meta.get("buildings"):
         store.engine.dispose()
         return {"skipped": True, **meta}
     load_before = loadavg()
     print(f"scale {scale:g}: building into {url} (load average {load_before})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
+    if started:  # a resumed build counts from the start of the interrupted one
+        import datetime as dt
+
+        t0 -= time.time() - dt.datetime.fromisoformat(started).timestamp()
     if scale > 10:
         from sample_data.city import build_city
 
         res = build_city(store, raster_dir(scale), seed=SEED, scale=scale, jobs=jobs, variants=variants,
-                         blocks=blocks, log=lambda m: print(m, file=sys.stderr, flush=True))
+                         blocks=blocks, resume=resume, log=lambda m: print(m, file=sys.stderr, flush=True))
         counts = {k: v for k, v in res.items() if isinstance(v, int)}
         timings = res["timings"]
     else:
@@ -117,7 +121,7 @@ def build(scale: float, force: bool = False, jobs: int = 3, variants: int | None
     info = {"data_version": version, "buildings": building_count(store), "counts": json.dumps(counts),
             "built_seconds": round(secs, 1), "load_before": load_before, "load_after": loadavg(),
             "peak_rss_gb_per_process": round(peak_gb, 2), "jobs": jobs,
-            "variants": variants or "all", "blocks": blocks, "timings": json.dumps(timings), "db_size": size, "pipe_km": km, "raster_mb": json.dumps(rasters)}
+            "variants": variants or "all", "blocks": blocks, "resumed": bool(resume), "timings": json.dumps(timings), "db_size": size, "pipe_km": km, "raster_mb": json.dumps(rasters)}
     set_meta(store, **info)
     store.engine.dispose()
     print(json.dumps(info, indent=1), file=sys.stderr)
@@ -535,6 +539,8 @@ def main() -> None:
     b.add_argument("--no-blocks", action="store_true", help="leave the z12-13 building blocks to the server")
     dm = sub.add_parser("dem", help="(re)write the city DEM of --scale (district 0 at 10 m, the others coarser)")
     dm.add_argument("--scale", type=float, default=100)
+    b.add_argument("--resume", action="store_true", help="keep the districts already stored, build the rest")
+    b.add_argument("--started", help="with --resume: ISO time the interrupted build started (for built_seconds)")
     bd = sub.add_parser("build-doc", help="write the measured build of --scale into docs/sample-town.md")
     bd.add_argument("--scale", type=float, default=100)
     r = sub.add_parser("run", help="measure the scales and write the docs")
@@ -544,7 +550,7 @@ def main() -> None:
     r.add_argument("--build", action="store_true", help="build the missing databases first (not scale 10)")
     args = ap.parse_args()
     if args.cmd == "build":
-        build(args.scale, args.force, args.jobs, args.variants, not args.no_blocks)
+        build(args.scale, args.force, args.jobs, args.variants, not args.no_blocks, args.resume, args.started)
     elif args.cmd == "dem":
         import tempfile
 

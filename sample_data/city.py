@@ -339,7 +339,7 @@ def _copy_district(store: Any, src: dict[str, Any], dst: dict[str, Any]) -> dict
 def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 100.0, *,
                district_scale: float = DISTRICT_SCALE, jobs: int = 1, variants: int | None = None,
                progress: bool = True, log: Callable[[str], None] | None = None,
-               blocks: bool = True) -> dict[str, Any]:
+               blocks: bool = True, resume: bool = False) -> dict[str, Any]:
     """Replace every sample layer in ``store`` with the city of ``scale``; write dem.tif/ortho.tif.
 
     ``jobs`` > 1 generates that many districts at once in worker processes (PostGIS only;
@@ -353,7 +353,8 @@ def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: fl
 
     Returns the row counts per layer plus ``districts``, ``variants``, ``seconds`` and a
     ``timings`` dict (summed over the districts). One district is one transaction: an
-    interrupted build leaves whole districts (rerun it).
+    interrupted build leaves whole districts; ``resume=True`` keeps them and builds the rest
+    (the orthophoto is then mosaicked from the districts rendered in that run only).
     """
     districts = plan(scale, seed, district_scale)
     if store.engine.dialect.name == "postgresql":  # an engine of our own without the 15 s statement timeout of a server's store
@@ -363,12 +364,32 @@ def build_city(store: Any, raster_dir: Path, seed: int = DEFAULT_SEED, scale: fl
             mine = SpatialStore.from_url(store.engine.url.render_as_string(hide_password=False),
                                          statement_timeout_ms=_BUILD_TIMEOUT_MS)
             own.callback(mine.engine.dispose)
-            return _build_city(mine, districts, raster_dir, jobs, variants, progress, log, blocks)
-    return _build_city(store, districts, raster_dir, jobs, variants, progress, log, blocks)
+            return _build_city(mine, districts, raster_dir, jobs, variants, progress, log, blocks, resume)
+    return _build_city(store, districts, raster_dir, jobs, variants, progress, log, blocks, resume)
+
+
+def _present(store: Any, districts: list[dict[str, Any]]) -> set[int]:
+    """The districts that have buildings in ``store`` (a resumed build keeps them)."""
+    with store.engine.connect() as conn:
+        prefixes = set(conn.execute(text(
+            "SELECT DISTINCT substr(code, 1, 4) FROM buildings WHERE code LIKE 'D__-%'")).scalars())
+        zero = conn.execute(text("SELECT 1 FROM buildings WHERE code NOT LIKE 'D__-%' LIMIT 1")).first()
+    return {d["k"] for d in districts if (d["prefix"] in prefixes if d["prefix"] else zero is not None)}
+
+
+def _district_bounds(d: dict[str, Any]) -> tuple[float, float, float, float]:
+    """A district's lon/lat bounds from its layout alone (no generated town needed)."""
+    from sample_data.geo import Frame
+    from sample_data.layout import make_layout
+    from sample_data.town import _rng
+
+    lay = make_layout(_rng(d["seed"], 1), d["scale"])
+    b = Frame(*d["origin"]).to_lonlat(np.array([lay.town], dtype=object))[0].bounds
+    return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
 
 
 def _build_city(store: Any, districts: list[dict[str, Any]], raster_dir: Path, jobs: int, variants: int | None,
-                progress: bool, log: Callable[[str], None] | None, blocks: bool) -> dict[str, Any]:
+                progress: bool, log: Callable[[str], None] | None, blocks: bool, resume: bool) -> dict[str, Any]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
@@ -377,26 +398,27 @@ def _build_city(store: Any, districts: list[dict[str, Any]], raster_dir: Path, j
     multi = len(districts) > 1
     pg = store.engine.dialect.name == "postgresql"
     nv = len(districts) if not (variants and pg) else max(1, min(variants, len(districts)))
-    generated = districts[:nv]
+    have = _present(store, districts) if resume else set()
+    generated = [d for d in districts[:nv] if d["k"] not in have]
     for d in generated:
-        d["copies"] = districts[nv + d["k"]::nv]
+        d["copies"] = [c for c in districts[nv + d["k"]::nv] if c["k"] not in have]
     raster_dir = Path(raster_dir)
     raster_dir.mkdir(parents=True, exist_ok=True)
     tables = [get_layer(name).table.name for name in LAYER_ORDER]
     bar = _Progress(len(districts) + 2, progress, log)
-    counts: dict[str, int] = dict.fromkeys(LAYER_ORDER, 0)
     timings = {"generate": 0.0, "write": 0.0, "copy": 0.0, "rasters": 0.0, "blocks": 0.0, "indexes": 0.0}
     t_start = time.perf_counter()
-    store.clear()
+    if not resume:
+        store.clear()
     placed: dict[int, dict[str, Any]] = {}
+    for k in sorted(have):
+        bar.step(f"district {k} already stored")
 
     def finished(res: dict[str, Any]) -> None:
         placed.update(res["placed"])
-        for k, v in res["counts"].items():
-            counts[k] += v
         for k, v in res["timings"].items():
             timings[k] += v
-        bar.step(f"district {res['k']} generated and written", buildings=counts["buildings"])
+        bar.step(f"district {res['k']} generated and written", buildings=sum(res["counts"].values()))
 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="city-rasters-", dir=raster_dir)))
@@ -411,30 +433,35 @@ def _build_city(store: Any, districts: list[dict[str, Any]], raster_dir: Path, j
             for d in generated:
                 finished(_write_district(store, d, tmp if multi else None, raster_dir))
         for d in districts[nv:]:
+            if d["k"] in have:
+                continue
             t = time.perf_counter()
-            for k, v in _copy_district(store, districts[d["k"] % nv], d).items():
-                counts[k] += v
+            _copy_district(store, districts[d["k"] % nv], d)
             timings["copy"] += time.perf_counter() - t
-            bar.step(f"district {d['k']} copied from {d['k'] % nv}", buildings=counts["buildings"])
+            bar.step(f"district {d['k']} copied from {d['k'] % nv}")
         if multi:
             t = time.perf_counter()
-            ks = sorted(placed)
             write_city_dem(raster_dir, districts, tmp)
-            _mosaic([Path(placed[k]["rasters"]["ortho"]) for k in ks], raster_dir / "ortho.tif", nodata=None, jpeg=True)
+            if placed:  # a resumed build keeps the orthophoto it has unless it rendered districts again
+                ks = sorted(placed)
+                _mosaic([Path(placed[k]["rasters"]["ortho"]) for k in ks], raster_dir / "ortho.tif", nodata=None,
+                        jpeg=True)
             timings["rasters"] += time.perf_counter() - t
         t = time.perf_counter()
     timings["indexes"] = time.perf_counter() - t  # the deferred indexes are created on leaving the stack
     bar.step("indexes and ANALYZE")
     if blocks:  # after the indexes: each district's cells are read by bbox
         t = time.perf_counter()
-        for k in sorted(placed):
-            _district_blocks(store, placed[k]["bounds"])
+        for d in districts:
+            _district_blocks(store, placed[d["k"]]["bounds"] if d["k"] in placed else _district_bounds(d))
         timings["blocks"] = time.perf_counter() - t
     bar.step("building blocks")
     bar.close()
-    if blocks:
-        with store.engine.connect() as conn:
-            counts["building_blocks"] = conn.execute(text("SELECT count(*) FROM building_blocks")).scalar_one()
+    counts: dict[str, int] = {}
+    with store.engine.connect() as conn:
+        for layer in LAYER_ORDER + (("building_blocks",) if blocks else ()):
+            tbl = get_layer(layer).table.name if layer != "building_blocks" else layer
+            counts[layer] = conn.execute(text(f"SELECT count(*) FROM {tbl}")).scalar_one()
     return {**counts, "districts": len(districts), "variants": nv, "seconds": round(time.perf_counter() - t_start, 1),
             "timings": {k: round(v, 1) for k, v in timings.items()}}
 
