@@ -117,7 +117,8 @@ def build(scale: float, force: bool = False, jobs: int = 3, variants: int | None
     with store.engine.connect() as conn:
         size = conn.exec_driver_sql("SELECT pg_size_pretty(pg_database_size(current_database()))").scalar_one()
         km = conn.exec_driver_sql("SELECT round(sum(ST_Length(geom::geography))/1000) FROM pipelines").scalar_one()
-    rasters = {f: round((raster_dir(scale) / f).stat().st_size / 1e6, 1) for f in ("dem.tif", "ortho.tif")}
+    rasters = {f: round((raster_dir(scale) / f).stat().st_size / 1e6, 1) if (raster_dir(scale) / f).exists() else None
+               for f in ("dem.tif", "ortho.tif")}
     info = {"data_version": version, "buildings": building_count(store), "counts": json.dumps(counts),
             "built_seconds": round(secs, 1), "load_before": load_before, "load_after": loadavg(),
             "peak_rss_gb_per_process": round(peak_gb, 2), "jobs": jobs,
@@ -146,6 +147,8 @@ def write_build_doc(scale: float) -> None:
     counts = json.loads(info["counts"])
     timings = json.loads(info.get("timings", "{}"))
     rasters = json.loads(info["raster_mb"])
+    resumed = (" The build was interrupted once and finished with `--resume --started …`; the time counts from "
+               "the first start.") if info.get("resumed") == "True" else ""
     steps = ", ".join(f"{k} {v:,.0f} s" for k, v in timings.items())
     rows = [[k, f"{v:,}"] for k, v in counts.items()]
     body = f"""**Measured** ({h.now()}, commit `{h.git_commit()}`, {platform.node()}: {os.cpu_count()} cores shared with
@@ -153,8 +156,8 @@ seven other sessions): `nice -n 5 .venv/bin/python bench/scale.py build --scale 
 `variants={info.get('variants', 'all')}`, blocks {'on' if info['blocks'] else 'off'} — **{info['built_seconds'] / 60:,.1f} min**
 ({steps}; the step times of parallel districts add up), load average {info['load_before']} before and
 {info['load_after']} after, peak RSS {info['peak_rss_gb_per_process']} GB in the largest process. Database
-`{db_name(scale)}` {info['db_size']}, {info['pipe_km']:,} km of pipes; dem.tif {rasters['dem.tif']} MB (30 m),
-ortho.tif {rasters['ortho.tif']} MB (15 m).
+`{db_name(scale)}` {info['db_size']}, {info['pipe_km']:,} km of pipes; dem.tif {rasters['dem.tif']} MB (10 m grid),
+ortho.tif {rasters['ortho.tif']} MB (15 m).{resumed}
 
 {h.md_table(["layer", "rows"], rows)}
 """
