@@ -397,6 +397,12 @@ def meta_of(scale: float) -> dict[str, str]:
     return meta
 
 
+def failed(case: dict[str, Any]) -> bool:
+    """Every measured request of the case answered 4xx/5xx (nothing to time but the refusal)."""
+    st = {int(k): v for k, v in (case.get("statuses") or {}).items()}
+    return bool(case.get("first_error")) and bool(st) and all(k >= 400 or k < 0 for k in st)
+
+
 def plot(res: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -406,8 +412,11 @@ def plot(res: dict[str, Any], path: Path) -> None:
     scales = [r["scale"] for r in res["runs"]]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for case in CASES:
-        p50 = [r["cases"].get(case, {}).get("p50_ms", float("nan")) for r in res["runs"]]
-        p95 = [r["cases"].get(case, {}).get("p95_ms", float("nan")) for r in res["runs"]]
+        ok = [not failed(r["cases"].get(case, {})) for r in res["runs"]]
+        p50 = [r["cases"].get(case, {}).get("p50_ms", float("nan")) if o else float("nan")
+               for r, o in zip(res["runs"], ok, strict=True)]
+        p95 = [r["cases"].get(case, {}).get("p95_ms", float("nan")) if o else float("nan")
+               for r, o in zip(res["runs"], ok, strict=True)]
         line, = ax.plot(scales, p50, marker="o", label=case)
         ax.plot(scales, p95, ls=":", color=line.get_color(), alpha=0.7)
     ax.set_xscale("log")
@@ -435,11 +444,16 @@ def write_doc(res: dict[str, Any]) -> None:
         row: list[Any] = [case]
         for s in scales:
             c = runs[s]["cases"].get(case, {})
-            row.append(f"{c.get('p50_ms', float('nan')):,.0f} / {c.get('p95_ms', float('nan')):,.0f}")
+            if failed(c):
+                row.append(f"fails: {c['first_error'][:3]} ({c.get('p50_ms', float('nan')):,.0f} ms to fail)")
+            else:
+                row.append(f"{c.get('p50_ms', float('nan')):,.0f} / {c.get('p95_ms', float('nan')):,.0f}")
         if 10 in runs and 100 in runs:
             a, b = runs[100]["cases"].get(case, {}).get("p50_ms"), runs[10]["cases"].get(case, {}).get("p50_ms")
-            row.append(h.ratio(a, b))
+            row.append("–" if failed(runs[100]["cases"].get(case, {})) else h.ratio(a, b))
         rows.append(row)
+    errors = [f"scale {s:g} {case}: `{runs[s]['cases'][case]['first_error'][:220]}`" for s in scales for case in CASES
+              if failed(runs[s]["cases"].get(case, {}))]
     heads = ["case"] + [f"scale {s:g}: p50 / p95 ms" for s in scales] + (["100 ÷ 10 (p50)"] if 10 in runs and 100 in runs else [])
     data = h.md_table(["scale", "database", "buildings", "pipes km", "DB size", "built in"],
                       [[f"{s:g}", runs[s]["db"], f"{int(runs[s]['meta']['buildings']):,}", runs[s]["meta"].get("pipe_km", "–"),
@@ -457,7 +471,7 @@ def write_doc(res: dict[str, Any]) -> None:
     if 10 in runs and 100 in runs:
         for case in CASES:
             a, b = runs[100]["cases"].get(case, {}).get("p50_ms"), runs[10]["cases"].get(case, {}).get("p50_ms")
-            if a and b and a > 1.5 * b:
+            if a and b and a > 1.5 * b and not failed(runs[100]["cases"].get(case, {})):
                 grows.append(f"{case} ({a / b:.1f}×)")
     flat = ("Grew by more than 1.5× from scale 10 to 100 (median): " + ", ".join(grows) + "."
             if grows else "Nothing grew by more than 1.5× from scale 10 to 100 (median).")
@@ -474,6 +488,7 @@ requests (database pages warm).
 {h.md_table(heads, rows)}
 
 {goal} {flat} First trace (loads the utility graph): {trace}.
+{("Failed requests: " + "; ".join(errors) + ".") if errors else ""}
 
 ![latency against town scale](img/scale.png)
 
