@@ -20,12 +20,16 @@ of the tables (and of the networks) changes:
 * uncached z14 and z16 vector tiles (``/tiles/buildings/{z}/{x}/{y}.mvt``, a different
   tile per request, tile cache 0, spiral round the centre);
 * an OGC API Features page (``/collections/buildings/items?bbox=…&limit=100``), a
-  300 m × 300 m street-sized bbox, moved round the centre;
-* a scene (``/scenes/scene.glb``?bbox of 500 m × 500 m);
+  300 m × 300 m street-sized bbox, on a 7 × 7 grid of such boxes round the centre;
+* a scene (``/scenes/scene.glb?bbox=…`` of 500 m × 500 m, all layers and the terrain);
 * a buffer (``/analysis/buffer``: 50 m round one pipe near the centre);
 * a trace (``/analysis/trace`` downstream from one water pipe near the centre);
-* a load (a fixed GeoJSON file of 1,000 buildings appended with ``twin load`` into a
-  scratch copy of the buildings layer in a scratch database — never the measured ones).
+* a load (a fixed GeoJSON file of 1,000 buildings appended through
+  ``POST /collections/buildings/import`` into ``twin_scale<N>_scratch``, a ``createdb -T``
+  copy of the measured database — never the measured ones; the rows are deleted afterwards).
+
+The cheap cases (tiles, features page, buffer) get 3 × ``--n`` requests, the scene ``--n``/2;
+each case first makes one unmeasured pass over the same requests (database pages warm).
 
 Median and p95 per case and scale go to ``bench/results/scale.json``, the curves to
 ``docs/img/scale.png`` and the table to the ``scale`` section of ``docs/benchmarks.md``.
