@@ -588,7 +588,7 @@ def main() -> None:
     r = sub.add_parser("run", help="measure the scales and write the docs")
     r.add_argument("--scales", default="1,10,100")
     r.add_argument("--n", type=int, default=15, help="requests per case and scale")
-    r.add_argument("--load-reps", type=int, default=3)
+    r.add_argument("--load-reps", type=int, default=5)
     r.add_argument("--build", action="store_true", help="build the missing databases first (not scale 10)")
     args = ap.parse_args()
     if args.cmd == "build":
