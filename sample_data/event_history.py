@@ -24,11 +24,14 @@ def _utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
 
 
-def write_event_history(conn: Connection, as_of: dt.datetime) -> int:
-    """Insert the steps from ``reported`` up to each event's status; returns the rows written."""
+def write_event_history(conn: Connection, as_of: dt.datetime, codes: list[str] | None = None) -> int:
+    """Insert the steps from ``reported`` up to each event's status (of the events ``codes``, default
+    all); returns the rows written."""
     ev = Event.__table__
-    rows = conn.execute(select(ev.c.id, ev.c.status, ev.c.source, ev.c.grid_code, ev.c.reported_at,
-                               ev.c.closed_at).order_by(ev.c.id)).all()
+    q = select(ev.c.id, ev.c.status, ev.c.source, ev.c.grid_code, ev.c.reported_at, ev.c.closed_at)
+    if codes is not None:
+        q = q.where(ev.c.code.in_(codes))
+    rows = conn.execute(q.order_by(ev.c.id)).all()
     steps: list[dict] = []
     for r in rows:
         start = _utc(r.reported_at)

@@ -69,10 +69,12 @@ def _mp(g, min_area: float = 0.01):
     return shapely.MultiPolygon(parts)
 
 
-def generate_town(seed: int = DEFAULT_SEED, scale: float = 1.0) -> Town:
+def generate_town(seed: int = DEFAULT_SEED, scale: float = 1.0,
+                  origin: tuple[float, float] | None = None) -> Town:
+    """The town of ``seed`` and ``scale``; ``origin`` (lon, lat) moves its local frame (default 120.9, 31.7)."""
     if scale <= 0:
         raise ValueError("scale must be positive")
-    frame = Frame()
+    frame = Frame(*origin) if origin is not None else Frame()
     lay = make_layout(_rng(seed, 1), scale)
     villages = make_villages(_rng(seed, 2), lay)
     n_bld = max(20, int(round(20000 * scale)))
@@ -231,9 +233,20 @@ def generate_town(seed: int = DEFAULT_SEED, scale: float = 1.0) -> Town:
                 origin=(frame.lon0, frame.lat0), frame=frame, layout=lay, local=local)
 
 
-def build_sample_town(store, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, int]:
-    """Generate the town, replace every layer in ``store`` in one transaction, write the rasters."""
+def build_sample_town(store, raster_dir: Path, seed: int = DEFAULT_SEED, scale: float = 1.0,
+                      jobs: int = 2) -> dict[str, int]:
+    """Generate the town, replace every layer in ``store`` in one transaction, write the rasters.
+
+    Above scale 10 the town is built as a city of districts, streamed one at a time
+    (:func:`sample_data.city.build_city`, ``jobs`` districts generated at once, with a progress
+    bar on stderr).
+    """
+    from sample_data.city import DISTRICT_SCALE, build_city
     from sample_data.rasters import write_rasters
+
+    if scale > DISTRICT_SCALE:
+        res = build_city(store, Path(raster_dir), seed=seed, scale=scale, jobs=jobs)
+        return {k: v for k, v in res.items() if k in LAYER_ORDER}
 
     town = generate_town(seed=seed, scale=scale)
     counts: dict[str, int] = {}

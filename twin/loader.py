@@ -313,9 +313,9 @@ def _load_target(store: Any, conn: Any, p: Path, target: Target, opts: _Options,
         raise InvalidParameter(f"code_from names field {target.code_from!r}, which the file does not have",
                                detail={"source_fields": fields})
     source_crs = resolve_source_crs(src.crs, opts.crs, src.format)
-    existing: set[Any] = set()
-    if mode == "append" and "code" in spec.table.c:
-        existing = set(conn.execute(select(spec.table.c.code)).scalars())
+    # an append checks each batch's codes against the stored ones through the unique index (not by
+    # reading every stored code: that grew with the layer, 2 M codes for a city)
+    check_stored = mode == "append" and "code" in spec.table.c
     seen: dict[Any, int] = {}
     deleted = 0
     if mode == "replace":
@@ -335,6 +335,7 @@ def _load_target(store: Any, conn: Any, p: Path, target: Target, opts: _Options,
                         for r in batch_repaired[: max(0, MAX_LISTED - len(repaired))])
         repaired_count += len(batch_repaired)
         columns = _fill_columns(batch, spec, plan, target, typed_defaults, geoms, errors, counts, settings)
+        existing = _stored_codes(conn, spec, columns.get("code")) if check_stored else set()
         _check_codes(spec, columns.get("code"), seen, existing, batch.offset, errors)
         _check_required(spec, columns, errors)
         bad = errors.mask()
@@ -519,6 +520,16 @@ def _expand_tags(fields: dict[str, np.ndarray], keys: list[str]) -> None:
     parsed = [dict(_HSTORE.findall(t)) if isinstance(t, str) else {} for t in tags]
     for k in keys:
         fields[k] = np.array([d.get(k) for d in parsed], dtype=object)
+
+
+def _stored_codes(conn: Any, spec: LayerSpec, codes: list[Any] | None, chunk: int = 5_000) -> set[Any]:
+    """The codes among ``codes`` that the layer already holds (index look-ups, ``chunk`` at a time)."""
+    wanted = [str(c) for c in dict.fromkeys(codes or ()) if c is not None]
+    col = spec.table.c.code
+    found: set[Any] = set()
+    for i in range(0, len(wanted), chunk):
+        found.update(conn.execute(select(col).where(col.in_(wanted[i : i + chunk]))).scalars())
+    return found
 
 
 def _check_codes(spec: LayerSpec, codes: list[Any] | None, seen: dict[Any, int], existing: set[Any], offset: int,
