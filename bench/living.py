@@ -19,10 +19,15 @@ or zooming by one level; each request goes to both servers, in random order. Mea
 writer changes the status of a random event 5 times a second and the height of a random
 building once a second, by plain SQL on its own connection (as another program would).
 
-Hit ratio = server-side tile lookups answered from the cache (memory or Redis) over all tile
-requests (``twin_tile_cache_lookups_total`` minus the warmer's own renders); p95 = client
-latency of the tile requests. The ``layer`` server gets the single composite source of before
-(every layer in one tile), the ``extent`` server the two sources of today's style.
+Hit ratio = tile requests answered from the cache over all tile requests, counted by the servers
+(``twin_tile_cache_lookups_total``: ``hit`` = the current version from memory or Redis, ``stale`` =
+the previous version of a tile an edit touched, sent within ``TWIN_TILE_STALE_S`` of the edit
+while the new one renders, ``miss`` = rendered while the client waited). Renders with no client
+waiting (the warmer, stale refreshes) are not lookups and are counted apart
+(``twin_tile_background_renders_total``). The stale share is reported beside the hit ratio.
+p95 = client latency of the tile requests. The ``layer`` server is the scheme of before: layer
+versions, the single composite source (every layer in one tile), no warm pyramid, no stale
+answers; the ``extent`` server runs today's defaults and style (two sources) with the warmer on.
 """
 
 from __future__ import annotations
@@ -129,8 +134,8 @@ def scrape(port: int) -> dict[str, float]:
     _, _, body = h.http_get(port, "/metrics")
     out: dict[str, float] = {}
     for line in body.decode().splitlines():
-        m = re.match(r'(twin_tile_cache_lookups_total|twin_tile_warm_renders_total)\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)',
-                     line)
+        m = re.match(r'(twin_tile_cache_lookups_total|twin_tile_warm_renders_total|twin_tile_background_renders_total)'
+                     r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
         elif line.startswith("twin_tile_warm_walk_done_ratio "):
@@ -189,13 +194,16 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                "extent": {name: ",".join(ids) for name, ids in source_layers().items() if ids}}
     common = {"TWIN_TILE_VERSION_TTL_S": "1"}
     servers = {
-        "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer", "TWIN_TILE_BLOCKS": "false"}),
+        "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer", "TWIN_TILE_BLOCKS": "false",
+                                                "TWIN_TILE_STALE_S": "0"}),
         "extent": twin_server("extent", db_url, {**common, "TWIN_TILE_INVALIDATION": "extent",
+                                                  "TWIN_TILE_STALE_S": str(args.stale_s),
                                                   "TWIN_TILE_WARM": "false" if args.no_warm else "true",
                                                   "TWIN_TILE_WARM_ZOOMS": args.warm_zooms,
                                                   "TWIN_TILE_WARM_CPU_SHARE": str(args.warm_share)}),
     }
-    out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds}
+    out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds,
+                           "stale_s": args.stale_s, "warm_zooms": args.warm_zooms}
     with contextlib.ExitStack() as stack:
         ports = {name: stack.enter_context(s).port for name, s in servers.items()}
         if not args.no_warm:  # let the warmer's first walk finish (bounded), as after a demo start
@@ -229,14 +237,19 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     for name in ports:
         d = {k: after[name].get(k, 0.0) - before[name].get(k, 0.0) for k in after[name]}
         warm = d.get("twin_tile_warm_renders_total:walk", 0.0) + d.get("twin_tile_warm_renders_total:edit", 0.0)
-        hits = d.get("twin_tile_cache_lookups_total:hit", 0.0)
-        misses = max(d.get("twin_tile_cache_lookups_total:miss", 0.0) - warm, 0.0)
+        refreshes = d.get("twin_tile_background_renders_total:stale", 0.0)
+        fresh = d.get("twin_tile_cache_lookups_total:hit", 0.0)
+        stale = d.get("twin_tile_cache_lookups_total:stale", 0.0)
+        misses = d.get("twin_tile_cache_lookups_total:miss", 0.0)  # background renders are not lookups
+        hits = fresh + stale
         q = h._quantiles(lat[name])
-        out[name] = {"requests": len(lat[name]), "hit_ratio": hits / max(hits + misses, 1.0), "hits": hits,
-                     "misses": misses, "warm_renders": warm, "p50_ms": q[50], "p95_ms": q[95],
-                     "sources": sources[name]}
-        print(f"  {name:6s}: {len(lat[name])} tile requests, hit ratio {out[name]['hit_ratio']:.1%}, "
-              f"p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms, warm renders {warm:.0f}")
+        out[name] = {"requests": len(lat[name]), "lookups": hits + misses, "hit_ratio": hits / max(hits + misses, 1.0),
+                     "stale_ratio": stale / max(hits + misses, 1.0), "hits": fresh, "stale": stale,
+                     "misses": misses, "warm_renders": warm, "stale_refreshes": refreshes,
+                     "p50_ms": q[50], "p95_ms": q[95], "p99_ms": q[99], "sources": sources[name]}
+        print(f"  {name:6s}: {len(lat[name])} tile requests ({hits + misses:.0f} counted by the server), hit ratio "
+              f"{out[name]['hit_ratio']:.1%} (stale {out[name]['stale_ratio']:.1%}), p50 {q[50]:.1f} ms, "
+              f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f}, stale refreshes {refreshes:.0f}")
     out["edits"] = {"events": writer.events, "buildings": writer.buildings}
     out["errors"] = errors[:20]
     if errors:
@@ -250,6 +263,8 @@ def report(res: dict[str, Any], meta: dict[str, Any]) -> str:
         ["tile cache hit ratio", f"{a['hit_ratio']:.1%}", f"{b['hit_ratio']:.1%}", "≥ 95 %",
          h.verdict(b["hit_ratio"] >= 0.95)],
         ["tile p95 latency ms", f"{a['p95_ms']:.1f}", f"{b['p95_ms']:.1f}", "≤ 20 ms", h.verdict(b["p95_ms"] <= 20)],
+        ["  of which stale (previous version while re-rendering)", f"{a.get('stale_ratio', 0):.1%}",
+         f"{b.get('stale_ratio', 0):.1%}", f"≤ {res.get('stale_s', '?')} s old", ""],
         ["tile p50 latency ms", f"{a['p50_ms']:.1f}", f"{b['p50_ms']:.1f}", "", ""],
         ["tile requests", a["requests"], b["requests"], "", ""],
     ]
@@ -271,6 +286,7 @@ def main() -> int:
     ap.add_argument("--events-per-s", type=float, default=5.0)
     ap.add_argument("--buildings-per-s", type=float, default=1.0)
     ap.add_argument("--warm-zooms", default="10-16")
+    ap.add_argument("--stale-s", type=float, default=5.0, help="TWIN_TILE_STALE_S of the extent server")
     ap.add_argument("--warm-share", type=float, default=0.25, help="TWIN_TILE_WARM_CPU_SHARE of the extent server")
     ap.add_argument("--warm-wait", type=float, default=600.0, help="longest wait for the first warm walk (s)")
     ap.add_argument("--no-warm", action="store_true")

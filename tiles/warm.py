@@ -122,7 +122,7 @@ class TileWarmer:
         # drop it from the set first: an edit landing during the render queues it again
         with self._lock:
             self._pending_set.discard(item)
-        if self.warm_one(*item):
+        if self.warm_one(*item, rest=False):
             self.rerendered += 1
             WARM_RENDERS.labels("edit").inc()
         self._done(item)
@@ -147,17 +147,22 @@ class TileWarmer:
             out.extend(level[start:] + level[:start])
         return out
 
-    def warm_one(self, name: str, tile: Tile) -> bool:
-        """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered."""
+    def warm_one(self, name: str, tile: Tile, *, rest: bool = True) -> bool:
+        """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered.
+
+        ``rest``: afterwards sleep so the walk uses at most ``cpu_share`` of a core. Re-renders after
+        edits do not rest: their amount is set by the edits (each queues only the tiles it touched),
+        and until they are done viewers get the previous version (``TWIN_TILE_STALE_S``) or wait.
+        """
         specs, svc = self.specs[name], self.service
         svc.versions.get()
         if svc.cache.get(f"{svc.etag(specs, tile)}:{self.encoding}") is not None:  # memory, then Redis
             return False
         started = time.perf_counter()
-        self.service.tile(specs, tile, self.encoding)
+        self.service.tile(specs, tile, self.encoding, background=True)  # not a viewer's hit or miss
         spent = time.perf_counter() - started
-        # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
-        self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
+        if rest:  # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
+            self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
         return True
 
     def run_pass(self, walk: Iterator[tuple[str, Tile]] | None = None) -> None:
