@@ -130,6 +130,8 @@ class TileService:
         #: stale-while-revalidate: how long after an edit was learned the previous version of a
         #: tile it touched may still be sent while the new one renders (0 = never)
         self.stale_s = stale_s
+        #: monotonic time of the last tile request (:meth:`cached`, which every request goes through)
+        self.last_request = 0.0
         # per tile address: the key and the per-layer versions of the newest version rendered
         self._latest: dict[tuple[tuple[str, ...], Tile], tuple[str, tuple[int, ...]]] = {}
         self._refreshing: set[tuple[tuple[str, ...], Tile, str]] = set()
@@ -279,6 +281,7 @@ class TileService:
         ``TileResult.body`` is ``None``-free: a result is only returned on a hit. ``stale_ok``: the
         previous version may answer (:meth:`_stale`).
         """
+        self.last_request = time.monotonic()  # background work backs off while viewers are served
         versions = self.versions.peek()
         if versions is None:
             return None
