@@ -183,8 +183,17 @@ def client(ports: dict[str, int], sources: dict[str, dict[str, str]], extent: tu
                         path = f"/tiles/{layers}/{t[0]}/{t[1]}/{t[2]}.mvt"
                         t0 = time.perf_counter()
                         try:
-                            conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
-                            r = conns[name].getresponse()
+                            try:
+                                conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
+                                r = conns[name].getresponse()
+                            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                                # the server closed the idle keep-alive connection (uvicorn: after 5 s, e.g.
+                                # while this client waited on the other server); browsers retry on a new one
+                                conns[name].close()
+                                conns[name] = http.client.HTTPConnection(h.HOST, ports[name], timeout=60)
+                                t0 = time.perf_counter()
+                                conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
+                                r = conns[name].getresponse()
                             r.read()
                         except (OSError, http.client.HTTPException) as exc:
                             errors.append(f"{name}: {exc!r}")
@@ -217,7 +226,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     all_layers = ",".join(LAYERS)
     sources = {"layer": {"twin": all_layers},
                "extent": {name: ",".join(ids) for name, ids in source_layers().items() if ids}}
-    common = {"TWIN_TILE_VERSION_TTL_S": "1"}
+    # both memory tiers sized to hold the warm pyramid (docs/tiles.md: "Size TWIN_TILE_CACHE_MB … to
+    # hold the pyramid"); with the default 256 MB the 10× town's coarse tiles were evicted by the
+    # walk's later zooms before the stream began
+    common = {"TWIN_TILE_VERSION_TTL_S": "1", "TWIN_TILE_CACHE_MB": str(args.cache_mb)}
     servers = {
         "layer": twin_server("layer", db_url, {**common, "TWIN_TILE_INVALIDATION": "layer", "TWIN_TILE_BLOCKS": "false",
                                                 "TWIN_TILE_STALE_S": "0"}),
@@ -227,7 +239,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                                                   "TWIN_TILE_WARM_ZOOMS": args.warm_zooms,
                                                   "TWIN_TILE_WARM_CPU_SHARE": str(args.warm_share)}),
     }
-    out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds,
+    out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds, "cache_mb": args.cache_mb,
                            "stale_s": args.stale_s, "warm_zooms": args.warm_zooms}
     with contextlib.ExitStack() as stack:
         ports = {name: stack.enter_context(s).port for name, s in servers.items()}
@@ -316,6 +328,7 @@ def main() -> int:
     ap.add_argument("--events-per-s", type=float, default=5.0)
     ap.add_argument("--buildings-per-s", type=float, default=1.0)
     ap.add_argument("--warm-zooms", default="10-16")
+    ap.add_argument("--cache-mb", type=int, default=1024, help="TWIN_TILE_CACHE_MB of both servers")
     ap.add_argument("--stale-s", type=float, default=5.0, help="TWIN_TILE_STALE_S of the extent server")
     ap.add_argument("--warm-share", type=float, default=0.25, help="TWIN_TILE_WARM_CPU_SHARE of the extent server")
     ap.add_argument("--warm-wait", type=float, default=600.0, help="longest wait for the first warm walk (s)")
