@@ -132,8 +132,9 @@ class TileService:
         self.stale_s = stale_s
         #: monotonic time of the last tile request (:meth:`cached`, which every request goes through)
         self.last_request = 0.0
-        # per tile address: the key and the per-layer versions of the newest version rendered
-        self._latest: dict[tuple[tuple[str, ...], Tile], tuple[str, tuple[int, ...]]] = {}
+        # per tile address, of the newest version rendered: its key, its per-layer versions, and the
+        # layers' global versions known when it was rendered (what bounds when it became stale)
+        self._latest: dict[tuple[tuple[str, ...], Tile], tuple[str, tuple[int, ...], tuple[int, ...]]] = {}
         self._refreshing: set[tuple[tuple[str, ...], Tile, str]] = set()
         self._refresh_lock = threading.Lock()
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
@@ -208,13 +209,15 @@ class TileService:
         return key, tv, ids
 
     # --- stale-while-revalidate -----------------------------------------------------
-    def _remember(self, ids: tuple[str, ...], tile: Tile, key: str, tv: tuple[int, ...]) -> None:
-        """Note the newest version rendered (or fetched) at this address."""
+    def _remember(self, ids: tuple[str, ...], tile: Tile, key: str, tv: tuple[int, ...],
+                  versions: dict[str, int]) -> None:
+        """Note the newest version rendered (or fetched) at this address, with the layers' global
+        versions it was keyed under (``versions``, read with the index)."""
         old = self._latest.get((ids, tile))
         if old is None or old[1] <= tv:
             if len(self._latest) > 500_000:
                 self._latest.clear()
-            self._latest[(ids, tile)] = (key, tv)
+            self._latest[(ids, tile)] = (key, tv, tuple(versions.get(i, 0) for i in ids))
 
     def _stale(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, ids: tuple[str, ...],
                tv: tuple[int, ...]) -> TileResult | None:
@@ -227,9 +230,12 @@ class TileService:
             return None
         feed = self.versions.feed
         became_stale = None
-        for layer, old_v, new_v in zip(ids, prev[1], tv, strict=True):
+        for layer, old_v, new_v, known in zip(ids, prev[1], tv, prev[2], strict=True):
             if new_v > old_v:
-                at = feed.learned_after(layer, old_v)
+                # the first edit this version lacks is newer than every version of the layer known
+                # when it was rendered (those were all in the index): it committed after the log
+                # read before the one that found the next version
+                at = feed.learned_after(layer, max(old_v, known))
                 if at is None:
                     return None
                 became_stale = at if became_stale is None else min(became_stale, at)
@@ -314,7 +320,7 @@ class TileService:
         if body is not None:
             if not background:
                 _HIT.inc()
-            self._remember(ids, tile, key, tv)
+            self._remember(ids, tile, key, tv, versions)
             return TileResult(body, key, encoding)
         canonical = self.cache.get(f"{key}:gzip") if encoding != "gzip" else None
         if canonical is not None:
@@ -333,7 +339,7 @@ class TileService:
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
         body = compress(raw, encoding)
         self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
-        self._remember(ids, tile, key, tv)
+        self._remember(ids, tile, key, tv, versions)
         return TileResult(body, key, encoding)
 
     async def tile_async(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, *,
