@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import threading
 import time
@@ -29,7 +30,7 @@ from tiles.mvt import (
     key_layers,
     plan_tile,
 )
-from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list
+from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list, tiles_for_bbox
 from twin.catalog import LayerSpec, get_layer
 from twin.changes import BUFFER_FRACTION
 from twin.dialect import BBox
@@ -136,6 +137,12 @@ class TileService:
         # layers' global versions known when it was rendered (what bounds when it became stale)
         self._latest: dict[tuple[tuple[str, ...], Tile], tuple[str, tuple[int, ...], tuple[int, ...]]] = {}
         self._refreshing: set[tuple[tuple[str, ...], Tile, str]] = set()
+        # (layer, tile) → the earliest moment an edit this process has not re-rendered the tile for
+        # can have committed (set by the change feed's listener, dropped when the tile is rendered)
+        self._stale_since: dict[tuple[str, Tile], float] = {}
+        self._zooms_seen: set[int] = set()
+        if stale_s > 0 and invalidation == "extent":
+            self.versions.feed.listeners.append(self._on_change)
         self._refresh_lock = threading.Lock()
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -218,6 +225,30 @@ class TileService:
             if len(self._latest) > 500_000:
                 self._latest.clear()
             self._latest[(ids, tile)] = (key, tv, tuple(versions.get(i, 0) for i in ids))
+            # the edits this version holds are done with; one that landed after its read keeps the
+            # mark it has (the earliest, so ages from it are never too small)
+            index = self.versions.index
+            for layer, v in zip(ids, tv, strict=True):
+                if index.tile_version(layer, tile.z, tile.x, tile.y) <= v:
+                    self._stale_since.pop((layer, tile), None)
+            self._zooms_seen.add(tile.z)
+
+    def _on_change(self, layer: str | None, box: BBox | None) -> None:
+        """Change-feed listener: date the tiles this edit touches (at the zooms served so far)."""
+        if layer is None or box is None:
+            return  # a reload or a whole-layer change: the layer-wide bound applies
+        since = self.versions.feed.learning_since
+        marks = self._stale_since
+        if len(marks) > 200_000:
+            marks.clear()
+        for z in list(self._zooms_seen):
+            pad = 360.0 / (1 << z) * BUFFER_FRACTION
+            lat_pad = pad * math.cos(math.radians((box[1] + box[3]) / 2))
+            grown = (box[0] - pad, box[1] - lat_pad, box[2] + pad, box[3] + lat_pad)
+            for n, t in enumerate(tiles_for_bbox(grown, z)):
+                if n > 64:
+                    break  # a large edit: the layer-wide bound applies to the rest
+                marks.setdefault((layer, t), since)
 
     def _stale(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, ids: tuple[str, ...],
                tv: tuple[int, ...]) -> TileResult | None:
@@ -234,10 +265,14 @@ class TileService:
             if new_v > old_v:
                 # the first edit this version lacks is newer than every version of the layer known
                 # when it was rendered (those were all in the index): it committed after the log
-                # read before the one that found the next version
+                # read before the one that found the next version; closer, per tile, when the feed's
+                # listener dated the edits touching this tile
                 at = feed.learned_after(layer, max(old_v, known))
                 if at is None:
                     return None
+                marked = self._stale_since.get((layer, tile))
+                if marked is not None and marked > at:
+                    at = marked
                 became_stale = at if became_stale is None else min(became_stale, at)
         if became_stale is None or time.monotonic() - became_stale > self.stale_s:
             return None

@@ -234,6 +234,7 @@ class ChangeFeed:
         self._learned: dict[str, tuple[list[int], list[float]]] = {}
         self._forgot: dict[str, int] = {}
         self._read_started: float | None = None
+        self.learning_since = 0.0
         #: called with ``(layer, box)`` for each new change (box ``None`` = whole layer), and with
         #: ``(None, None)`` after a reload, when any place may have a new key
         self.listeners: list[Callable[[str | None, BBox | None], None]] = []
@@ -245,6 +246,8 @@ class ChangeFeed:
             # a change first seen now committed after the previous read began: date it from then
             # (the earliest it can have been visible), so ages computed from it are never too small
             now = self._read_started if self._read_started is not None else started
+            #: while listeners are called: the earliest moment the changes they hear of can have committed
+            self.learning_since = now
             versions = {k: int(v) for k, v in conn.execute(text("SELECT layer, version FROM layer_versions")).all()}
             generation = conn.execute(select(ChangeLogState.generation).where(ChangeLogState.id == 1)).scalar()
             if generation is None:  # database older than migration 0006: no log, layer versions only
