@@ -170,6 +170,11 @@ class Guard:
         self.trusted = [ipaddress.ip_network(n.strip(), strict=False)
                         for n in (settings.trusted_proxies or "").split(",") if n.strip()]
         fastapi_app.state.trusted_proxies = self.trusted  # the audit log names clients the same way
+        # an inner front that answers whole responses itself (gis_api.tile_front: memory-cached
+        # tiles, headers complete with nosniff) is asked first, with the guard's checks done and
+        # no header rewriting; what it declines goes on to the layer behind it
+        self._front = getattr(app, "try_answer", None)
+        self._behind_front: ASGIApp = app.app if self._front is not None else app  # type: ignore[attr-defined]
 
     async def _reject(self, send: Send, status: int, code: str, message: str, retry_after: float | None) -> None:
         headers = [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")]
@@ -215,6 +220,8 @@ class Guard:
                     return
                 break
         half_open = self.breaker.opened_at is not None
+        if self._front is not None and not half_open and await self._front(scope, send):
+            return
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -228,7 +235,7 @@ class Guard:
                     self.breaker.success()
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        await self._behind_front(scope, receive, send_wrapper)
 
 
 __all__ = ["CSP", "CircuitBreaker", "Guard", "RateLimiter", "client_ip"]

@@ -16,11 +16,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gis_api.metrics import LATENCY, REQUESTS
 from gis_api.negotiation import choose_encoding, tile_etag
-from tiles.tms import parse_tile
+from tiles.mvt import key_layers
+from tiles.service import STALE_CACHE_CONTROL
+from tiles.tms import Tile, parse_tile
 from twin.errors import TwinError
 
 TILE_PATH = "/tiles/{layers}/{z}/{x}/{y}.mvt"
 MVT = b"application/vnd.mapbox-vector-tile"
+#: Most entries of each memo (paths, header lists) before it is emptied and refilled.
+_MEMO_MAX = 50_000
+_UNSEEN = object()
 
 
 class CachedTileFront:
@@ -31,6 +36,9 @@ class CachedTileFront:
         self._empty = REQUESTS.labels(TILE_PATH, "GET", "204")
         self._latency = LATENCY.labels(TILE_PATH)
         self._public_memo: dict[str, bool] = {}
+        self._paths: dict[str, tuple[tuple, Tile, tuple[str, ...]] | None] = {}
+        self._encodings: dict[bytes | None, str] = {}
+        self._headers: dict[tuple[str, str, bool, int, bool], list[tuple[bytes, bytes]]] = {}
 
     def _public(self, spec) -> bool:  # noqa: ANN001 - LayerSpec
         """May an anonymous caller have this layer's tiles whole? (as gis_api.security.tile_layers)"""
@@ -46,61 +54,105 @@ class CachedTileFront:
         return ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.try_answer(scope, send):
+            await self.app(scope, receive, send)
+
+    async def try_answer(self, scope: Scope, send: Send) -> bool:
+        """Answer a memory-cached tile completely (its headers include the guard's ``nosniff``); False
+        for anything else. The guard calls this with its own checks done and then goes on to
+        ``self.app``, so a hit costs no header rewriting."""
         if scope["type"] == "http" and scope["method"] == "GET":
             path: str = scope["path"]
-            if path.startswith("/tiles/") and path.endswith(".mvt") and await self._answer(scope, send):
-                return
-        await self.app(scope, receive, send)
+            if path.startswith("/tiles/") and path.endswith(".mvt"):
+                return await self._answer(scope, send)
+        return False
+
+    def _request(self, svc, path: str) -> tuple[tuple, Tile, tuple[str, ...]] | None:  # noqa: ANN001
+        """``/tiles/{layers}/{z}/{x}/{y}.mvt`` → (specs, tile, key layers), or None when the full
+        stack must answer (malformed, unknown layer, or a layer anonymous callers may not have
+        whole). Memoised per path: a big screen asks the same few hundred paths all day."""
+        hit = self._paths.get(path, _UNSEEN)
+        if hit is not _UNSEEN:
+            return hit
+        parts = path[7:-4].split("/")
+        out = None
+        if len(parts) == 4:
+            try:
+                tile = parse_tile(parts[1], parts[2], parts[3])
+                specs = svc.layer_specs_cached(parts[0])
+            except TwinError:
+                specs = None  # the full stack answers with the proper JSON error
+            if specs is not None and all(self._public(spec) for spec in specs):
+                out = (specs, tile, tuple(key_layers(specs, tile.z)))
+        if len(self._paths) >= _MEMO_MAX:
+            self._paths.clear()
+        self._paths[path] = out
+        return out
+
+    def _encoding(self, accept: bytes | None) -> str:
+        """The same negotiation as the full path (so one ETag always names one body), memoised."""
+        enc = self._encodings.get(accept)
+        if enc is None:
+            enc = choose_encoding(accept.decode("latin-1") if accept is not None else None)
+            if len(self._encodings) >= 256:
+                self._encodings.clear()
+            self._encodings[accept] = enc
+        return enc
 
     async def _answer(self, scope: Scope, send: Send) -> bool:
         svc = getattr(self.fastapi_app.state, "tiles", None)
         if svc is None:
             return False
         start = time.perf_counter()
-        parts = scope["path"][7:-4].split("/")
-        if len(parts) != 4:
-            return False
-        accept: list[bytes] = []
+        accept: bytes | None = None
         has_origin = False
         for name, value in scope["headers"]:
             if name in (b"if-none-match", b"authorization"):
                 return False  # conditional and authenticated requests take the full path
             if name == b"accept-encoding":
-                accept.append(value)
+                accept = value if accept is None else accept + b", " + value
             elif name == b"origin":
                 has_origin = True
-        try:
-            tile = parse_tile(parts[1], parts[2], parts[3])
-            specs = svc.layer_specs_cached(parts[0])
-        except TwinError:
-            return False  # the full stack answers with the proper JSON error
-        if not all(self._public(spec) for spec in specs):
-            return False  # the full path decides (drops the layer, or 401)
-        # the same negotiation as the full path, so one ETag always names one body
-        encoding = choose_encoding(b", ".join(accept).decode("latin-1") if accept else None)
-        result = svc.cached(specs, tile, encoding)
+        req = self._request(svc, scope["path"])
+        if req is None:
+            return False
+        specs, tile, ids = req
+        encoding = self._encoding(accept)
+        result = svc.cached(specs, tile, encoding, ids)
         if result is None:
             return False
-        settings = self.fastapi_app.state.settings
-        headers = [
-            (b"etag", tile_etag(result.etag, encoding).encode()),
-            (b"cache-control", f"public, max-age={int(settings.tile_max_age_s)}".encode()),
-            (b"vary", b"Accept-Encoding, Origin" if has_origin else b"Accept-Encoding"),
-        ]
-        if has_origin:  # as the CORS middleware would answer a simple cross-origin request
-            headers.append((b"access-control-allow-origin", b"*"))
-            headers.append((b"access-control-expose-headers", b"ETag, Content-Crs"))
         body = result.body
-        if body:
-            headers.append((b"content-type", MVT))
-            headers.append((b"content-length", str(len(body)).encode()))
-            if encoding != "identity":
-                headers.append((b"content-encoding", encoding.encode()))
-            status = 200
-        else:
-            status = 204
+        memo_key = (result.etag, encoding, has_origin, len(body), result.stale)
+        headers = self._headers.get(memo_key)
+        if headers is None:
+            headers = self._build_headers(result.etag, encoding, has_origin, len(body), result.stale)
+            if len(self._headers) >= _MEMO_MAX:
+                self._headers.clear()
+            self._headers[memo_key] = headers
+        status = 200 if body else 204
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         (self._ok if status == 200 else self._empty).inc()
         self._latency.observe(time.perf_counter() - start)
         return True
+
+    def _build_headers(self, key: str, encoding: str, has_origin: bool, size: int,
+                       stale: bool) -> list[tuple[bytes, bytes]]:
+        """The headers the full stack would send for this tile (kept per ETag: sent as they are)."""
+        settings = self.fastapi_app.state.settings
+        cache_control = STALE_CACHE_CONTROL if stale else f"public, max-age={int(settings.tile_max_age_s)}"
+        headers = [
+            (b"etag", tile_etag(key, encoding).encode()),
+            (b"cache-control", cache_control.encode()),
+            (b"vary", b"Accept-Encoding, Origin" if has_origin else b"Accept-Encoding"),
+            (b"x-content-type-options", b"nosniff"),  # as the guard adds to every response
+        ]
+        if has_origin:  # as the CORS middleware would answer a simple cross-origin request
+            headers.append((b"access-control-allow-origin", b"*"))
+            headers.append((b"access-control-expose-headers", b"ETag, Content-Crs"))
+        if size:
+            headers.append((b"content-type", MVT))
+            headers.append((b"content-length", str(size).encode()))
+            if encoding != "identity":
+                headers.append((b"content-encoding", encoding.encode()))
+        return headers

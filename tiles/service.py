@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import math
 import os
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import Counter
 
@@ -28,7 +31,7 @@ from tiles.mvt import (
     key_layers,
     plan_tile,
 )
-from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list
+from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list, tiles_for_bbox
 from twin.catalog import LayerSpec, get_layer
 from twin.changes import BUFFER_FRACTION
 from twin.dialect import BBox
@@ -39,12 +42,21 @@ except ImportError:  # pragma: no cover - brotli is a declared dependency
     brotli = None  # type: ignore[assignment]
 
 TILE_LOOKUPS = Counter("twin_tile_cache_lookups_total",
-                       "Vector tile lookups: hit (memory or Redis) or miss (rendered)", ["result"])
-_HIT, _MISS = TILE_LOOKUPS.labels("hit"), TILE_LOOKUPS.labels("miss")
+                       "Vector tile requests: hit (memory or Redis), stale (the previous version, within "
+                       "TWIN_TILE_STALE_S of the edit, while it re-renders) or miss (rendered while the client waited)",
+                       ["result"])
+_HIT, _MISS, _STALE = TILE_LOOKUPS.labels("hit"), TILE_LOOKUPS.labels("miss"), TILE_LOOKUPS.labels("stale")
+BACKGROUND_RENDERS = Counter("twin_tile_background_renders_total",
+                             "Vector tiles rendered with no client waiting: the warmer's walk and edits, "
+                             "and refreshes of tiles answered stale", ["reason"])
+_REFRESH = BACKGROUND_RENDERS.labels("stale")
 
 # the change index grows tiles by BUFFER_FRACTION; a wider MVT buffer would miss edits
 assert BUFFER / EXTENT <= BUFFER_FRACTION, "tile buffer wider than the change index assumes"
 
+#: Cache-Control of a tile answered with its previous version (stale-while-revalidate): reuse
+#: only after revalidating, so the viewer's next request gets the new version.
+STALE_CACHE_CONTROL = "public, no-cache"
 #: Most layers one composite tile may name.
 MAX_LAYERS_PER_TILE = 20
 ENCODINGS = ("br", "gzip", "identity") if brotli is not None else ("gzip", "identity")
@@ -71,11 +83,13 @@ def compress(raw: bytes, encoding: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class TileResult:
-    """A tile as sent: ``body`` compressed with ``encoding`` (``b""`` = empty tile)."""
+    """A tile as sent: ``body`` compressed with ``encoding`` (``b""`` = empty tile); ``stale``: the
+    previous version of the tile, sent while the current one renders (send it with ``no-cache``)."""
 
     body: bytes
     etag: str
     encoding: str
+    stale: bool = False
 
 
 class TileService:
@@ -98,6 +112,7 @@ class TileService:
         workers: int | None = None,
         max_log_rows: int = 20_000,
         invalidation: str = "extent",
+        stale_s: float = 0.0,
     ):
         self.store = store
         self.cache = cache if cache is not None else TileCache(0)
@@ -113,7 +128,23 @@ class TileService:
         self._encoder_lock = threading.Lock()
         self._extents: dict[str, tuple[int, BBox | None]] = {}
         self._spec_memo: dict[str, tuple[LayerSpec, ...]] = {}
-        self._etag_memo: dict[tuple[tuple[str, ...], Tile], tuple[int, str]] = {}
+        self._etag_memo: dict[tuple[tuple[str, ...], Tile], tuple[int, str, tuple[int, ...]]] = {}
+        #: stale-while-revalidate: how long after an edit was learned the previous version of a
+        #: tile it touched may still be sent while the new one renders (0 = never)
+        self.stale_s = stale_s
+        #: monotonic time of the last tile request (:meth:`cached`, which every request goes through)
+        self.last_request = 0.0
+        # per tile address, of the newest version rendered: its key, its per-layer versions, and the
+        # layers' global versions known when it was rendered (what bounds when it became stale)
+        self._latest: dict[tuple[tuple[str, ...], Tile], tuple[str, tuple[int, ...], tuple[int, ...]]] = {}
+        self._refreshing: set[tuple[tuple[str, ...], Tile, str]] = set()
+        # (layer, tile) → the earliest moment an edit this process has not re-rendered the tile for
+        # can have committed (set by the change feed's listener, dropped when the tile is rendered)
+        self._stale_since: dict[tuple[str, Tile], float] = {}
+        self._zooms_seen: set[int] = set()
+        if stale_s > 0 and invalidation == "extent":
+            self.versions.feed.listeners.append(self._on_change)
+        self._refresh_lock = threading.Lock()
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -154,27 +185,127 @@ class TileService:
             out[spec.id] = cached[1]
         return out
 
-    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> str:
+    def etag(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None,
+             ids: tuple[str, ...] | None = None) -> str:
         """Cache key and ETag of ``tile``: per layer the newest change touching the tile (plus
-        buffer), so an edit changes exactly the tiles it touches. ``versions`` is unused (kept
-        for callers of the layer-version scheme); the change index is the source."""
-        ids = key_layers(specs, tile.z)
+        buffer), so an edit changes exactly the tiles it touches. ``versions`` is used by the
+        layer-version scheme only; ``ids`` is ``key_layers(specs, tile.z)`` when the caller has it."""
+        return self._key(specs, tile, versions, ids)[0]
+
+    def _key(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None,
+             ids: tuple[str, ...] | None = None) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+        """(key, the per-layer versions it names, the key layers)."""
+        if ids is None:
+            ids = tuple(key_layers(specs, tile.z))
         if self.invalidation == "layer":  # the older, coarser scheme: any edit changes every tile of the layer
-            return tile_key(ids, versions if versions is not None else self.versions.get(), tile.z, tile.x,
-                            tile.y, ENCODING_VERSION)
+            versions = versions if versions is not None else self.versions.get()
+            tv = tuple(versions.get(i, 0) for i in ids)
+            return tile_key(ids, dict(zip(ids, tv, strict=True)), tile.z, tile.x, tile.y, ENCODING_VERSION), tv, ids
         index = self.versions.index
         # memoised until the index next moves (at most once per version TTL): a hit costs one lookup
-        memo_key = (tuple(ids), tile)
+        memo_key = (ids, tile)
         memo = self._etag_memo.get(memo_key)
         if memo is not None and memo[0] == index.generation:
-            return memo[1]
+            return memo[1], memo[2], ids
         generation = index.generation
-        key = tile_key(ids, index.tile_versions(ids, tile.z, tile.x, tile.y), tile.z, tile.x, tile.y,
-                       ENCODING_VERSION)
+        per_layer = index.tile_versions(ids, tile.z, tile.x, tile.y)
+        key = tile_key(ids, per_layer, tile.z, tile.x, tile.y, ENCODING_VERSION)
+        tv = tuple(per_layer[i] for i in ids)
         if len(self._etag_memo) > 200_000:
             self._etag_memo.clear()
-        self._etag_memo[memo_key] = (generation, key)
-        return key
+        self._etag_memo[memo_key] = (generation, key, tv)
+        return key, tv, ids
+
+    # --- stale-while-revalidate -----------------------------------------------------
+    def _remember(self, ids: tuple[str, ...], tile: Tile, key: str, tv: tuple[int, ...],
+                  versions: dict[str, int]) -> None:
+        """Note the newest version rendered (or fetched) at this address, with the layers' global
+        versions it was keyed under (``versions``, read with the index)."""
+        old = self._latest.get((ids, tile))
+        if old is None or old[1] <= tv:
+            if len(self._latest) > 500_000:
+                self._latest.clear()
+            self._latest[(ids, tile)] = (key, tv, tuple(versions.get(i, 0) for i in ids))
+            # the edits this version holds are done with; one that landed after its read keeps the
+            # mark it has (the earliest, so ages from it are never too small)
+            index = self.versions.index
+            for layer, v in zip(ids, tv, strict=True):
+                if index.tile_version(layer, tile.z, tile.x, tile.y) <= v:
+                    self._stale_since.pop((layer, tile), None)
+            self._zooms_seen.add(tile.z)
+
+    def _on_change(self, layer: str | None, box: BBox | None) -> None:
+        """Change-feed listener: date the tiles this edit touches (at the zooms served so far)."""
+        if layer is None or box is None:
+            return  # a reload or a whole-layer change: the layer-wide bound applies
+        since = self.versions.feed.learning_since
+        marks = self._stale_since
+        if len(marks) > 200_000:
+            marks.clear()
+        for z in list(self._zooms_seen):
+            pad = 360.0 / (1 << z) * BUFFER_FRACTION
+            lat_pad = pad * math.cos(math.radians((box[1] + box[3]) / 2))
+            grown = (box[0] - pad, box[1] - lat_pad, box[2] + pad, box[3] + lat_pad)
+            for n, t in enumerate(tiles_for_bbox(grown, z)):
+                if n > 64:
+                    break  # a large edit: the layer-wide bound applies to the rest
+                marks.setdefault((layer, t), since)
+
+    def _stale(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, ids: tuple[str, ...],
+               tv: tuple[int, ...]) -> TileResult | None:
+        """The previous version of the tile from memory if the edits it lacks were learned at most
+        ``stale_s`` ago; a background render of the current version is started. Else None."""
+        if self.stale_s <= 0:
+            return None
+        prev = self._latest.get((ids, tile))
+        if prev is None or prev[1] == tv:
+            return None
+        feed = self.versions.feed
+        became_stale = None
+        for layer, old_v, new_v, known in zip(ids, prev[1], tv, prev[2], strict=True):
+            if new_v > old_v:
+                # the first edit this version lacks is newer than every version of the layer known
+                # when it was rendered (those were all in the index): it committed after the log
+                # read before the one that found the next version; closer, per tile, when the feed's
+                # listener dated the edits touching this tile
+                at = feed.learned_after(layer, max(old_v, known))
+                if at is None:
+                    return None
+                marked = self._stale_since.get((layer, tile))
+                if marked is not None and marked > at:
+                    at = marked
+                became_stale = at if became_stale is None else min(became_stale, at)
+        if became_stale is None or time.monotonic() - became_stale > self.stale_s:
+            return None
+        body = self.cache.get_memory(f"{prev[0]}:{encoding}")
+        if body is None:
+            return None
+        self._refresh(specs, tile, encoding, ids)
+        _STALE.inc()
+        return TileResult(body, prev[0], encoding, stale=True)
+
+    def _refresh(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, ids: tuple[str, ...]) -> None:
+        """Render the current version of ``tile`` on the render threads, once at a time per address."""
+        item = (ids, tile, encoding)
+        with self._refresh_lock:
+            if item in self._refreshing:
+                return
+            self._refreshing.add(item)
+
+        def work() -> None:
+            try:
+                self.tile(specs, tile, encoding, background=True)
+                _REFRESH.inc()
+            finally:
+                with self._refresh_lock:
+                    self._refreshing.discard(item)
+
+        self._pool().submit(work)
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="twin-tiles")
+        return self._executor
 
     # --- rendering ---------------------------------------------------------------
     def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> bytes:
@@ -185,18 +316,21 @@ class TileService:
             return b""
         return self.encoder.encode(tile, plans, self.feature_cap)
 
-    def cached(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str) -> TileResult | None:
+    def cached(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str,
+               ids: tuple[str, ...] | None = None, *, stale_ok: bool = True) -> TileResult | None:
         """Memory-cache lookup that never blocks on I/O: ``None`` if versions are stale or the tile is not cached.
 
-        ``TileResult.body`` is ``None``-free: a result is only returned on a hit.
+        ``TileResult.body`` is ``None``-free: a result is only returned on a hit. ``stale_ok``: the
+        previous version may answer (:meth:`_stale`).
         """
+        self.last_request = time.monotonic()  # background work backs off while viewers are served
         versions = self.versions.peek()
         if versions is None:
             return None
-        key = self.etag(specs, tile, versions)
+        key, tv, ids = self._key(specs, tile, versions, ids)
         body = self.cache.get_memory(f"{key}:{encoding}")
         if body is None:
-            return None
+            return self._stale(specs, tile, encoding, ids, tv) if stale_ok else None
         _HIT.inc()
         return TileResult(body, key, encoding)
 
@@ -204,42 +338,53 @@ class TileService:
         versions = self.versions.peek()
         return None if versions is None else self.etag(specs, tile, versions)
 
-    def tile(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str = "gzip") -> TileResult:
+    def tile(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str = "gzip", *,
+             stale_ok: bool = False, background: bool = False) -> TileResult:
         """The tile compressed for ``encoding``: memory → Redis → render, filling the tiers on the way.
 
         gzip is the form shared through Redis; other encodings are made from it (or from
         the fresh render) and kept in this process only. With no cache at all nothing is
-        compressed that the client did not ask for.
+        compressed that the client did not ask for. ``stale_ok``: the previous version may
+        answer (see :meth:`_stale`) instead of a render. ``background``: no client is waiting
+        (the warmer, a stale refresh), so the lookup is not counted as a hit or miss.
         """
         versions = self.versions.get()
-        key = self.etag(specs, tile, versions)
+        key, tv, ids = self._key(specs, tile, versions)
         if not self.cache.enabled:
             return TileResult(compress(self.render(specs, tile, versions), encoding), key, encoding)
         body = self.cache.get(f"{key}:{encoding}")
         if body is not None:
-            _HIT.inc()
+            if not background:
+                _HIT.inc()
+            self._remember(ids, tile, key, tv, versions)
             return TileResult(body, key, encoding)
         canonical = self.cache.get(f"{key}:gzip") if encoding != "gzip" else None
         if canonical is not None:
-            _HIT.inc()
+            if not background:
+                _HIT.inc()
             raw = gunzip_bytes(canonical) if canonical else b""
         else:
-            _MISS.inc()
+            if stale_ok:
+                stale = self._stale(specs, tile, encoding, ids, tv)
+                if stale is not None:
+                    return stale
+            if not background:
+                _MISS.inc()
             raw = self.render(specs, tile, versions)
             if encoding != "gzip":
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
         body = compress(raw, encoding)
         self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
+        self._remember(ids, tile, key, tv, versions)
         return TileResult(body, key, encoding)
 
-    async def tile_async(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str) -> TileResult:
+    async def tile_async(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, *,
+                         stale_ok: bool = True) -> TileResult:
         """:meth:`tile` on the render threads (the event loop never waits on the database)."""
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="twin-tiles")
         loop = asyncio.get_running_loop()
         # the request's context goes along: its read-replica routing (twin/replicas.py) applies to the render
         ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, ctx.run, self.tile, specs, tile, encoding)
+        return await loop.run_in_executor(self._pool(), partial(ctx.run, self.tile, specs, tile, encoding, stale_ok=stale_ok))
 
     def close(self) -> None:
         if self._executor is not None:
@@ -251,4 +396,4 @@ class TileService:
         self.cache.close()
 
 
-__all__ = ["ENCODINGS", "MAX_LAYERS_PER_TILE", "TileResult", "TileService", "compress"]
+__all__ = ["ENCODINGS", "MAX_LAYERS_PER_TILE", "STALE_CACHE_CONTROL", "TileResult", "TileService", "compress"]

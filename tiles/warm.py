@@ -8,9 +8,10 @@
 2. listens to the change feed (:class:`twin.changes.ChangeFeed`) and, for each edit,
    queues the tiles of the sources holding that layer that the edit touches (its
    extent grown by the tile buffer), at every warm zoom; those go before the walk;
-3. stays a background job: after each render it sleeps so that it uses at most
-   ``cpu_share`` of one core, and it polls the change feed every version TTL even
-   when no request comes in, so a viewer seldom waits for a render.
+3. stays a background job: while viewers are being served, after each walk render it sleeps
+   so that it uses at most ``cpu_share`` of one core (idle, it walks at full speed), and it
+   polls the change feed every version TTL even when no request comes in, so a viewer seldom
+   waits for a render.
 
 A progress line is logged every 10 s and at the end of each walk; the counters
 ``twin_tile_warm_renders_total{reason}`` and ``twin_tile_warm_pending`` are exported
@@ -41,6 +42,8 @@ WARM_RENDERS = Counter("twin_tile_warm_renders_total", "Tiles rendered by the wa
 WARM_PENDING = Gauge("twin_tile_warm_pending", "Tiles queued for re-rendering after edits")
 WARM_PROGRESS = Gauge("twin_tile_warm_walk_done_ratio", "Share of the warm pyramid walked in the current pass")
 
+#: Seconds without a tile request after which the walk stops resting (no viewer is waiting).
+IDLE_AFTER_S = 2.0
 #: Most tiles one edit may queue per source (a larger edit re-walks the pyramid instead).
 _MAX_TOUCHED = 2_000
 
@@ -122,7 +125,7 @@ class TileWarmer:
         # drop it from the set first: an edit landing during the render queues it again
         with self._lock:
             self._pending_set.discard(item)
-        if self.warm_one(*item):
+        if self.warm_one(*item, rest=False):
             self.rerendered += 1
             WARM_RENDERS.labels("edit").inc()
         self._done(item)
@@ -147,17 +150,25 @@ class TileWarmer:
             out.extend(level[start:] + level[:start])
         return out
 
-    def warm_one(self, name: str, tile: Tile) -> bool:
-        """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered."""
+    def warm_one(self, name: str, tile: Tile, *, rest: bool = True) -> bool:
+        """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered.
+
+        ``rest``: afterwards sleep so the walk uses at most ``cpu_share`` of a core while viewers are
+        being served (a tile request in the last :data:`IDLE_AFTER_S`); when none is, nobody waits
+        for the CPU and the walk goes on at full speed (one thread). Re-renders after
+        edits do not rest: their amount is set by the edits (each queues only the tiles it touched),
+        and until they are done viewers get the previous version (``TWIN_TILE_STALE_S``) or wait.
+        """
         specs, svc = self.specs[name], self.service
         svc.versions.get()
         if svc.cache.get(f"{svc.etag(specs, tile)}:{self.encoding}") is not None:  # memory, then Redis
             return False
         started = time.perf_counter()
-        self.service.tile(specs, tile, self.encoding)
+        self.service.tile(specs, tile, self.encoding, background=True)  # not a viewer's hit or miss
         spent = time.perf_counter() - started
-        # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
-        self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
+        if rest and time.monotonic() - svc.last_request < IDLE_AFTER_S:
+            # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
+            self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
         return True
 
     def run_pass(self, walk: Iterator[tuple[str, Tile]] | None = None) -> None:

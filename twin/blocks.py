@@ -135,8 +135,6 @@ def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, b
         wanted = set(cells)
         if not wanted:
             return 0
-        for x, y in wanted:
-            conn.execute(delete(bb).where(bb.c.cell_x == x, bb.c.cell_y == y))
         west = min(cell_bounds(x, y)[0] for x, y in wanted)
         south = min(cell_bounds(x, y)[1] for x, y in wanted)
         east = max(cell_bounds(x, y)[2] for x, y in wanted)
@@ -146,6 +144,9 @@ def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, b
         clause = dialect_for(conn).bbox_clause(b, (west, south, east, north))
         rows = conn.execute(select(b.c.use, b.c.height_m, func.ST_AsBinary(b.c.geom)).where(clause)).all()
     if not rows:
+        if wanted is not None:
+            for x, y in wanted:
+                conn.execute(delete(bb).where(bb.c.cell_x == x, bb.c.cell_y == y))
         return 0
     geoms = shapely.from_wkb([bytes(r[2]) for r in rows])
     pts = shapely.point_on_surface(geoms)
@@ -161,9 +162,35 @@ def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, b
                 out.append({"zoom": z, "cell_x": cx, "cell_y": cy, "use": blk.use, "height_m": blk.height_m,
                             "building_count": blk.building_count, "built_from": built_from,
                             "geom": shapely.to_wkb(blk.geom)})
+    if wanted is not None:
+        out = _keep_unchanged(conn, wanted, out)
     if out:
         _insert(conn, out)
     return len(out)
+
+
+def _keep_unchanged(conn: Connection, cells: set[tuple[int, int]], new: list[dict]) -> list[dict]:
+    """Delete the blocks of ``cells`` that ``new`` does not repeat exactly and return the new blocks
+    still to insert. An edit usually changes one block of its cell: rewriting all of them logged
+    hundreds of change-log rows per building edit (and compactions every minute in a busy town),
+    and changed the tile keys of blocks that had not changed."""
+    bb: Table = BuildingBlock.__table__  # type: ignore[assignment]
+    sig = ("zoom", "cell_x", "cell_y", "use", "height_m", "building_count")
+    todo: dict[tuple, list[dict]] = {}
+    for row in new:
+        todo.setdefault((*(row[k] for k in sig), bytes(row["geom"])), []).append(row)
+    stale_ids = []
+    for x, y in cells:
+        for r in conn.execute(select(bb.c.id, *(bb.c[k] for k in sig), func.ST_AsBinary(bb.c.geom))
+                              .where(bb.c.cell_x == x, bb.c.cell_y == y)).all():
+            same = todo.get((*r[1:7], bytes(r[7])))
+            if same:
+                same.pop()
+            else:
+                stale_ids.append(r[0])
+    for i in range(0, len(stale_ids), 500):
+        conn.execute(delete(bb).where(bb.c.id.in_(stale_ids[i:i + 500])))
+    return [row for rows in todo.values() for row in rows]
 
 
 def _insert(conn: Connection, rows: list[dict]) -> None:

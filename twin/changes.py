@@ -33,6 +33,7 @@ the same keys (shared Redis tier, ETags behind a load balancer).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -57,6 +58,9 @@ BUFFER_FRACTION = 64 / 4096
 EXACT_MAX_ZOOM = 20
 #: Most tiles a side a change may span at its native zoom.
 _NATIVE_SPAN = 3
+#: How long the change feed remembers when it learned of each version (s); stale-while-revalidate
+#: bounds shorter than this are exact.
+LEARNED_KEEP_S = 120.0
 #: Largest number of tiles :meth:`ChangeIndex.versions` looks at for arbitrary bounds.
 _MAX_COVER = 16
 _MAX_LAT = 85.0511287798066
@@ -225,6 +229,12 @@ class ChangeFeed:
         self._generation: int | None = None
         self._lock = threading.Lock()
         self._compacted_at = 0.0
+        # per layer: versions seen (ascending) and when this process learned of each (monotonic s);
+        # what a stale-while-revalidate cache needs to bound the age of what it serves
+        self._learned: dict[str, tuple[list[int], list[float]]] = {}
+        self._forgot: dict[str, int] = {}
+        self._read_started: float | None = None
+        self.learning_since = 0.0
         #: called with ``(layer, box)`` for each new change (box ``None`` = whole layer), and with
         #: ``(None, None)`` after a reload, when any place may have a new key
         self.listeners: list[Callable[[str | None, BBox | None], None]] = []
@@ -232,6 +242,12 @@ class ChangeFeed:
     def refresh(self) -> dict[str, int]:
         """Bring the index up to date; the current data version of every layer."""
         with self._lock, self.engine.connect() as conn:
+            started = time.monotonic()
+            # a change first seen now committed after the previous read began: date it from then
+            # (the earliest it can have been visible), so ages computed from it are never too small
+            now = self._read_started if self._read_started is not None else started
+            #: while listeners are called: the earliest moment the changes they hear of can have committed
+            self.learning_since = now
             versions = {k: int(v) for k, v in conn.execute(text("SELECT layer, version FROM layer_versions")).all()}
             generation = conn.execute(select(ChangeLogState.generation).where(ChangeLogState.id == 1)).scalar()
             if generation is None:  # database older than migration 0006: no log, layer versions only
@@ -244,6 +260,9 @@ class ChangeFeed:
                 first = self._generation is None
                 self.index = self._load_all(conn)
                 self._generation = generation
+                for name, v in versions.items():
+                    if v > self._seen.get(name, 0):
+                        self._learn(name, v, now)
                 self._seen = dict(versions)
                 if not first:
                     self._notify(None, None)
@@ -252,6 +271,8 @@ class ChangeFeed:
                     if v > self._seen.get(name, 0):
                         self._read_layer(conn, name, self._seen.get(name, 0))
                         self._seen[name] = v
+                        self._learn(name, v, now)
+            self._read_started = started
         if self.index.rows > self.max_rows and time.monotonic() - self._compacted_at > 60:
             self._compacted_at = time.monotonic()
             try:
@@ -259,6 +280,30 @@ class ChangeFeed:
             except Exception:  # a failed compaction only leaves the log longer
                 log.exception("change log compaction failed")
         return versions
+
+    def _learn(self, layer: str, version: int, at: float) -> None:
+        """Note that versions up to ``version`` of ``layer`` were learned at ``at``; forget notes
+        older than :data:`LEARNED_KEEP_S`."""
+        vs, ts = self._learned.setdefault(layer, ([], []))
+        vs.append(version)
+        ts.append(at)
+        cut = bisect.bisect_left(ts, at - LEARNED_KEEP_S)
+        if cut:
+            self._forgot[layer] = vs[cut - 1]
+            del vs[:cut], ts[:cut]
+
+    def learned_after(self, layer: str, version: int) -> float | None:
+        """The earliest moment (monotonic s) the first version of ``layer`` newer than ``version``
+        can have committed — the start of the read of the log before the one that saw it: from
+        then on, content keyed on ``version`` may be stale. ``None`` when no newer version is
+        known; ``-inf`` when it was longer ago than :data:`LEARNED_KEEP_S`."""
+        if version < self._forgot.get(layer, 0):
+            return -math.inf
+        learned = self._learned.get(layer)
+        if learned is None:
+            return None
+        i = bisect.bisect_right(learned[0], version)
+        return learned[1][i] if i < len(learned[1]) else None
 
     @staticmethod
     def _rows_into(index: ChangeIndex, rows: Sequence) -> list[tuple[str, BBox | None]]:  # noqa: ANN001

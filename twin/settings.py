@@ -56,6 +56,10 @@ class TwinSettings(BaseSettings):
     tile_version_ttl_s: float = Field(
         default=1.0, ge=0, description="How long a worker trusts the layer versions it read (edit→tile staleness bound)."
     )
+    tile_stale_s: float = Field(
+        default=5.0, ge=0, description="Stale-while-revalidate: for this long after an edit is learned, a tile it "
+        "touched is answered with its previous version (Cache-Control: no-cache) while the new one renders; 0 = "
+        "never. A viewer sees an edit within tile_version_ttl_s + tile_stale_s.")
     tile_workers: int | None = Field(default=None, ge=1, description="Threads rendering tiles (default: per CPU).")
     tile_redis_prefix: str = Field(default="twin:tile:", description="Key prefix of the Redis tile tier.")
     change_log_max_rows: int = Field(

@@ -21,7 +21,7 @@ from gis_api.negotiation import choose_encoding, etag_matches, header_values, ti
 from gis_api.responses import JSONResponse
 from gis_api.security import readable_layers, tile_layers
 from tiles.cache import TileCache
-from tiles.service import TileService
+from tiles.service import STALE_CACHE_CONTROL, TileService
 from tiles.style import twin_style
 from tiles.tilejson import tilejson, union_extent
 from tiles.tms import TILE_NUMBER_PATTERN, Tile, parse_tile
@@ -52,6 +52,7 @@ def tile_service(app: FastAPI) -> TileService:
             workers=s.tile_workers,
             max_log_rows=s.change_log_max_rows,
             invalidation=s.tile_invalidation,
+            stale_s=s.tile_stale_s,
         )
         app.state.tiles = svc
     return svc
@@ -69,19 +70,21 @@ async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
     headers = request.headers
     encoding = choose_encoding(header_values(headers, "accept-encoding"))
     inm = header_values(headers, "if-none-match")
-    result = svc.cached(specs, tile, encoding)
+    # a conditional request (a browser revalidating the tile it holds) gets the current version,
+    # never the previous one: stale answers are for first sight (TWIN_TILE_STALE_S, docs/tiles.md)
+    result = svc.cached(specs, tile, encoding, stale_ok=not inm)
     if result is None:
         if inm:
             key = svc.etag_if_fresh(specs, tile)
             if key is not None and etag_matches(inm, tile_etag(key, encoding)):
                 return _not_modified(key, encoding, app.state.settings)
-        result = await svc.tile_async(specs, tile, encoding)
+        result = await svc.tile_async(specs, tile, encoding, stale_ok=not inm)
     etag = tile_etag(result.etag, encoding)
     if etag_matches(inm, etag):
-        return _not_modified(result.etag, encoding, app.state.settings)
+        return _not_modified(result.etag, encoding, app.state.settings, stale=result.stale)
     out = {
         "etag": etag,
-        "cache-control": _cache_control(app.state.settings),
+        "cache-control": _cache_control(app.state.settings, stale=result.stale),
         "vary": "Accept-Encoding",
     }
     if not result.body:
@@ -91,13 +94,17 @@ async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
     return Response(result.body, media_type=MVT_MEDIA_TYPE, headers=out)
 
 
-def _cache_control(settings) -> str:  # noqa: ANN001
-    return f"public, max-age={int(settings.tile_max_age_s)}"
+def _cache_control(settings, *, stale: bool = False) -> str:  # noqa: ANN001
+    """A tile's Cache-Control; a stale answer (the previous version while the new one renders) must
+    be revalidated before reuse, so the viewer's next request gets the new version."""
+    return STALE_CACHE_CONTROL if stale else f"public, max-age={int(settings.tile_max_age_s)}"
 
 
-def _not_modified(key: str, encoding: str, settings) -> Response:  # noqa: ANN001
+
+def _not_modified(key: str, encoding: str, settings, *, stale: bool = False) -> Response:  # noqa: ANN001
     return Response(status_code=304, headers={
-        "etag": tile_etag(key, encoding), "cache-control": _cache_control(settings), "vary": "Accept-Encoding"})
+        "etag": tile_etag(key, encoding), "cache-control": _cache_control(settings, stale=stale),
+        "vary": "Accept-Encoding"})
 
 
 async def _mvt_endpoint(request: Request) -> Response:
