@@ -248,7 +248,7 @@ def _build_one(util: str, pipes: FeatureSet, nodes: FeatureSet, snap_m: float) -
         node_id[code] = fid
         node_xy[code] = (float(x), float(y))
     geoms = np.asarray(pipes.geometries, dtype=object)
-    frame = frame_for(shapely.union_all(geoms).envelope) if len(geoms) else None
+    frame = frame_for(shapely.box(*shapely.total_bounds(geoms))) if len(geoms) else None
     tree = None
     codes = list(node_xy)
     if codes and frame is not None:
