@@ -214,9 +214,9 @@ class NetworkService:
 
         Computed for the whole layer once per data version of the layer; after an edit of the
         network only the features that may change their nearest pipe are looked at again: those
-        whose nearest pipe changed or went, and those within :data:`MAX_SERVICE_M` of a changed or
-        new pipe (a feature farther than that from every pipe that changed keeps its nearest pipe,
-        or is served by none, whichever it was).
+        whose nearest pipe changed or went, and those a changed or new pipe comes at least as near
+        as their nearest one (looked for within :data:`MAX_SERVICE_M`, the largest ``service_m``:
+        a feature farther than that from every pipe is served by none either way).
         """
         self._load()
         with self._lock:
@@ -244,10 +244,11 @@ class NetworkService:
                 for gone, new in steps:
                     if len(gone):
                         sel |= np.isin(codes, [p["code"] for p in gone.properties])
-                    if len(new):
-                        near = ftree.query(frame.to_metric(np.asarray(new.geometries, dtype=object)),  # type: ignore[attr-defined]
-                                           predicate="dwithin", distance=MAX_SERVICE_M)
-                        sel[near[1]] = True
+                    for g in frame.to_metric(np.asarray(new.geometries, dtype=object)) if len(new) else ():  # type: ignore[attr-defined]
+                        cand = ftree.query(g, predicate="dwithin", distance=MAX_SERVICE_M)
+                        if len(cand):  # only features the new pipe comes at least as near as their nearest one
+                            d = shapely.distance(metric[cand], g)
+                            sel[cand[d <= dists[cand]]] = True
                 todo = np.flatnonzero(sel)
             if len(todo):
                 near, dist = tree.query_nearest(metric[todo], return_distance=True, all_matches=False)  # type: ignore[attr-defined]
