@@ -243,7 +243,7 @@ class NetworkService:
                 sel = np.zeros(len(fs), dtype=bool)
                 for gone, new in steps:
                     if len(gone):
-                        sel |= np.isin(codes, [p["code"] for p in gone.properties])
+                        sel |= _member(codes, {p["code"] for p in gone.properties})
                     for g in frame.to_metric(np.asarray(new.geometries, dtype=object)) if len(new) else ():  # type: ignore[attr-defined]
                         cand = ftree.query(g, predicate="dwithin", distance=MAX_SERVICE_M)
                         if len(cand):  # only features the new pipe comes at least as near as their nearest one
@@ -277,8 +277,14 @@ class NetworkService:
         fs, codes, dists = self._service_index(layer, utility)
         if not len(fs):
             return fs
-        keep = np.flatnonzero(np.isin(codes, list(pipe_codes)) & (dists <= service_m))
+        keep = np.flatnonzero(_member(codes, pipe_codes) & (dists <= service_m))
         return fs.take(keep)
+
+
+def _member(codes: np.ndarray, wanted: set[str]) -> np.ndarray:
+    """``np.isin`` for strings: a set look-up per element (``np.isin`` on object arrays compares
+    every pair — seconds for a burst that cuts off thousands of pipes in a town of 200,000 buildings)."""
+    return np.fromiter((c in wanted for c in codes), dtype=bool, count=len(codes))
 
 
 def _of_utility(fs: FeatureSet, utility: str) -> FeatureSet:
