@@ -43,6 +43,7 @@ def test_edits_patch_the_networks_like_a_fresh_build(town_copy):
     store = town_copy
     svc = NetworkService(store)
     svc.clock.ttl_s = 0  # see every edit at once
+    svc.wait_s = 60  # and wait for the patch (a loaded test machine may take longer than a request would)
     before = _state(svc)
     gas_before = svc.network("gas")
     pipes = features_in_bbox(store, "pipelines", WORLD, cap=100_000)
@@ -86,6 +87,7 @@ def test_a_node_edit_reaches_the_network(town_copy):
     store = town_copy
     svc = NetworkService(store)
     svc.clock.ttl_s = 0
+    svc.wait_s = 60
     net = svc.network("water_supply")
     valve = sorted(n for n, k in net.node_kind.items() if k == "valve")[0]
     with store.engine.begin() as conn:
@@ -94,3 +96,26 @@ def test_a_node_edit_reaches_the_network(town_copy):
     assert svc.network("water_supply").node_kind[valve] == "junction"
     assert _state(svc) == _fresh(store)
     assert np.isfinite(len(svc.network("water_supply").pipes))
+
+
+def test_requests_do_not_wait_for_a_slow_rebuild(town_copy):
+    """With no time to wait, a request answers from the previous version, says so, and the rebuild
+    finishes in the background."""
+    import time
+
+    store = town_copy
+    svc = NetworkService(store)
+    svc.clock.ttl_s = 0
+    svc.wait_s = 0
+    code = sorted(svc.network("water_supply").pipes)[0]
+    assert svc.freshness()["stale"] is False
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE pipelines SET diameter_mm = 777 WHERE code = :c AND utility = 'water_supply'"),
+                     {"c": code})
+    svc.network("water_supply")  # starts the rebuild, does not wait for it
+    deadline = time.monotonic() + 60
+    while svc.freshness()["stale"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert svc.freshness() == {"pipelines": store.versions()["pipelines"],
+                               "pipe_nodes": store.versions()["pipe_nodes"], "stale": False}
+    assert svc.network("water_supply").pipes[code].diameter_mm == 777

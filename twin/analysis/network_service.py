@@ -10,6 +10,7 @@ that cuts off half the town costs a set lookup, not a spatial query over half th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ from twin.analysis.source import FeatureSet, VersionClock, feature_by_ref, featu
 from twin.errors import FeatureNotFound, InvalidParameter, NotFound
 from twin.store import SpatialStore
 
+log = logging.getLogger("twin.analysis.networks")
 WORLD = (-180.0, -90.0, 180.0, 90.0)
 #: the largest ``service_m`` a request may ask (the router's bound); the service index is exact up to it
 MAX_SERVICE_M = 1000.0
@@ -46,6 +48,9 @@ class NetworkService:
 
     #: history of pipe changes kept per utility, so a service index a few edits behind can catch up
     KEEP_CHANGES = 16
+    #: how long a request waits for the networks to catch up with an edit before it answers from the
+    #: previous version (flagged ``stale`` in the answer); the rebuild goes on in the background
+    wait_s = 0.15
 
     def __init__(self, store: SpatialStore, cap: int = 200_000, snap_m: float = 0.5):
         self.store = store
@@ -53,6 +58,8 @@ class NetworkService:
         self.snap_m = snap_m
         self.clock = VersionClock(store)
         self._lock = threading.RLock()
+        self._build_lock = threading.Lock()  # one rebuild at a time
+        self._job: threading.Thread | None = None
         self._versions: tuple[int, int] | None = None
         self._pipe_rows = LayerMirror(store, "pipelines", cap)
         self._node_rows = LayerMirror(store, "pipe_nodes", cap)
@@ -69,45 +76,80 @@ class NetworkService:
         self._served: dict[tuple[str, str], tuple[tuple[int, int, object], tuple[FeatureSet, np.ndarray, np.ndarray]]] = {}
 
     def _load(self) -> None:
+        """Bring the networks to the store's current versions (see :attr:`wait_s`)."""
         v = self.clock.get()
         key = (v.get("pipelines", 0), v.get("pipe_nodes", 0))
+        if self._versions == key:
+            return
+        if self._pipes is None:  # nothing to answer from yet: build now
+            with self._build_lock:
+                if self._versions != key:
+                    self._rebuild(key)
+            return
         with self._lock:
-            if self._versions == key:
-                return
-            dp = self._pipe_rows.refresh(key[0])
-            dn = self._node_rows.refresh(key[1])
-            pipes, nodes = self._pipe_rows.rows, self._node_rows.rows
-            p_util = np.array([p.get("utility") for p in pipes.properties], dtype=object)
-            if self._pipes is None or (dp is not None and dp.full) or (dn is not None and dn.full):
-                changed = set(self._nets) | set(p_util.tolist())
-                full = True
-            else:
-                changed = set()
-                for d in (dp, dn):
-                    if d is not None:
-                        changed |= {p.get("utility") for p in d.gone.properties}
-                        changed |= {p.get("utility") for p in d.new.properties}
-                full = False
-            if changed:
-                n_util = np.array([p.get("utility") for p in nodes.properties], dtype=object)
-                for util in sorted(u for u in changed if u is not None):
-                    pi = np.flatnonzero(p_util == util)
-                    if not len(pi):
-                        self._nets.pop(util, None)
-                    else:
-                        self._nets[util] = build_networks(pipes.take(pi), nodes.take(np.flatnonzero(n_util == util)),
-                                                          self.snap_m)[util]
-                    self._trees.pop(util, None)
-                    gen = self._gen[util] = self._gen.get(util, 0) + 1
-                    hist = self._changes.setdefault(util, [])
-                    if full or dp is None:
-                        hist.append((gen, None, None) if full else (gen, FeatureSet("pipelines"), FeatureSet("pipelines")))
-                    else:
-                        hist.append((gen, _of_utility(dp.gone, util), _of_utility(dp.new, util)))
-                    del hist[:-self.KEEP_CHANGES]
-                self._oriented = {k: n for k, n in self._oriented.items() if k[0] not in changed}
-            self._pipes = pipes
-            self._pos = {(u, p["code"]): i for i, (u, p) in enumerate(zip(p_util.tolist(), pipes.properties, strict=True))}
+            job = self._job
+            if job is None or not job.is_alive():
+                job = self._job = threading.Thread(target=self._rebuild_logged, args=(key,), daemon=True,
+                                                   name="twin-network-rebuild")
+                job.start()
+        job.join(self.wait_s)  # usually done by then; else answer from the previous version (stale)
+
+    def _rebuild_logged(self, key: tuple[int, int]) -> None:
+        try:
+            with self._build_lock:
+                if self._versions != key:
+                    self._rebuild(key)
+        except Exception:  # the next request tries again; this one answers from the previous version
+            log.exception("rebuilding the pipe networks failed")
+
+    def freshness(self) -> dict[str, object]:
+        """The data versions the networks stand for, and whether the store has moved on since (``stale``)."""
+        v = self.clock.get()
+        now = (v.get("pipelines", 0), v.get("pipe_nodes", 0))
+        have = self._versions or (0, 0)
+        return {"pipelines": have[0], "pipe_nodes": have[1], "stale": have != now}
+
+    def _rebuild(self, key: tuple[int, int]) -> None:
+        """Patch the networks to ``key``: re-read the changed places, rebuild the utilities that changed,
+        then swap the new state in at once (readers never see half of it)."""
+        dp = self._pipe_rows.refresh(key[0])
+        dn = self._node_rows.refresh(key[1])
+        pipes, nodes = self._pipe_rows.rows, self._node_rows.rows
+        p_util = np.array([p.get("utility") for p in pipes.properties], dtype=object)
+        if self._pipes is None or (dp is not None and dp.full) or (dn is not None and dn.full):
+            changed = set(self._nets) | set(p_util.tolist())
+            full = True
+        else:
+            changed = set()
+            for d in (dp, dn):
+                if d is not None:
+                    changed |= {p.get("utility") for p in d.gone.properties}
+                    changed |= {p.get("utility") for p in d.new.properties}
+            full = False
+        nets, gens = dict(self._nets), dict(self._gen)
+        changes = {k: list(h) for k, h in self._changes.items()}
+        if changed:
+            n_util = np.array([p.get("utility") for p in nodes.properties], dtype=object)
+            for util in sorted(u for u in changed if u is not None):
+                pi = np.flatnonzero(p_util == util)
+                if not len(pi):
+                    nets.pop(util, None)
+                else:
+                    nets[util] = build_networks(pipes.take(pi), nodes.take(np.flatnonzero(n_util == util)),
+                                                self.snap_m)[util]
+                gen = gens[util] = gens.get(util, 0) + 1
+                hist = changes.setdefault(util, [])
+                if full or dp is None:
+                    hist.append((gen, None, None) if full else (gen, FeatureSet("pipelines"), FeatureSet("pipelines")))
+                else:
+                    hist.append((gen, _of_utility(dp.gone, util), _of_utility(dp.new, util)))
+                del hist[:-self.KEEP_CHANGES]
+        pos = {(u, p["code"]): i for i, (u, p) in enumerate(zip(p_util.tolist(), pipes.properties, strict=True))}
+        with self._lock:
+            self._nets, self._gen, self._changes = nets, gens, changes
+            self._trees = {k: t for k, t in self._trees.items() if k not in changed}
+            self._oriented = {k: n for k, n in self._oriented.items() if k[0] not in changed}
+            self._pipes, self._pos = pipes, pos
             self._versions = key
 
     def network(self, utility: str, sources: Sequence[str] | None = None) -> UtilityNetwork:
