@@ -60,6 +60,7 @@ class NetworkService:
         self._lock = threading.RLock()
         self._build_lock = threading.Lock()  # one rebuild at a time
         self._job: threading.Thread | None = None
+        self._wait_until = 0.0
         self._versions: tuple[int, int] | None = None
         self._pipe_rows = LayerMirror(store, "pipelines", cap)
         self._node_rows = LayerMirror(store, "pipe_nodes", cap)
@@ -86,13 +87,18 @@ class NetworkService:
                 if self._versions != key:
                     self._rebuild(key)
             return
+        import time
+
         with self._lock:
             job = self._job
             if job is None or not job.is_alive():
                 job = self._job = threading.Thread(target=self._rebuild_logged, args=(key,), daemon=True,
                                                    name="twin-network-rebuild")
                 job.start()
-        job.join(self.wait_s)  # usually done by then; else answer from the previous version (stale)
+                self._wait_until = time.monotonic() + self.wait_s
+        # usually done by then; else answer from the previous version (stale). The wait is shared: a
+        # request that looks several times, and every request meanwhile, wait at most wait_s in all
+        job.join(max(0.0, self._wait_until - time.monotonic()))
 
     def _rebuild_logged(self, key: tuple[int, int]) -> None:
         try:
@@ -145,9 +151,11 @@ class NetworkService:
                     hist.append((gen, _of_utility(dp.gone, util), _of_utility(dp.new, util)))
                 del hist[:-self.KEEP_CHANGES]
         pos = {(u, p["code"]): i for i, (u, p) in enumerate(zip(p_util.tolist(), pipes.properties, strict=True))}
+        # the pipe trees in use are rebuilt here too, not by the next request
+        trees = {u: _pipe_tree(pipes, pos, u) for u in changed if u in self._trees and u in nets}
         with self._lock:
             self._nets, self._gen, self._changes = nets, gens, changes
-            self._trees = {k: t for k, t in self._trees.items() if k not in changed}
+            self._trees = {**{k: t for k, t in self._trees.items() if k not in changed}, **trees}
             self._oriented = {k: n for k, n in self._oriented.items() if k[0] not in changed}
             self._pipes, self._pos = pipes, pos
             self._versions = key
@@ -190,12 +198,8 @@ class NetworkService:
         self._load()
         hit = self._trees.get(utility)
         if hit is None:
-            allp = self.pipes()
-            idx = [i for (u, _), i in self._pos.items() if u == utility]
-            geoms = allp.geometries[idx]
-            frame = frame_for(shapely.box(*shapely.total_bounds(geoms))) if len(idx) else frame_for(shapely.Point(0, 0))
-            codes = [allp.properties[i]["code"] for i in idx]
-            hit = self._trees[utility] = (frame, codes, shapely.STRtree(frame.to_metric(geoms)))
+            with self._lock:
+                hit = self._trees[utility] = _pipe_tree(self.pipes(), self._pos, utility)
         return hit
 
     def start_pipe(self, *, point: tuple[float, float] | None = None, feature: tuple[str, int | None, str | None]
@@ -321,6 +325,14 @@ class NetworkService:
             return fs
         keep = np.flatnonzero(_member(codes, pipe_codes) & (dists <= service_m))
         return fs.take(keep)
+
+
+def _pipe_tree(pipes: FeatureSet, pos: dict[tuple[str, str], int], utility: str) -> tuple[object, list[str], shapely.STRtree]:
+    """(metric frame, pipe codes, STRtree of the pipes in that frame) of one utility."""
+    idx = [i for (u, _), i in pos.items() if u == utility]
+    geoms = pipes.geometries[idx]
+    frame = frame_for(shapely.box(*shapely.total_bounds(geoms))) if len(idx) else frame_for(shapely.Point(0, 0))
+    return frame, [pipes.properties[i]["code"] for i in idx], shapely.STRtree(frame.to_metric(geoms))
 
 
 def _member(codes: np.ndarray, wanted: set[str]) -> np.ndarray:
