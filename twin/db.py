@@ -69,8 +69,9 @@ def ping_idle_connections(engine: Engine, idle_s: float = PING_IDLE_S) -> None:
 
     from sqlalchemy import exc
 
+    @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
-    def _stamp(dbapi_conn, record):  # noqa: ANN001 - pool callback
+    def _stamp(dbapi_conn, record):  # noqa: ANN001 - pool callback (a new connection needs no ping either)
         record.info["twin_used_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
