@@ -192,20 +192,44 @@ class UtilityNetwork:
         # supply after closing: from the sources, without the isolated part and the closed valves
         blocked = iso_nodes | close
         live = [s for s in self.sources if s not in blocked]
-        reach: set[str] = set()
-        queue = deque(live)
-        while queue:
-            n = queue.popleft()
-            if n in reach or n in blocked:
-                continue
-            reach.add(n)
-            queue.extend(m for m in g.neighbors(n) if m not in reach and m not in blocked)
-        cut_nodes = {n for n in g.nodes if n not in reach and n not in blocked}
-        cut_pipes = {k for k, q in self.pipes.items() if k not in iso_pipes and
-                     not (q.start in reach or q.end in reach)}
+        cut_nodes, cut_pipes = self._cut_off(blocked, live, iso_pipes)
         return Isolation(pipe_code, sorted(close), sorted(broken & set(self.node_kind)), unknown,
                          sorted(iso_pipes), sorted(iso_nodes), sorted(cut_pipes), sorted(cut_nodes),
                          sources_left=sorted(live))
+
+    def _arrays(self) -> tuple[list[str], dict[str, int], Any, list[str], np.ndarray, np.ndarray]:
+        """(nodes, node index, adjacency matrix, pipe codes, start and end index of each pipe), made once."""
+        cached = self.__dict__.get("_arrays_cache")
+        if cached is None or cached[0] is not self.graph:
+            from scipy.sparse import coo_matrix
+
+            nodes = list(self.graph.nodes)
+            index = {n: i for i, n in enumerate(nodes)}
+            codes = list(self.pipes)
+            a = np.fromiter((index[self.pipes[c].start] for c in codes), dtype=np.int64, count=len(codes))
+            b = np.fromiter((index[self.pipes[c].end] for c in codes), dtype=np.int64, count=len(codes))
+            ones = np.ones(2 * len(codes), dtype=np.int8)
+            adj = coo_matrix((ones, (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(len(nodes), len(nodes))).tocsr()
+            cached = (self.graph, (nodes, index, adj, codes, a, b))
+            self.__dict__["_arrays_cache"] = cached
+        return cached[1]
+
+    def _cut_off(self, blocked: set[str], live: list[str], iso_pipes: set[str]) -> tuple[set[str], set[str]]:
+        """Nodes and pipes no longer connected to a live source once ``blocked`` nodes are shut
+        (scipy's connected components on the adjacency without the blocked nodes: C speed)."""
+        from scipy.sparse import diags
+        from scipy.sparse.csgraph import connected_components
+
+        nodes, index, adj, codes, a, b = self._arrays()
+        open_ = np.ones(len(nodes), dtype=bool)
+        open_[[index[n] for n in blocked if n in index]] = False
+        keep = diags(open_.astype(np.int8))
+        _, labels = connected_components(keep @ adj @ keep, directed=False)
+        fed = {labels[index[s]] for s in live}
+        reach = open_ & np.isin(labels, list(fed)) if fed else np.zeros(len(nodes), dtype=bool)
+        cut_nodes = {nodes[i] for i in np.flatnonzero(~reach & open_)}
+        cut_pipes = {codes[i] for i in np.flatnonzero(~(reach[a] | reach[b])) if codes[i] not in iso_pipes}
+        return cut_nodes, cut_pipes
 
 
 def _source_distances(nodes: list[str], pipes: Iterable[Pipe], sources: Sequence[str]) -> dict[str, float]:
