@@ -197,34 +197,33 @@ class UtilityNetwork:
                          sorted(iso_pipes), sorted(iso_nodes), sorted(cut_pipes), sorted(cut_nodes),
                          sources_left=sorted(live))
 
-    def _arrays(self) -> tuple[list[str], dict[str, int], Any, list[str], np.ndarray, np.ndarray]:
-        """(nodes, node index, adjacency matrix, pipe codes, start and end index of each pipe), made once."""
+    def _arrays(self) -> tuple[list[str], dict[str, int], list[str], np.ndarray, np.ndarray]:
+        """(nodes, node index, pipe codes, start and end node index of each pipe), made once per graph."""
         cached = self.__dict__.get("_arrays_cache")
         if cached is None or cached[0] is not self.graph:
-            from scipy.sparse import coo_matrix
-
             nodes = list(self.graph.nodes)
             index = {n: i for i, n in enumerate(nodes)}
             codes = list(self.pipes)
             a = np.fromiter((index[self.pipes[c].start] for c in codes), dtype=np.int64, count=len(codes))
             b = np.fromiter((index[self.pipes[c].end] for c in codes), dtype=np.int64, count=len(codes))
-            ones = np.ones(2 * len(codes), dtype=np.int8)
-            adj = coo_matrix((ones, (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(len(nodes), len(nodes))).tocsr()
-            cached = (self.graph, (nodes, index, adj, codes, a, b))
+            cached = (self.graph, (nodes, index, codes, a, b))
             self.__dict__["_arrays_cache"] = cached
         return cached[1]
 
     def _cut_off(self, blocked: set[str], live: list[str], iso_pipes: set[str]) -> tuple[set[str], set[str]]:
         """Nodes and pipes no longer connected to a live source once ``blocked`` nodes are shut
-        (scipy's connected components on the adjacency without the blocked nodes: C speed)."""
-        from scipy.sparse import diags
+        (scipy's connected components of the pipes between open nodes: C speed)."""
+        from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
-        nodes, index, adj, codes, a, b = self._arrays()
+        nodes, index, codes, a, b = self._arrays()
         open_ = np.ones(len(nodes), dtype=bool)
         open_[[index[n] for n in blocked if n in index]] = False
-        keep = diags(open_.astype(np.int8))
-        _, labels = connected_components(keep @ adj @ keep, directed=False)
+        ok = open_[a] & open_[b]  # pipes between two open nodes
+        pa, pb = a[ok], b[ok]
+        adj = coo_matrix((np.ones(2 * len(pa), dtype=np.int8), (np.concatenate([pa, pb]), np.concatenate([pb, pa]))),
+                         shape=(len(nodes), len(nodes)))
+        _, labels = connected_components(adj, directed=False)
         fed = {labels[index[s]] for s in live}
         reach = open_ & np.isin(labels, list(fed)) if fed else np.zeros(len(nodes), dtype=bool)
         cut_nodes = {nodes[i] for i in np.flatnonzero(~reach & open_)}
