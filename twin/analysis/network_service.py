@@ -190,16 +190,19 @@ class NetworkService:
     def pipe_rows(self, utility: str, codes: Sequence[str]) -> FeatureSet:
         """The stored rows of ``codes`` in the ``utility`` network (in the order given)."""
         self._load()
-        allp = self.pipes()
-        return allp.take([self._pos[(utility, c)] for c in codes if (utility, c) in self._pos])
+        with self._lock:  # rows and positions of one version (a patch swaps both at once)
+            allp, pos = self._pipes, self._pos
+        assert allp is not None
+        return allp.take([pos[(utility, c)] for c in codes if (utility, c) in pos])
 
     def _tree(self, utility: str) -> tuple[object, list[str], shapely.STRtree]:
         """(metric frame, pipe codes, STRtree in that frame) of one utility's pipes, built once per change."""
         self._load()
         hit = self._trees.get(utility)
         if hit is None:
-            with self._lock:
-                hit = self._trees[utility] = _pipe_tree(self.pipes(), self._pos, utility)
+            with self._lock:  # rows and positions of one version
+                assert self._pipes is not None
+                hit = self._trees[utility] = _pipe_tree(self._pipes, self._pos, utility)
         return hit
 
     def start_pipe(self, *, point: tuple[float, float] | None = None, feature: tuple[str, int | None, str | None]
