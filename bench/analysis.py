@@ -204,10 +204,42 @@ def bench_network(store, settings, rng, n: int) -> dict[str, Any]:  # noqa: ANN0
                     mism += 1
     out.update({"trace_traversal": q(trace_core), "trace_request": q(trace_full),
                 "isolation_traversal": q(iso_core), "isolation_request": q(iso_full)})
+    out["isolation_after_change"] = bench_after_change(svc, settings, codes, rng, max(5, n // 10))
     if have_pgr:
         out["pgrouting_driving_distance"] = q(pg_times)
         out["trace_mismatches_vs_pgrouting"] = mism
     return out
+
+
+def bench_after_change(svc, settings, codes: list[str], rng, k: int) -> dict[str, Any]:  # noqa: ANN001
+    """The first valve isolation after another client edits the water network, ``k`` times.
+
+    Each round edits a water pipe over SQL (by turns one pipe's diameter ±1 mm, another's geometry
+    moved ±10 cm, so whole cycles leave the data as it was), waits until the version clock sees the change, then times the first isolation of another
+    random pipe: the networks are patched inside that request (nothing warms them beforehand).
+    """
+    import psycopg
+
+    from gis_api.routers.analysis import FeatureRef
+    from gis_api.routers.analysis_network import IsolationRequest, run_isolation
+
+    times, kinds = [], []
+    a, b = (svc.network("water_supply").pipes[codes[int(i)]].id for i in rng.integers(0, len(codes), 2))
+    edits = [("attribute", "UPDATE pipelines SET diameter_mm = diameter_mm + 1 WHERE id = %s", a),
+             ("geometry", "UPDATE pipelines SET geom = ST_Translate(geom, 1e-6, 0) WHERE id = %s", b),
+             ("attribute", "UPDATE pipelines SET diameter_mm = diameter_mm - 1 WHERE id = %s", a),
+             ("geometry", "UPDATE pipelines SET geom = ST_Translate(geom, -1e-6, 0) WHERE id = %s", b)]
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        for j in range(4 * ((k + 3) // 4)):  # whole cycles: the data ends as it began
+            kind, sql, fid = edits[j % 4]
+            conn.execute(sql, (fid,))
+            kinds.append(kind)
+            time.sleep(svc.clock.ttl_s + 0.05)  # the edit is now visible to the next request
+            net = svc.network("water_supply")
+            start = net.pipes[codes[int(rng.integers(0, len(codes)))]].id
+            ms, _ = timed(run_isolation, svc, settings, IsolationRequest(feature=FeatureRef(layer="pipelines", id=start)))
+            times.append(ms)
+    return {**q(times), "edits": kinds}
 
 
 def bench_dust(store, n: int) -> dict[str, Any]:  # noqa: ANN001
@@ -286,23 +318,32 @@ def write_doc(res: dict[str, Any]) -> None:
     net = res["network"]
     pg = net.get("pgrouting_driving_distance", {}).get("p50", float("nan"))
     buf = res["buffer"]
+    pg95 = net.get("pgrouting_driving_distance", {}).get("p95", float("nan"))
+    after = net.get("isolation_after_change", {})
     rows = [
         ["buffer 50 m ∩ buildings", buf["twin"]["p50"], buf["twin"]["p95"], buf["postgis_sql"]["p50"],
-         h.ratio(buf["twin"]["p50"], buf["postgis_sql"]["p50"]), GOALS_MS["buffer"],
+         buf["postgis_sql"]["p95"], h.ratio(buf["twin"]["p50"], buf["postgis_sql"]["p50"]), GOALS_MS["buffer"],
          h.verdict(buf["twin"]["p50"] <= GOALS_MS["buffer"] and buf["twin"]["p50"] <= 1.5 * buf["postgis_sql"]["p50"])],
-        ["cross-section 30 m", res["cross-section"]["twin"]["p50"], res["cross-section"]["twin"]["p95"], "–", "–",
+        ["cross-section 30 m", res["cross-section"]["twin"]["p50"], res["cross-section"]["twin"]["p95"], "–", "–", "–",
          GOALS_MS["cross-section"], h.verdict(res["cross-section"]["twin"]["p50"] <= GOALS_MS["cross-section"])],
-        ["trace downstream (traversal)", net["trace_traversal"]["p50"], net["trace_traversal"]["p95"], pg,
+        ["trace downstream (traversal)", net["trace_traversal"]["p50"], net["trace_traversal"]["p95"], pg, pg95,
          h.ratio(net["trace_traversal"]["p50"], pg), GOALS_MS["trace"],
          h.verdict(net["trace_traversal"]["p50"] <= GOALS_MS["trace"] and (pg != pg or net["trace_traversal"]["p50"] < pg))],
-        ["trace downstream (request)", net["trace_request"]["p50"], net["trace_request"]["p95"], "–", "–",
-         GOALS_MS["trace"], h.verdict(net["trace_request"]["p50"] <= GOALS_MS["trace"])],
-        ["valve isolation (request)", net["isolation_request"]["p50"], net["isolation_request"]["p95"], "–", "–",
-         GOALS_MS["valve-isolation"], h.verdict(net["isolation_request"]["p50"] <= GOALS_MS["valve-isolation"])],
+        ["trace downstream (request)", net["trace_request"]["p50"], net["trace_request"]["p95"], "–", "–", "–",
+         GOALS_MS["trace"], h.verdict(net["trace_request"]["p95"] <= GOALS_MS["trace"])],
+        ["valve isolation (traversal)", net["isolation_traversal"]["p50"], net["isolation_traversal"]["p95"], pg, pg95,
+         h.ratio(net["isolation_traversal"]["p50"], pg), GOALS_MS["valve-isolation"],
+         h.verdict(net["isolation_traversal"]["p95"] <= GOALS_MS["valve-isolation"]
+                   and (pg != pg or net["isolation_traversal"]["p50"] < pg))],
+        ["valve isolation (request)", net["isolation_request"]["p50"], net["isolation_request"]["p95"], "–", "–", "–",
+         GOALS_MS["valve-isolation"], h.verdict(net["isolation_request"]["p95"] <= GOALS_MS["valve-isolation"])],
+        [f"valve isolation, first after an edit ({after.get('n', 0)} edits)", after.get("p50", float("nan")),
+         after.get("p95", float("nan")), "–", "–", "–", GOALS_MS["valve-isolation"],
+         h.verdict(after.get("p95", float("inf")) <= GOALS_MS["valve-isolation"])],
         [f"dust heat recompute ({res['dust-heat']['cells']:,} cells of 25 m)", res["dust-heat"]["twin"]["p50"],
-         res["dust-heat"]["twin"]["p95"], "–", "–", GOALS_MS["dust-heat"],
+         res["dust-heat"]["twin"]["p95"], "–", "–", "–", GOALS_MS["dust-heat"],
          h.verdict(res["dust-heat"]["twin"]["p50"] <= GOALS_MS["dust-heat"])],
-        ["search", res["search"]["twin"]["p50"], res["search"]["twin"]["p95"], "–", "–", GOALS_MS["search"],
+        ["search", res["search"]["twin"]["p50"], res["search"]["twin"]["p95"], "–", "–", "–", GOALS_MS["search"],
          h.verdict(res["search"]["twin"]["p50"] <= GOALS_MS["search"])],
     ]
     body = "\n".join([
@@ -311,15 +352,20 @@ def write_doc(res: dict[str, Any]) -> None:
         f"load average {m['load_before']} → {m.get('load_after', '?')} (busy shared machine: indicative only)."
         + ("" if m["scale"] >= 10 else " **Small-scale run to prove the script**: the issue's goals are for the "
            "10× town — `bash bench/run.sh analysis`."), "",
-        h.md_table(["analysis", "twin p50 ms", "twin p95 ms", "peer p50 ms", "twin/peer", "goal ms", "verdict"], rows),
+        h.md_table(["analysis", "twin p50 ms", "twin p95 ms", "peer p50 ms", "peer p95 ms", "twin/peer (p50)", "goal ms",
+                    "verdict"], rows),
         "",
         f"Peers: buffer — one hand-written PostGIS query (`&& ST_Expand` + `ST_DWithin(geography)`, same columns); "
         f"answers differed in {buf['mismatches']} of {buf['twin']['n']} cases (mean {buf['mean_hits']:.1f} hits). "
         f"Trace — `pgr_drivingDistance` over the same directed water edges "
         f"({net['pipes']:,} pipes); node sets differed in {net.get('trace_mismatches_vs_pgrouting', '–')} cases. "
-        f"{net.get('pgrouting', '')} Network graphs built in {net['graph_build_ms']:.0f} ms and the first isolation "
+        f"{net.get('pgrouting', '')} Valve isolation's peer is the same pgRouting traversal: a lower bound of "
+        "an isolation in pgRouting, which needs two (from the burst to the valves, then from the sources). "
+        f"Network graphs built from scratch in {net['graph_build_ms']:.0f} ms and the first isolation "
         f"(nearest pipe of every building and device) took {net.get('isolation_first_ms', float('nan')):.0f} ms, "
-        "both once per data version, outside the samples; "
+        "both once at start, outside the samples; after that an edit is patched in by the first request that "
+        "sees it (the *first after an edit* line: another client edits one water pipe over SQL — its diameter "
+        "or its geometry, by turns — and the next isolation is timed); "
         f"search index of {res['search']['entries']:,} texts built in {res['search']['index_build_ms']:.0f} ms "
         "(once per data version).",
     ])

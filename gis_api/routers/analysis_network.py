@@ -97,7 +97,7 @@ def run_trace(svc: NetworkService, settings: TwinSettings, req: TraceRequest) ->
     return {"utility": net.utility, "start_pipe": code, "start_distance_m": round(dist, 3),
             "direction": req.direction, "pipe_count": len(pipes), "length_m": round(length, 2),
             "pipes": _pipes_fc(svc, net, pipes), "nodes": _nodes_json(net, nodes),
-            "sources": net.sources, "findings": _findings(net)}
+            "sources": net.sources, "findings": _findings(net), "data_version": svc.freshness()}
 
 
 def run_isolation(svc: NetworkService, settings: TwinSettings, req: IsolationRequest) -> dict[str, Any]:
@@ -125,6 +125,7 @@ def run_isolation(svc: NetworkService, settings: TwinSettings, req: IsolationReq
                          for i, p in zip(fs.ids, fs.properties, strict=True)],
         }
     out["findings"] = _findings(net)
+    out["data_version"] = svc.freshness()
     return out
 
 

@@ -91,3 +91,19 @@ def test_clearance_on_the_town_runs(town_client, town_store):
     assert r.status_code == 200, r.text
     for p in r.json()["pairs"]:
         assert p["status"] == "unknown" or p["actual_m"] < p["required_m"]
+
+
+def test_every_table_value_carries_its_check_against_the_reference_table():
+    """Each minimum records the reference table's value; where they differ twin keeps the stricter one."""
+    import json
+
+    from twin.analysis.clearance import DATA
+
+    d = json.loads(DATA.read_text(encoding="utf-8"))
+    assert d["checks"]["references"]["horizontal_m"].startswith("http")
+    for kind in ("horizontal_m", "vertical_m"):
+        assert set(d["checks"][kind]) == set(d[kind])
+        for pair, value in d[kind].items():
+            c = d["checks"][kind][pair]
+            assert c["status"] == ("agrees" if value == c["reference_m"] else "differs"), pair
+            assert value >= c["reference_m"], pair

@@ -59,20 +59,23 @@ def search_bbox(geom: shapely.Geometry, distance_m: float) -> BBox:
 
 
 def buffer_polygon(geom: shapely.Geometry, distance_m: float, frame: LocalFrame | None = None,
-                   quad_segs: int = 16) -> tuple[shapely.Geometry, float]:
-    """The buffer of ``geom`` (lon/lat) by ``distance_m`` metres, as lon/lat, and its area in m²."""
+                   quad_segs: int = 16, metric: shapely.Geometry | None = None) -> tuple[shapely.Geometry, float]:
+    """The buffer of ``geom`` (lon/lat) by ``distance_m`` metres, as lon/lat, and its area in m²
+    (``metric``: ``geom`` already in ``frame``, to skip projecting it again)."""
     frame = frame or frame_for(geom)
-    metric = frame.to_metric(geom)
+    metric = frame.to_metric(geom) if metric is None else metric
     buf = shapely.buffer(metric, distance_m, quad_segs=quad_segs) if distance_m > 0 else metric
     return frame.to_lonlat(buf), float(buf.area)
 
 
-def distances_m(geom: shapely.Geometry, geoms: np.ndarray, frame: LocalFrame | None = None) -> np.ndarray:
+def distances_m(geom: shapely.Geometry, geoms: np.ndarray, frame: LocalFrame | None = None,
+                metric: shapely.Geometry | None = None) -> np.ndarray:
     """Ground distance in metres from ``geom`` to each of ``geoms`` (all lon/lat); 0 where they meet."""
     if len(geoms) == 0:
         return np.zeros(0)
     frame = frame or frame_for(geom)
-    return shapely.distance(frame.to_metric(geom), frame.to_metric(np.asarray(geoms, dtype=object)))
+    metric = frame.to_metric(geom) if metric is None else metric
+    return shapely.distance(metric, frame.to_metric(np.asarray(geoms, dtype=object)))
 
 
 def buffer_analysis(geom: shapely.Geometry, distance_m: float, candidates: Sequence[FeatureSet],
@@ -82,12 +85,13 @@ def buffer_analysis(geom: shapely.Geometry, distance_m: float, candidates: Seque
     ``exclude`` names a ``(layer, id)`` left out of the hits (the feature the buffer was drawn around).
     """
     frame = frame_for(geom)
-    poly, area = buffer_polygon(geom, distance_m, frame, quad_segs)
+    metric = frame.to_metric(geom)
+    poly, area = buffer_polygon(geom, distance_m, frame, quad_segs, metric)
     hits: list[BufferHit] = []
     for fs in candidates:
         if not len(fs):
             continue
-        d = distances_m(geom, fs.geometries, frame)
+        d = distances_m(geom, fs.geometries, frame, metric)
         for i in np.flatnonzero(d <= distance_m + EPS_M):
             if exclude is not None and (fs.layer, fs.ids[i]) == exclude:
                 continue

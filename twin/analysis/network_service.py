@@ -10,6 +10,7 @@ that cuts off half the town costs a set lookup, not a spatial query over half th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -18,12 +19,16 @@ import shapely
 
 from twin.analysis.locate import nearest_features
 from twin.analysis.metric import frame_for
+from twin.analysis.mirror import LayerMirror
 from twin.analysis.network import UtilityNetwork, build_networks
 from twin.analysis.source import FeatureSet, VersionClock, feature_by_ref, features_in_bbox
 from twin.errors import FeatureNotFound, InvalidParameter, NotFound
 from twin.store import SpatialStore
 
+log = logging.getLogger("twin.analysis.networks")
 WORLD = (-180.0, -90.0, 180.0, 90.0)
+#: the largest ``service_m`` a request may ask (the router's bound); the service index is exact up to it
+MAX_SERVICE_M = 1000.0
 
 
 class NoPipeNearby(NotFound):
@@ -33,33 +38,126 @@ class NoPipeNearby(NotFound):
 
 
 class NetworkService:
+    """Per-utility networks and service indexes of one store, kept current edit by edit.
+
+    After an edit of pipelines or pipe nodes only the places it touched are re-read
+    (:class:`~twin.analysis.mirror.LayerMirror`), only the utilities whose rows really
+    changed are rebuilt, and the nearest-pipe index of buildings and devices is patched
+    around the changed pipes instead of recomputed for the whole town.
+    """
+
+    #: history of pipe changes kept per utility, so a service index a few edits behind can catch up
+    KEEP_CHANGES = 16
+    #: how long a request waits for the networks to catch up with an edit before it answers from the
+    #: previous version (flagged ``stale`` in the answer); the rebuild goes on in the background
+    wait_s = 0.15
+
     def __init__(self, store: SpatialStore, cap: int = 200_000, snap_m: float = 0.5):
         self.store = store
         self.cap = cap
         self.snap_m = snap_m
         self.clock = VersionClock(store)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._build_lock = threading.Lock()  # one rebuild at a time
+        self._job: threading.Thread | None = None
+        self._wait_until = 0.0
         self._versions: tuple[int, int] | None = None
+        self._pipe_rows = LayerMirror(store, "pipelines", cap)
+        self._node_rows = LayerMirror(store, "pipe_nodes", cap)
         self._nets: dict[str, UtilityNetwork] = {}
         self._pipes: FeatureSet | None = None
         self._oriented: dict[tuple[str, tuple[str, ...]], UtilityNetwork] = {}
         self._pos: dict[tuple[str, str], int] = {}
-        self._trees: dict[str, tuple[object, list[int], shapely.STRtree]] = {}
-        self._served: dict[tuple[str, str], tuple[object, tuple[FeatureSet, np.ndarray, np.ndarray]]] = {}
+        self._trees: dict[str, tuple[object, list[str], shapely.STRtree]] = {}
+        #: per utility: generation (bumped when its network changes) and the pipe changes that made each one
+        self._gen: dict[str, int] = {}
+        self._changes: dict[str, list[tuple[int, FeatureSet | None, FeatureSet | None]]] = {}
+        self._layers: dict[str, tuple[int, FeatureSet]] = {}
+        self._metric: dict[tuple[str, object], tuple[int, np.ndarray, shapely.STRtree]] = {}
+        self._served: dict[tuple[str, str], tuple[tuple[int, int, object], tuple[FeatureSet, np.ndarray, np.ndarray]]] = {}
 
     def _load(self) -> None:
+        """Bring the networks to the store's current versions (see :attr:`wait_s`)."""
         v = self.clock.get()
         key = (v.get("pipelines", 0), v.get("pipe_nodes", 0))
+        if self._versions == key:
+            return
+        if self._pipes is None:  # nothing to answer from yet: build now
+            with self._build_lock:
+                if self._versions != key:
+                    self._rebuild(key)
+            return
+        import time
+
         with self._lock:
-            if self._versions == key:
-                return
-            pipes = features_in_bbox(self.store, "pipelines", WORLD, cap=self.cap)
-            nodes = features_in_bbox(self.store, "pipe_nodes", WORLD, cap=self.cap)
-            self._nets = build_networks(pipes, nodes, self.snap_m)
-            self._pipes = pipes
-            self._pos = {(p["utility"], p["code"]): i for i, p in enumerate(pipes.properties)}
-            self._trees = {}
-            self._oriented = {}
+            job = self._job
+            if job is None or not job.is_alive():
+                job = self._job = threading.Thread(target=self._rebuild_logged, args=(key,), daemon=True,
+                                                   name="twin-network-rebuild")
+                job.start()
+                self._wait_until = time.monotonic() + self.wait_s
+        # usually done by then; else answer from the previous version (stale). The wait is shared: a
+        # request that looks several times, and every request meanwhile, wait at most wait_s in all
+        job.join(max(0.0, self._wait_until - time.monotonic()))
+
+    def _rebuild_logged(self, key: tuple[int, int]) -> None:
+        try:
+            with self._build_lock:
+                if self._versions != key:
+                    self._rebuild(key)
+        except Exception:  # the next request tries again; this one answers from the previous version
+            log.exception("rebuilding the pipe networks failed")
+
+    def freshness(self) -> dict[str, object]:
+        """The data versions the networks stand for, and whether the store has moved on since (``stale``)."""
+        v = self.clock.get()
+        now = (v.get("pipelines", 0), v.get("pipe_nodes", 0))
+        have = self._versions or (0, 0)
+        return {"pipelines": have[0], "pipe_nodes": have[1], "stale": have != now}
+
+    def _rebuild(self, key: tuple[int, int]) -> None:
+        """Patch the networks to ``key``: re-read the changed places, rebuild the utilities that changed,
+        then swap the new state in at once (readers never see half of it)."""
+        dp = self._pipe_rows.refresh(key[0])
+        dn = self._node_rows.refresh(key[1])
+        pipes, nodes = self._pipe_rows.rows, self._node_rows.rows
+        p_util = np.array([p.get("utility") for p in pipes.properties], dtype=object)
+        if self._pipes is None or (dp is not None and dp.full) or (dn is not None and dn.full):
+            changed = set(self._nets) | set(p_util.tolist())
+            full = True
+        else:
+            changed = set()
+            for d in (dp, dn):
+                if d is not None:
+                    changed |= {p.get("utility") for p in d.gone.properties}
+                    changed |= {p.get("utility") for p in d.new.properties}
+            full = False
+        nets, gens = dict(self._nets), dict(self._gen)
+        changes = {k: list(h) for k, h in self._changes.items()}
+        if changed:
+            n_util = np.array([p.get("utility") for p in nodes.properties], dtype=object)
+            for util in sorted(u for u in changed if u is not None):
+                pi = np.flatnonzero(p_util == util)
+                if not len(pi):
+                    nets.pop(util, None)
+                else:
+                    nets[util] = build_networks(pipes.take(pi), nodes.take(np.flatnonzero(n_util == util)),
+                                                self.snap_m)[util]
+                gen = gens[util] = gens.get(util, 0) + 1
+                hist = changes.setdefault(util, [])
+                if full or dp is None:
+                    hist.append((gen, None, None) if full else (gen, FeatureSet("pipelines"), FeatureSet("pipelines")))
+                else:
+                    hist.append((gen, _of_utility(dp.gone, util), _of_utility(dp.new, util)))
+                del hist[:-self.KEEP_CHANGES]
+        pos = {(u, p["code"]): i for i, (u, p) in enumerate(zip(p_util.tolist(), pipes.properties, strict=True))}
+        # the pipe trees in use are rebuilt here too, not by the next request
+        trees = {u: _pipe_tree(pipes, pos, u) for u in changed if u in self._trees and u in nets}
+        with self._lock:
+            self._nets, self._gen, self._changes = nets, gens, changes
+            self._trees = {**{k: t for k, t in self._trees.items() if k not in changed}, **trees}
+            self._oriented = {k: n for k, n in self._oriented.items() if k[0] not in changed}
+            self._pipes, self._pos = pipes, pos
             self._versions = key
 
     def network(self, utility: str, sources: Sequence[str] | None = None) -> UtilityNetwork:
@@ -92,19 +190,19 @@ class NetworkService:
     def pipe_rows(self, utility: str, codes: Sequence[str]) -> FeatureSet:
         """The stored rows of ``codes`` in the ``utility`` network (in the order given)."""
         self._load()
-        allp = self.pipes()
-        return allp.take([self._pos[(utility, c)] for c in codes if (utility, c) in self._pos])
+        with self._lock:  # rows and positions of one version (a patch swaps both at once)
+            allp, pos = self._pipes, self._pos
+        assert allp is not None
+        return allp.take([pos[(utility, c)] for c in codes if (utility, c) in pos])
 
-    def _tree(self, utility: str) -> tuple[object, list[int], shapely.STRtree]:
-        """(metric frame, row indexes, STRtree in that frame) of one utility's pipes, built once."""
+    def _tree(self, utility: str) -> tuple[object, list[str], shapely.STRtree]:
+        """(metric frame, pipe codes, STRtree in that frame) of one utility's pipes, built once per change."""
         self._load()
         hit = self._trees.get(utility)
         if hit is None:
-            allp = self.pipes()
-            idx = [i for (u, _), i in self._pos.items() if u == utility]
-            geoms = allp.geometries[idx]
-            frame = frame_for(shapely.union_all(geoms).envelope) if len(idx) else frame_for(shapely.Point(0, 0))
-            hit = self._trees[utility] = (frame, idx, shapely.STRtree(frame.to_metric(geoms)))
+            with self._lock:  # rows and positions of one version
+                assert self._pipes is not None
+                hit = self._trees[utility] = _pipe_tree(self._pipes, self._pos, utility)
         return hit
 
     def start_pipe(self, *, point: tuple[float, float] | None = None, feature: tuple[str, int | None, str | None]
@@ -140,32 +238,86 @@ class NetworkService:
     #: properties kept per served feature (the answer lists them; everything else stays in the store)
     SERVED_PROPERTIES = {"buildings": ("code", "name", "address", "households"), "devices": ("code", "name", "kind")}
 
+    def _layer(self, layer: str) -> tuple[int, FeatureSet]:
+        """All rows of ``layer`` (the properties answers list), read once per data version of the layer."""
+        version = self.clock.get().get(layer, 0)
+        hit = self._layers.get(layer)
+        if hit is None or hit[0] != version:
+            fs = features_in_bbox(self.store, layer, WORLD, cap=10 * self.cap,  # a whole city's buildings
+                                  properties=list(self.SERVED_PROPERTIES.get(layer, ("code",))))
+            hit = self._layers[layer] = (version, fs)
+            self._metric = {k: m for k, m in self._metric.items() if k[0] != layer}
+        return hit
+
+    def _layer_metric(self, layer: str, frame: object) -> tuple[np.ndarray, shapely.STRtree]:
+        """``layer``'s geometries in ``frame`` and their STRtree (once per layer version and frame)."""
+        version, fs = self._layer(layer)
+        hit = self._metric.get((layer, frame))
+        if hit is None or hit[0] != version:
+            metric = frame.to_metric(np.asarray(fs.geometries, dtype=object)) if len(fs) else np.array([], dtype=object)  # type: ignore[attr-defined]
+            hit = self._metric[(layer, frame)] = (version, metric, shapely.STRtree(metric))
+        return hit[1], hit[2]
+
     def _service_index(self, layer: str, utility: str) -> tuple[FeatureSet, np.ndarray, np.ndarray]:
-        """Every feature of ``layer`` with the code of its nearest ``utility`` pipe and the distance,
-        computed once per data version of the layer and the pipes (one STRtree query for all)."""
-        v = self.clock.get()
-        key = (layer, utility)
-        stamp = (self._versions, v.get(layer, 0))
-        hit = self._served.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        allp = self.pipes()
-        frame, idx, tree = self._tree(utility)
-        fs = features_in_bbox(self.store, layer, WORLD, cap=10 * self.cap,  # a whole city's buildings
-                              properties=list(self.SERVED_PROPERTIES.get(layer, ("code",))))
-        if len(fs) and idx:
-            near, dist = tree.query_nearest(frame.to_metric(np.asarray(fs.geometries, dtype=object)),  # type: ignore[attr-defined]
-                                            return_distance=True, all_matches=False)
-            codes = np.full(len(fs), "", dtype=object)
-            dists = np.full(len(fs), np.inf)
-            codes[near[0]] = [allp.properties[idx[int(i)]]["code"] for i in near[1]]
-            dists[near[0]] = dist
-        else:
-            codes, dists = np.full(len(fs), "", dtype=object), np.full(len(fs), np.inf)
-        entry = (fs, codes, dists)
+        """Every feature of ``layer`` with the code of its nearest ``utility`` pipe and the distance.
+
+        Computed for the whole layer once per data version of the layer; after an edit of the
+        network only the features that may change their nearest pipe are looked at again: those
+        whose nearest pipe changed or went, and those a changed or new pipe comes at least as near
+        as their nearest one (looked for within :data:`MAX_SERVICE_M`, the largest ``service_m``:
+        a feature farther than that from every pipe is served by none either way).
+        """
+        self._load()
         with self._lock:
+            version, fs = self._layer(layer)
+            gen = self._gen.get(utility, 0)
+            frame, tree_codes, tree = self._tree(utility)
+            key = (layer, utility)
+            stamp = (version, gen, frame)
+            hit = self._served.get(key)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+            if not len(fs) or not tree_codes:
+                entry = (fs, np.full(len(fs), "", dtype=object), np.full(len(fs), np.inf))
+                self._served[key] = (stamp, entry)
+                return entry
+            metric, ftree = self._layer_metric(layer, frame)
+            steps = self._catch_up(utility, hit[0] if hit is not None else None, stamp)
+            if steps is None:
+                todo = np.arange(len(fs))
+                codes, dists = np.full(len(fs), "", dtype=object), np.full(len(fs), np.inf)
+            else:
+                assert hit is not None
+                codes, dists = hit[1][1].copy(), hit[1][2].copy()
+                sel = np.zeros(len(fs), dtype=bool)
+                for gone, new in steps:
+                    if len(gone):
+                        sel |= _member(codes, {p["code"] for p in gone.properties})
+                    for g in frame.to_metric(np.asarray(new.geometries, dtype=object)) if len(new) else ():  # type: ignore[attr-defined]
+                        cand = ftree.query(g, predicate="dwithin", distance=MAX_SERVICE_M)
+                        if len(cand):  # only features the new pipe comes at least as near as their nearest one
+                            d = shapely.distance(metric[cand], g)
+                            sel[cand[d <= dists[cand]]] = True
+                todo = np.flatnonzero(sel)
+            if len(todo):
+                near, dist = tree.query_nearest(metric[todo], return_distance=True, all_matches=False)  # type: ignore[attr-defined]
+                codes[todo] = ""
+                dists[todo] = np.inf
+                codes[todo[near[0]]] = [tree_codes[int(i)] for i in near[1]]
+                dists[todo[near[0]]] = dist
+            entry = (fs, codes, dists)
             self._served[key] = (stamp, entry)
-        return entry
+            return entry
+
+    def _catch_up(self, utility: str, was: tuple[int, int, object] | None,
+                  now: tuple[int, int, object]) -> list[tuple[FeatureSet, FeatureSet]] | None:
+        """The pipe changes of ``utility`` between two service-index stamps, or ``None`` (recompute all)."""
+        if was is None or was[0] != now[0] or was[2] != now[2]:
+            return None
+        steps = [(g, n) for gen, g, n in self._changes.get(utility, []) if was[1] < gen <= now[1]]
+        if len(steps) != now[1] - was[1] or any(g is None or n is None for g, n in steps):
+            return None
+        return steps  # type: ignore[return-value]
 
     def served(self, layer: str, utility: str, pipe_codes: set[str], service_m: float) -> FeatureSet:
         """Features of ``layer`` whose nearest ``utility`` pipe (within ``service_m``) is in ``pipe_codes``."""
@@ -174,8 +326,26 @@ class NetworkService:
         fs, codes, dists = self._service_index(layer, utility)
         if not len(fs):
             return fs
-        keep = np.flatnonzero(np.isin(codes, list(pipe_codes)) & (dists <= service_m))
+        keep = np.flatnonzero(_member(codes, pipe_codes) & (dists <= service_m))
         return fs.take(keep)
+
+
+def _pipe_tree(pipes: FeatureSet, pos: dict[tuple[str, str], int], utility: str) -> tuple[object, list[str], shapely.STRtree]:
+    """(metric frame, pipe codes, STRtree of the pipes in that frame) of one utility."""
+    idx = [i for (u, _), i in pos.items() if u == utility]
+    geoms = pipes.geometries[idx]
+    frame = frame_for(shapely.box(*shapely.total_bounds(geoms))) if len(idx) else frame_for(shapely.Point(0, 0))
+    return frame, [pipes.properties[i]["code"] for i in idx], shapely.STRtree(frame.to_metric(geoms))
+
+
+def _member(codes: np.ndarray, wanted: set[str]) -> np.ndarray:
+    """``np.isin`` for strings: a set look-up per element (``np.isin`` on object arrays compares
+    every pair — seconds for a burst that cuts off thousands of pipes in a town of 200,000 buildings)."""
+    return np.fromiter((c in wanted for c in codes), dtype=bool, count=len(codes))
+
+
+def _of_utility(fs: FeatureSet, utility: str) -> FeatureSet:
+    return fs.take([k for k, p in enumerate(fs.properties) if p.get("utility") == utility])
 
 
 def _copy_pipe(p):  # noqa: ANN001, ANN202
