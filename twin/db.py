@@ -176,11 +176,13 @@ def make_routed_engine(
             u,
             pool_size=8,
             max_overflow=8,
-            pool_pre_ping=True,
             connect_args={
                 "options": f"-c statement_timeout={int(statement_timeout_ms)}",
                 "application_name": "twin-replica-read",
                 "connect_timeout": 3,  # a replica that does not answer is skipped, not waited for
             },
         )
+        # as on the primary: ping only connections idle for a while (a query that still fails
+        # on a dead replica connection is retried on the primary by twin/replicas.py)
+        ping_idle_connections(replicas[name])
     return route_reads(primary, replicas, check_s=check_s, retry_s=retry_s, max_lag_s=max_lag_s)
