@@ -40,6 +40,7 @@
     return r;
   }
   window.twinViewer.api = api;
+  window.twinViewer.refreshStats = () => buildStats();
 
   async function showAccount() {
     const who = document.getElementById("who");
@@ -118,10 +119,12 @@
     });
 
     map.on("click", (e) => {
+      if (window.twinAnalysis && window.twinAnalysis.tool) return;  // a click of an analysis tool
       const feats = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer);
       if (feats.length) showCard(feats[0]);
     });
     map.on("mousemove", (e) => {
+      if (window.twinAnalysis && window.twinAnalysis.tool) return;  // the tool's crosshair stays
       const hit = map.queryRenderedFeatures(e.point).some((f) => f.sourceLayer);
       map.getCanvas().style.cursor = hit ? "pointer" : "";
     });
