@@ -9,7 +9,7 @@
   const V = window.twinViewer;
   const DRAW = "analysis-draw", RESULT = "analysis-result", DUST = "dust-heat";
   const LAYERS_NEAR = ["buildings", "devices", "cameras", "pipe_nodes", "pipelines", "events"];
-  const state = { tool: null, points: [], last: null, busy: false };
+  const state = { tool: null, points: [], last: null, busy: false, drawn: [] };
   let map = null;
   window.twinAnalysis = state;
 
@@ -103,6 +103,7 @@
   }
 
   function setResult(features) {
+    state.drawn = features.map((f) => f.properties.role);  // what the map was given, by role (tests)
     map.getSource(RESULT).setData(fc(features));
   }
 
@@ -159,10 +160,13 @@
     }
   }
 
-  /** The pipe drawn under a click, if any: its code and utility from the vector tile. */
-  function pipeAt(point) {
-    const f = map.queryRenderedFeatures([[point.x - 4, point.y - 4], [point.x + 4, point.y + 4]])
-      .find((x) => x.sourceLayer === "pipelines" && x.properties.code);
+  const GRAVITY = new Set(["rain", "stormwater", "sewage", "combined"]);
+  /** The pipe drawn under a click, if any: its code and utility from the vector tile. Pipes of
+   *  several utilities often share a street: `pressure` prefers the top pressure pipe (a burst). */
+  function pipeAt(point, pressure) {
+    const pipes = map.queryRenderedFeatures([[point.x - 4, point.y - 4], [point.x + 4, point.y + 4]])
+      .filter((x) => x.sourceLayer === "pipelines" && x.properties.code);
+    const f = (pressure && pipes.find((x) => !GRAVITY.has(x.properties.utility))) || pipes[0];
     return f ? { code: f.properties.code, utility: f.properties.utility } : null;
   }
 
@@ -225,7 +229,7 @@
   }
 
   async function runBurst(lngLat, point) {
-    const hit = pipeAt(point);
+    const hit = pipeAt(point, true);
     const body = hit ? { feature: { layer: "pipelines", code: hit.code } } : { point: [lngLat.lng, lngLat.lat] };
     const res = await call("burst", "/analysis/valve-isolation", body);
     if (!res) return;

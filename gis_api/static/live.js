@@ -117,10 +117,12 @@
     return { devices, online, alarms, events };
   }
 
+  let alarmCount = 0;
   function renderCounters() {
     const box = document.getElementById("live");
-    if (!box) return;
     const c = counts();
+    alarmCount = c.alarms;
+    if (!box) return;
     const fmt = (n) => n.toLocaleString(I.locale());
     const rows = [
       ["live.updates", fmt(stats.changes), "updates"], ["live.online", `${fmt(c.online)} / ${fmt(c.devices)}`, "online"],
@@ -164,7 +166,8 @@
                             "circle-color": "#ff9100", "circle-stroke-color": "#ffffff", "circle-stroke-width": 2 } });
     let on = true;
     setInterval(() => {  // flashing alarms: a paint property flip, no data upload
-      on = !on;
+      // no alarm, no flip: a map with nothing to flash stays still (no repaint twice a second)
+      if (!on || alarmCount > 0) on = !on; else return;
       if (map.getLayer("live-alarm")) map.setPaintProperty("live-alarm", "circle-opacity", on ? 0.75 : 0.1);
     }, 600);
     setInterval(flush, FLUSH_MS);

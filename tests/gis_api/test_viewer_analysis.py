@@ -48,6 +48,25 @@ def _go(v: Visit, lon: float, lat: float, zoom: float) -> None:
     v.settle()
 
 
+def _spot_on_pipe(v: Visit, pipe: dict, zoom: float = 17.5, pressure: bool = False) -> tuple[float, float]:
+    """A point of the pipe where the map draws it on top of any other pipe (of any pressure pipe with
+    ``pressure``: the burst tool picks those first), where a user would click it: the middles of its
+    segments, tried from the middle of the pipe outwards."""
+    c = pipe["geometry"]["coordinates"]
+    mids = [((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for a, b in zip(c, c[1:], strict=False)]
+    mids = [m for _, m in sorted(enumerate(mids), key=lambda im: abs(im[0] - len(mids) / 2))]
+    code = pipe["properties"]["code"]
+    for lon, lat in mids:
+        _go(v, lon, lat, zoom)
+        x, y = _screen(v, lon, lat)
+        wanted = "!['rain', 'stormwater', 'sewage', 'combined'].includes(f.properties.utility)" if pressure else "true"
+        top = v.eval(f"window.twinMap.queryRenderedFeatures([[{x} - 4, {y} - 4], [{x} + 4, {y} + 4]])"
+                     f".find(f => f.sourceLayer === 'pipelines' && {wanted})?.properties.code")
+        if top == code:
+            return lon, lat
+    pytest.fail(f"pipe {code} is nowhere drawn on top")
+
+
 def _tool(v: Visit, tool: str) -> None:
     v.page.click(f'#analysis-tools button[data-tool="{tool}"]')
     assert v.eval("window.twinAnalysis.tool") == tool
@@ -94,10 +113,9 @@ def test_cut_line_shows_the_cross_section_drawing(browser, live_url, tmp_path):
 
 def test_click_a_pipe_shows_flow_and_its_trace(browser, live_url, tmp_path):
     pipe = _pipe(live_url, "sewage")
-    (lon, lat), _ = _middle(pipe)
     v = Visit(browser, live_url + "/")
     try:
-        _go(v, lon, lat, 17.5)
+        lon, lat = _spot_on_pipe(v, pipe)
         _tool(v, "trace")
         _click(v, lon, lat)
         wait_for(v.page, "window.twinAnalysis.last?.tool === 'trace' && window.twinAnalysis.last.response?.upstream", 30)
@@ -110,7 +128,7 @@ def test_click_a_pipe_shows_flow_and_its_trace(browser, live_url, tmp_path):
         assert down["pipe_count"] + up["pipe_count"] >= 1
         # on the map: the traced pipes drawn in the two colours, and the flow arrows
         wait_for(v.page, "window.twinMap.queryRenderedFeatures({layers: ['analysis-lines']}).length > 0", 20)
-        drawn = v.eval("window.twinMap.querySourceFeatures('analysis-result').map(f => f.properties.role)")
+        drawn = v.eval("window.twinAnalysis.drawn")
         assert drawn.count("downstream") == len([f for f in down["pipes"]["features"] if f["geometry"]])
         assert drawn.count("upstream") == len([f for f in up["pipes"]["features"] if f["geometry"]])
         assert last["arrows"] > 0 and drawn.count("arrow") == last["arrows"]
@@ -124,14 +142,16 @@ def test_click_a_pipe_shows_flow_and_its_trace(browser, live_url, tmp_path):
 
 def test_click_a_burst_shows_valves_to_close_and_buildings_cut_off(browser, live_url, tmp_path):
     pipe = _pipe(live_url, "water_supply")
-    (lon, lat), _ = _middle(pipe)
     v = Visit(browser, live_url + "/")
     try:
-        _go(v, lon, lat, 17.5)
+        lon, lat = _spot_on_pipe(v, pipe, pressure=True)
         _tool(v, "burst")
         _click(v, lon, lat)
-        v.page.wait_for_selector("#burst-summary", timeout=30_000)
+        wait_for(v.page, "window.twinAnalysis.last?.tool === 'burst'", 30)
         last = _last(v)
+        assert last["status"] == 200, last
+        assert last["request"]["feature"]["code"] == pipe["properties"]["code"]
+        v.page.wait_for_selector("#burst-summary", timeout=10_000)
         api = _post(live_url, "/analysis/valve-isolation", last["request"]).json()
         assert last["response"] == api
         valves = [r for r in v.eval("[...document.querySelectorAll('#valves-table td:first-child')].map(t => t.textContent)")]
@@ -166,8 +186,9 @@ def test_draw_a_circle_buffer_lists_what_lies_inside(browser, live_url, town_sto
         shown = dict(v.eval("[...document.querySelectorAll('#buffer-counts tr')].slice(1)"
                             ".map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
         assert shown["建筑"] == f"{api['counts']['buildings']:,}" and api["counts"]["buildings"] > 0
-        assert v.eval("window.twinMap.querySourceFeatures('analysis-result')"
-                      ".filter(f => f.properties.role === 'buffer').length") >= 1
+        drawn = v.eval("window.twinAnalysis.drawn")
+        assert drawn.count("buffer") == 1 and drawn.count("hit") == len(api["features"]["features"])
+        wait_for(v.page, "window.twinMap.queryRenderedFeatures({layers: ['analysis-fill']}).length > 0", 20)
         v.page.screenshot(path=str(_shots(tmp_path) / "viewer-analysis-buffer.jpg"), type="jpeg", quality=80)
         assert v.problems == [], v.problems
     finally:
