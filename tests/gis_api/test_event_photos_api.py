@@ -133,3 +133,12 @@ def test_any_bytes_get_a_json_answer_never_a_500(store, client, body, prefix):
     r = client.post(f"/events/{eid}/photos", files={"photo": ("x", prefix + body, "application/octet-stream")})
     assert r.status_code in (201, 400, 415), r.text
     assert r.headers["content-type"].startswith("application/json")
+
+
+def test_the_openapi_document_describes_the_photo_routes(store, client):
+    paths = client.get("/api/openapi.json").json()["paths"]
+    post = paths["/events/{event_id}/photos"]["post"]
+    assert "multipart/form-data" in post["requestBody"]["content"]
+    assert {"201", "413", "415"} <= set(post["responses"])
+    assert "image/jpeg" in paths["/events/{event_id}/photos/{photo_id}.jpg"]["get"]["responses"]["200"]["content"]
+    assert paths["/events/{event_id}/photos"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
