@@ -357,8 +357,11 @@
     map.addImage("flow-arrow", { width: n, height: n, data });
     const src = map.getStyle().layers.find((l) => l["source-layer"] === "buildings");
     if (src) {
-      map.addLayer({ id: "analysis-buildings", type: "fill", source: src.source, "source-layer": "buildings",
-                     filter: ["in", ["id"], ["literal", []]], paint: { "fill-color": "#ff1744", "fill-opacity": 0.6 } });
+      // extruded like the buildings (and a little higher), or the buildings' own extrusion hides it
+      map.addLayer({ id: "analysis-buildings", type: "fill-extrusion", source: src.source, "source-layer": "buildings",
+                     filter: ["in", ["id"], ["literal", []]],
+                     paint: { "fill-extrusion-color": "#ff1744", "fill-extrusion-opacity": 0.9,
+                              "fill-extrusion-height": ["+", ["coalesce", ["get", "height_m"], 3], 0.3] } });
     } else {
       map.addLayer({ id: "analysis-buildings", type: "fill", source: RESULT, filter: ["in", ["id"], ["literal", []]] });
     }
