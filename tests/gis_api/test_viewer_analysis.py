@@ -243,6 +243,7 @@ def test_dust_heat_toggle(browser, live_url, town_store, tmp_path):
         assert v.eval("window.twinMap.getLayoutProperty('dust-heat-layer', 'visibility')") == "visible"
         api = httpx.get(live_url + _last(v)["path"], timeout=60).json()
         assert f"扬尘监测点 {len(api['monitors'])} 个" in v.page.inner_text("#analysis-result")
+        v.page.screenshot(path=str(_shots(tmp_path) / "viewer-analysis-dust.jpg"), type="jpeg", quality=80)
         v.page.uncheck("#dust-toggle")
         assert v.eval("window.twinMap.getLayoutProperty('dust-heat-layer', 'visibility')") == "none"
         assert v.problems == [], v.problems
