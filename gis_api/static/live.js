@@ -2,7 +2,9 @@
 // The stream sends a snapshot (replaces what we hold) then batches of changes; we keep one Map of
 // features and push it to a GeoJSON source at most every FLUSH_MS, so hundreds of readings a
 // second cost one setData per interval, not one per reading (no long tasks on the big screen).
-// Devices whose reading breaches a threshold flash. window.twinLive exposes the state for tests.
+// Devices whose reading breaches a threshold flash. The subscription follows the view (the map's bbox,
+// re-sent after each move, debounced); event changes refresh the statistics panels.
+// window.twinLive exposes the state for tests.
 (function () {
   "use strict";
   const I = window.twinI18n;
@@ -10,7 +12,8 @@
   const FLUSH_MS = 250;
   const SOURCE = "live-stream";  // ("twin-live" is the style's vector source of the fast layers)
   const features = new Map();  // "layer/id" -> flattened GeoJSON feature
-  const stats = { messages: 0, changes: 0, last: null, connected: false };
+  const stats = { messages: 0, changes: 0, last: null, connected: false, snapshots: 0, statsRefreshes: 0,
+                  bbox: null, subscribed: null };
   let dirty = false;
   let map = null;
 
@@ -34,16 +37,64 @@
 
   function apply(msg) {
     stats.messages += 1;
-    if (msg.type === "snapshot") features.clear();
+    if (msg.type === "snapshot") {
+      features.clear();
+      stats.bbox = msg.bbox || null;
+      stats.snapshots += 1;
+    }
+    let statsChanged = false;
     for (const ch of msg.changes || []) {
       if (!ch.feature) continue;
       const key = `${ch.layer}/${ch.feature.id}`;
+      const before = features.get(key);
       if (ch.op === "remove") features.delete(key);
       else if (ch.feature.geometry) features.set(key, flatten(ch.layer, ch.feature));
-      if (msg.type === "changes") stats.changes += 1;
+      if (msg.type === "changes") {
+        stats.changes += 1;
+        // the statistics panels count events by status and devices online: a new event, an event's
+        // step or a device going on/offline changes them (a mere reading does not)
+        const after = features.get(key);
+        if (ch.layer === "events" || !before || !after || before.properties.status !== after.properties.status) {
+          statsChanged = true;
+        }
+      }
     }
     stats.last = new Date();
     dirty = true;
+    if (statsChanged) refreshStatsSoon();
+  }
+
+  // statistics refresh: at most one round of count requests per STATS_MS, however many events arrive
+  const STATS_MS = 1000;
+  let statsTimer = null;
+  function refreshStatsSoon() {
+    if (statsTimer || !V.refreshStats) return;
+    statsTimer = setTimeout(() => {
+      statsTimer = null;
+      stats.statsRefreshes += 1;
+      V.refreshStats();
+    }, STATS_MS);
+  }
+
+  // --- the subscription follows the view: the map's bounds (a margin around), sent after each move ---
+  const VIEW_MS = 400;
+  let viewTimer = null;
+  function viewBbox() {
+    const b = map.getBounds();
+    const w = b.getWest(), s = b.getSouth(), e = b.getEast(), n = b.getNorth();
+    const mx = (e - w) * 0.1, my = (n - s) * 0.1;  // a margin: things just off screen are there on a pan
+    const r = (v) => Math.round(v * 1e6) / 1e6;
+    return [r(Math.max(-180, w - mx)), r(Math.max(-90, s - my)), r(Math.min(180, e + mx)), r(Math.min(90, n + my))];
+  }
+  function followView() {
+    clearTimeout(viewTimer);
+    viewTimer = setTimeout(() => {
+      const ws = window.twinLive.socket;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;  // a reconnect subscribes with the view anyway
+      const bbox = viewBbox();
+      stats.subscribed = bbox;
+      ws.send(JSON.stringify({ type: "subscribe", layers: ["devices", "events"], bbox }));
+    }, VIEW_MS);
   }
 
   function flush() {
@@ -66,10 +117,12 @@
     return { devices, online, alarms, events };
   }
 
+  let alarmCount = 0;
   function renderCounters() {
     const box = document.getElementById("live");
-    if (!box) return;
     const c = counts();
+    alarmCount = c.alarms;
+    if (!box) return;
     const fmt = (n) => n.toLocaleString(I.locale());
     const rows = [
       ["live.updates", fmt(stats.changes), "updates"], ["live.online", `${fmt(c.online)} / ${fmt(c.devices)}`, "online"],
@@ -113,7 +166,8 @@
                             "circle-color": "#ff9100", "circle-stroke-color": "#ffffff", "circle-stroke-width": 2 } });
     let on = true;
     setInterval(() => {  // flashing alarms: a paint property flip, no data upload
-      on = !on;
+      // no alarm, no flip: a map with nothing to flash stays still (no repaint twice a second)
+      if (!on || alarmCount > 0) on = !on; else return;
       if (map.getLayer("live-alarm")) map.setPaintProperty("live-alarm", "circle-opacity", on ? 0.75 : 0.1);
     }, 600);
     setInterval(flush, FLUSH_MS);
@@ -122,6 +176,8 @@
   function connect(delay) {
     const url = new URL(V.base.replace(/^http/, "ws") + "/live/ws");
     url.searchParams.set("layers", "devices,events");
+    stats.subscribed = viewBbox();
+    url.searchParams.set("bbox", stats.subscribed.join(","));
     const tok = sessionStorage.getItem("twin.token");
     if (tok) url.searchParams.set("access_token", tok);
     const ws = new WebSocket(url.href);
@@ -152,6 +208,7 @@
     addLayers();
     renderCounters();
     connect(1000);
+    map.on("moveend", followView);
   }, () => { /* the map failed: viewer.js reports it */ }).catch((err) => {
     V.errors.push("live: " + err);
     console.error("twin live:", err);

@@ -17,6 +17,24 @@
     if (map && map.getSource(CONE)) map.getSource(CONE).setData({ type: "FeatureCollection", features: [] });
   }
 
+  // hls.js and Chart.js load when a card first needs them, not with the page: 234 kB the first view
+  // of the big screen does not use (a <script> of this server: the page's CSP allows it)
+  const loading = {};
+  function load(src, global) {
+    if (window[global]) return Promise.resolve(window[global]);
+    if (!loading[src]) {
+      loading[src] = new Promise((resolve, reject) => {
+        const s = document.createElement("script");
+        s.src = src;
+        s.onload = () => resolve(window[global]);
+        s.onerror = () => { delete loading[src]; reject(new Error("could not load " + src)); };
+        document.head.append(s);
+      });
+    }
+    return loading[src];
+  }
+  const HLS_JS = "static/vendor/hls.js/dist/hls.min.js", CHART_JS = "static/vendor/chart.js/dist/chart.umd.min.js";
+
   function note(box, key) {
     const p = document.createElement("p");
     p.className = "card-note";
@@ -39,6 +57,9 @@
     if (!r.ok) { video.remove(); note(box, "card.no_video"); return; }
     const url = (await r.json()).streams.hls;
     if (!url) { video.remove(); note(box, "card.no_video"); return; }
+    // hls.js wherever Media Source Extensions exist (it sends the token; native HLS could not)
+    if (window.MediaSource || window.ManagedMediaSource) await load(HLS_JS, "Hls");
+    if (state.video !== video) return;  // the card changed while hls.js loaded
     if (window.Hls && window.Hls.isSupported()) {
       const hls = new window.Hls({
         liveSyncDurationCount: 2,
@@ -86,6 +107,8 @@
     const buckets = body.aggregates || [];
     const metrics = [...new Set(buckets.flatMap((b) => Object.keys(b.metrics || {})))].sort();
     if (!buckets.length || !metrics.length) { note(box, "card.no_readings"); return; }
+    await load(CHART_JS, "Chart");
+    if (!box.isConnected) return;
     const canvas = document.createElement("canvas");
     canvas.id = "card-chart";
     canvas.height = 180;

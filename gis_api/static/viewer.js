@@ -40,6 +40,7 @@
     return r;
   }
   window.twinViewer.api = api;
+  window.twinViewer.refreshStats = () => buildStats();
 
   async function showAccount() {
     const who = document.getElementById("who");
@@ -92,6 +93,9 @@
     setStatus(I.t("status.loading"));
     wireLogin();
     showAccount();
+    // the panels' requests go out with the style's, not after the map has loaded its tiles and glyphs
+    const stats = buildStats();
+    const catalogue = api(base + "/collections").then((r) => r.json()).catch(() => null);
     const style = await (await api(base + "/styles/twin.json")).json();
     const hasHash = /^#\d/.test(window.location.hash);
     const view = hasHash ? {} : initialView(style);
@@ -118,10 +122,12 @@
     });
 
     map.on("click", (e) => {
+      if (window.twinAnalysis && window.twinAnalysis.tool) return;  // a click of an analysis tool
       const feats = map.queryRenderedFeatures(e.point).filter((f) => f.sourceLayer);
       if (feats.length) showCard(feats[0]);
     });
     map.on("mousemove", (e) => {
+      if (window.twinAnalysis && window.twinAnalysis.tool) return;  // the tool's crosshair stays
       const hit = map.queryRenderedFeatures(e.point).some((f) => f.sourceLayer);
       map.getCanvas().style.cursor = hit ? "pointer" : "";
     });
@@ -144,7 +150,7 @@
     });
 
     map.once("load", async () => {
-      await Promise.all([buildLayerList(map), buildStats()]);
+      await Promise.all([buildLayerList(map, await catalogue), stats]);
       setStatus(I.t("status.loaded"));
     });
     map.once("idle", () => resolveReady(true));
@@ -162,14 +168,12 @@
     return groups;
   }
 
-  async function buildLayerList(map) {
+  async function buildLayerList(map, doc) {
     const list = document.getElementById("layer-list");
     list.innerHTML = "";
     const counts = {};
-    try {
-      const doc = await (await api(base + "/collections")).json();
-      for (const c of doc.collections) counts[c.id] = c.numberOfFeatures;
-    } catch (err) { /* the map still works without the catalogue */ }
+    // the map still works without the catalogue
+    for (const c of (doc && doc.collections) || []) counts[c.id] = c.numberOfFeatures;
     const byKey = styleLayersByKey(map);
     const grouped = new Set(GROUPS.flatMap(([, keys]) => keys));
     const extra = [...byKey.keys()].filter((k) => !grouped.has(k));

@@ -102,6 +102,22 @@ class Phone:
         self.context.close()
 
 
+def _camera_jpeg(w: int, h: int) -> bytes:
+    """A photo as a phone camera writes it: a JPEG with EXIF (maker, GPS position)."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGB", (w, h), (90, 140, 60))
+    img.paste((230, 230, 230), (w // 3, h // 3, w // 2, h // 2))
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (31.0, 42.0, 0.0), 3: "E", 4: (120.0, 54.0, 0.0)}
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
 def _a_house(town_store) -> str:
     """A house's Chinese name from the sample town (e.g. 和美家园12幢)."""
     from twin.store import FeatureQuery
@@ -270,6 +286,7 @@ def test_a_logged_in_field_worker_reports_an_event_that_the_events_layer_then_ho
         browser, field_url, town_store, tmp_path):
     from sqlalchemy import delete
 
+    from layers.event_photos import photos_table
     from twin.schema import Event
 
     point, _ = _device_in_a_unit_grid(town_store)
@@ -296,9 +313,16 @@ def test_a_logged_in_field_worker_reports_an_event_that_the_events_layer_then_ho
         v.page.select_option("#category", "garbage")
         assert v.page.input_value("#event-title") == "垃圾堆放"
         v.page.fill("#description", "村口垃圾桶满溢，现场拍照确认")
+        # the phone camera's picture (a 3000×2000 JPEG, as the file input hands it over)
+        v.page.set_input_files("#photo", files=[{"name": "IMG_2041.jpg", "mimeType": "image/jpeg",
+                                                 "buffer": _camera_jpeg(3000, 2000)}])
         v.page.click("#report-form button[type=submit]")
         v.page.wait_for_selector("#report-result.ok, #report-result.bad", timeout=15_000)
+        wait_for(v.page, "document.querySelector('#report-result').dataset.photoId !== undefined"
+                 " || document.querySelector('#report-result').textContent.includes('照片上传失败')", 30)
         assert "已上报" in v.page.text_content("#report-result"), v.page.text_content("#report-result")
+        assert "含照片" in v.page.text_content("#report-result"), v.page.text_content("#report-result")
+        wait_for(v.page, "document.querySelector('#report-photo').naturalWidth > 0", 15)
         event_id = int(v.page.get_attribute("#report-result", "data-event-id"))
         code = v.page.get_attribute("#report-result", "data-event-code")
         assert code and code in v.page.text_content("#report-result")
@@ -316,11 +340,19 @@ def test_a_logged_in_field_worker_reports_an_event_that_the_events_layer_then_ho
         assert abs(x - lon) < 1e-6 and abs(y - lat) < 1e-6
         hist = httpx.get(f"{field_url}/events/{event_id}/history", timeout=30).json()
         assert hist["history"][0]["by"] == FIELD_USER
+        # the photo is stored with the event, scaled to 2048 px on the phone, and served back
+        photos = httpx.get(f"{field_url}/events/{event_id}/photos", timeout=30).json()["photos"]
+        assert len(photos) == 1 and photos[0]["created_by"] == FIELD_USER
+        assert (photos[0]["width"], photos[0]["height"]) == (2048, 1365)
+        assert v.page.evaluate("document.querySelector('#report-photo').naturalWidth") == 2048
+        jpeg = httpx.get(photos[0]["url"], timeout=30)
+        assert jpeg.status_code == 200 and jpeg.content[:3] == b"\xff\xd8\xff"
         assert v.problems == [] or all("401" in p for p in v.problems), v.problems
     finally:
         v.close()
         if event_id is not None:
             with town_store.engine.begin() as conn:
+                conn.execute(delete(photos_table).where(photos_table.c.event_id == event_id))
                 conn.execute(delete(Event.__table__).where(Event.__table__.c.id == event_id))
 
 

@@ -295,3 +295,50 @@ def test_a_logged_in_user_follows_the_stream_with_its_token(browser, public_url)
         assert v.problems == [], v.problems
     finally:
         v.close()
+
+
+def _inside(bbox: list[float], lon: float, lat: float) -> bool:
+    return bbox[0] <= lon <= bbox[2] and bbox[1] <= lat <= bbox[3]
+
+
+def test_the_live_subscription_follows_the_view_and_events_refresh_the_statistics(browser, live_viewer, tmp_path):
+    """Zoomed in on one dust monitor, the page's stream holds only what is in view (it re-subscribes
+    with the map's bbox after the move); a reading there still arrives, one far away does not; an
+    alarm event opened by a reading moves the statistics panel without a reload."""
+    url, prefix = live_viewer
+    dust = [f for f in _devices(url) if f["properties"]["kind"] == "dust"]
+    here = dust[len(dust) // 2]
+    far = max(dust, key=lambda f: (f["geometry"]["coordinates"][0] - here["geometry"]["coordinates"][0]) ** 2
+              + (f["geometry"]["coordinates"][1] - here["geometry"]["coordinates"][1]) ** 2)
+    (hx, hy), (fx, fy) = here["geometry"]["coordinates"], far["geometry"]["coordinates"]
+    v = Visit(browser, url + "/")
+    try:
+        wait_for(v.page, "window.twinLive.stats.connected && window.twinLive.features.size > 0", 30)
+        assert v.eval(f"window.twinLive.get('devices', '{far['id']}') !== null")  # the whole town: both in
+        whole = v.eval("window.twinLive.features.size")
+        snapshots = v.eval("window.twinLive.stats.snapshots")
+        v.eval(f"window.twinMap.jumpTo({{center: [{hx}, {hy}], zoom: 18}})")
+        wait_for(v.page, f"window.twinLive.stats.snapshots > {snapshots}"
+                 f" && window.twinLive.get('devices', '{far['id']}') === null", 20)
+        sub = v.eval("window.twinLive.stats.subscribed")
+        assert _inside(sub, hx, hy) and not _inside(sub, fx, fy), sub
+        assert v.eval("window.twinLive.stats.bbox") == sub  # the server's snapshot answers that bbox
+        assert 0 < v.eval("window.twinLive.features.size") < whole
+        assert v.eval(f"window.twinLive.get('devices', '{here['id']}') !== null")
+        # a reading far away does not reach this page any more; one in view does
+        mosquitto_pub(f"{prefix}/devices/{far['id']}", {"values": {"pm10": 61.0}})
+        mosquitto_pub(f"{prefix}/devices/{here['id']}", {"values": {"pm10": 62.0}})
+        wait_for(v.page, f"window.twinLive.get('devices', '{here['id']}').properties.values.includes('62')", 20)
+        assert v.eval(f"window.twinLive.get('devices', '{far['id']}')") is None
+        # an alarm reading opens an event: the statistics panel counts it without a reload
+        open_before = v.page.inner_text("#stats .kpi b")
+        refreshes = v.eval("window.twinLive.stats.statsRefreshes")
+        mosquitto_pub(f"{prefix}/devices/{here['id']}", {"values": {"pm10": 430.0}})
+        wait_for(v.page, f"window.twinLive.stats.statsRefreshes > {refreshes}", 20)
+        wait_for(v.page, f"document.querySelector('#stats .kpi b')?.textContent !== '{open_before}'", 20)
+        open_now = int(v.page.inner_text("#stats .kpi b").replace(",", ""))
+        assert open_now == int(open_before.replace(",", "")) + 1
+        mosquitto_pub(f"{prefix}/devices/{here['id']}", {"values": {"pm10": 60.0}})
+        assert v.problems == [], v.problems
+    finally:
+        v.close()
