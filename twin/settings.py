@@ -197,6 +197,12 @@ class TwinSettings(BaseSettings):
     analysis_max_vertices: int = Field(
         default=20_000, ge=4, description="Most vertices in a geometry sent to an analysis."
     )
+    analysis_network_max_rows: int = Field(
+        default=200_000, ge=1_000,
+        description="Most pipes (and most pipe nodes) the network analyses (trace, valve isolation, flow "
+                    "direction) hold in memory; a larger network answers 400 limit_exceeded. Raise it for a "
+                    "city (the scale-100 sample city has ~322,000 pipes: 400,000 is enough).",
+    )
     search_max_results: int = Field(default=100, ge=1, description="Largest `limit` of /search.")
     nearest_max_n: int = Field(default=100, ge=1, description="Largest `n` of /nearest.")
     # live layers (layers/): MQTT ingest, the stream hub, state and history

@@ -32,7 +32,8 @@ MAX_FINDINGS = 100
 def network_service(request: Request) -> NetworkService:
     svc = getattr(request.app.state, "networks", None)
     if svc is None:
-        svc = request.app.state.networks = NetworkService(request.app.state.store)
+        cap = request.app.state.settings.analysis_network_max_rows
+        svc = request.app.state.networks = NetworkService(request.app.state.store, cap=cap)
     return svc
 
 
