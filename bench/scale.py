@@ -332,7 +332,8 @@ def drop_loaded(url: str) -> None:
 def server_env(scale: float) -> dict[str, str]:
     return {"TWIN_HOME": str(raster_dir(scale).parent), "TWIN_TILE_CACHE_MB": "0", "TWIN_SCENE_CACHE_MB": "0",
             "TWIN_TILE_WARM": "false", "TWIN_TILE_BLOCKS": "false", "TWIN_ADMIN_TOKEN": TOKEN,
-            "TWIN_RATE_LIMIT_RPS": "0"}
+            "TWIN_RATE_LIMIT_RPS": "0",
+            "TWIN_ANALYSIS_NETWORK_MAX_ROWS": "400000"}  # the scale-100 city has ~322,000 pipes
 
 
 def bench_scale(scale: float, n: int, load_reps: int) -> dict[str, Any]:
