@@ -56,6 +56,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
+        responses=errors.OPENAPI_ERRORS,
     )
     app.state.settings = settings
     app.state.store = store
