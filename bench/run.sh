@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command benchmarks:  bash bench/run.sh features | tiles | scenes | living | analysis | all | data | setup
+# One-command benchmarks:  bash bench/run.sh features | tiles | scenes | living | analysis | security | all | data | setup
 # Sets up peers (bench/setup.sh), ensures the twin_bench database, runs the bench,
 # prints ratios and rewrites its section of docs/benchmarks.md.
 set -euo pipefail
@@ -17,6 +17,7 @@ case "$what" in
   scenes) "$PY" "$HERE/scenes.py" "$@" ;;
   living) "$PY" "$HERE/living.py" "$@" ;;
   analysis) "$PY" "$HERE/analysis.py" "$@" ;;
+  security) "$PY" "$HERE/security.py" "$@" ;;
   all) "$PY" "$HERE/features.py" "$@"; "$PY" "$HERE/tiles.py" "$@" ;;
-  *) echo "usage: bash bench/run.sh features|tiles|scenes|living|analysis|all|data|setup [args]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/run.sh features|tiles|scenes|living|analysis|security|all|data|setup [args]" >&2; exit 2 ;;
 esac
