@@ -314,8 +314,15 @@ def report(meta: dict[str, Any], tok: dict, sig: dict, burst: dict) -> str:
         ["during the burst", f"{b_['p50_ms']:.1f}", f"{b_['p99_ms']:.1f}", b_["n"],
          ", ".join(f"{k}: {v}" for k, v in sorted(b_["statuses"].items()))]])
     r = burst["rate_limit_rps"]
+    busy = ""
+    try:
+        if float(meta["load_before"].split()[0]) > (os.cpu_count() or 1):
+            busy = ("\n**The machine was busy** (load average above its core count): differences of a few ms "
+                    "between two servers are within the noise; rerun on a quiet machine.\n")
+    except ValueError:
+        pass
     return f"""## Security checks and rate-limit isolation (issue 9, `bench/security.py`)
-
+{busy}
 {meta['date']}, commit {meta['commit']}, load average before {meta['load_before']}; command
 `{meta['command']}`. One-worker uvicorn servers over the sample town (scale 0.05) in PostgreSQL;
 requests one by one over kept-alive connections, the checked request and its baseline alternating.
@@ -386,5 +393,18 @@ def main() -> None:
         h.write_section(DOC, "security", body)
 
 
+def rerender(path: str) -> None:
+    """Rewrite the docs section from a saved result (bench/results/security-*.json)."""
+    import json
+
+    import harness as h
+
+    d = json.loads(Path(path).read_text())
+    h.write_section(DOC, "security", report(d["meta"], d["tokens"], d["signatures"], d["burst"]))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--rerender":
+        rerender(sys.argv[2])
+    else:
+        main()
