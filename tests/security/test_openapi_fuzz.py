@@ -9,7 +9,9 @@ a 500 on ``GET /analysis/dust-heat?cell_m=5e-324`` (an infinite cell count; now 
 
 The run is bounded for CI: a fixed seed (the same cases each run), a few fuzzed examples per
 operation besides the examples and the coverage phase's boundary cases (empty, huge, wrong types,
-extreme numbers), the stateful phase, no shrinking, two client workers. It drives the
+extreme numbers), the stateful phase, no shrinking, one client worker (with two, CPython 3.11.7's
+``ast.parse`` from two threads inside hypothesis can fail with "AST constructor recursion depth
+mismatch", a CPython bug, not the server's). It drives the
 ``schemathesis run`` command (its pytest plugin does not work with pytest 9: it sets
 ``Node._nodeid``, which pytest 9 removed). ``TWIN_FUZZ_EXAMPLES=100`` makes a longer run::
 
@@ -88,7 +90,7 @@ def test_no_server_error_and_answers_match_the_document(served, tmp_path):
     url, headers = served
     cli = Path(sys.executable).with_name("schemathesis")
     cmd = [str(cli), "run", f"{url}/api/openapi.json", "--checks", CHECKS, "--max-examples", str(EXAMPLES),
-           "--seed", "2026", "--workers", "2", "--request-timeout", "60", "--no-shrink",
+           "--seed", "2026", "--workers", "1", "--request-timeout", "60", "--no-shrink",
            "--exclude-path", "/live/sse", *headers]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path,
                          env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})
