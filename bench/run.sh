@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-command benchmarks:  bash bench/run.sh data | features | tiles | scenes | living | analysis | nginx | live | scale | all | setup
+# One-command benchmarks:  bash bench/run.sh data | features | tiles | scenes | living | analysis | nginx | live | scale | security | all | setup
 # Sets up peers (bench/setup.sh), ensures the twin_bench database, runs the bench,
 # prints ratios and rewrites its section of docs/benchmarks.md.
 set -euo pipefail
@@ -20,6 +20,7 @@ case "$what" in
   nginx) "$PY" "$HERE/nginx.py" "$@" ;;
   live) PYTHONPATH="$ROOT" "$PY" "$HERE/live.py" --write-doc "$@" ;;
   scale) "$PY" "$HERE/scale.py" run --build "$@" ;;
+  security) "$PY" "$HERE/security.py" "$@" ;;
   all) "$PY" "$HERE/features.py" "$@"; "$PY" "$HERE/tiles.py" "$@" ;;
-  *) echo "usage: bash bench/run.sh data|features|tiles|scenes|living|analysis|nginx|live|scale|all|setup [args]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/run.sh data|features|tiles|scenes|living|analysis|nginx|live|scale|security|all|setup [args]" >&2; exit 2 ;;
 esac

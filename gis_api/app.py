@@ -80,6 +80,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
         redoc_url=None,
         lifespan=lifespan,
         **_native_telemetry(),
+        responses=errors.OPENAPI_ERRORS,
     )
     app.state.settings = settings
     app.state.store = store

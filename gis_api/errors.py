@@ -6,9 +6,11 @@ Every error leaves as ``{"code": ..., "message": ..., "detail": ...}``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,6 +32,25 @@ STATUS: dict[type[E.TwinError], int] = {
     E.AccountLocked: 423,
     E.Conflict: 409,
     E.Unprocessable: 422,
+}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    code: str = Field(description="Machine-readable reason, e.g. invalid_parameter, token_expired, rate_limited")
+    message: str = Field(description="What went wrong, for people")
+    detail: Any = Field(default=None, description="More about it (the parameter, the layer, the validation errors)")
+
+
+#: Error answers every operation may give, for the OpenAPI document (``FastAPI(responses=…)``): a 4xx
+#: of the shape above (400 bad parameter, 401/403 roles, 404, 413 body cap, 429 rate limit, …) and a
+#: 503 (database down, circuit open, statement timeout). Declaring ``4XX`` also keeps FastAPI from
+#: documenting its own 422 validation body, which this app never sends (validation errors are 400s).
+OPENAPI_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Client error: `{code, message, detail}`"},
+    503: {"model": ErrorBody, "description": "Database or broker unavailable, circuit open, or query timeout "
+                                             "(`Retry-After` when the circuit is open)"},
 }
 
 

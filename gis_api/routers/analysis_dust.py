@@ -91,7 +91,8 @@ async def put_inputs(body: DustInputs, request: Request) -> Response:
                           "trucks": len(svc.trucks)})
 
 
-@router.get("/analysis/dust-heat", dependencies=[Depends(layer_permission("devices", "analyse"))], summary="Dust impact heat map: grid cells with score and grade, monitor factors")
+@router.get("/analysis/dust-heat", dependencies=[Depends(layer_permission("devices", "analyse"))], summary="Dust impact heat map: grid cells with score and grade, monitor factors",
+            responses={200: {"content": {"application/geo+json": {}}}})
 async def dust_heat(
     request: Request, bbox: BBoxDep, base: BaseUrlDep,
     cell_m: Annotated[float | None, Query(gt=0, le=1000, description="Cell size, metres (default 25)")] = None,

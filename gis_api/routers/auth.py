@@ -100,7 +100,8 @@ async def me(who: PrincipalDep) -> JSONResponse:
     return JSONResponse({"subject": who.subject, "roles": sorted(who.roles)})
 
 
-@router.get("/admin/audit", summary="The audit log (admins): filter, page, or download as CSV")
+@router.get("/admin/audit", summary="The audit log (admins): filter, page, or download as CSV",
+            responses={200: {"content": {"application/json": {}, "text/csv": {}}}})
 async def audit_log(
     request: Request, who: AdminDep, store: StoreDep,
     principal: Annotated[str | None, Query(max_length=96)] = None,

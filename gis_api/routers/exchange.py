@@ -109,7 +109,13 @@ async def pushdata(request: Request, acc: AccountsDep) -> JSONResponse:
     return await _answer(request, acc, "pushdata", read)
 
 
-@router.get("/getdata", summary="Query rows of a table (seed 001 A.0.2)", description=PARAMS_DOC, responses=RESPONSES)
+GETDATA_PARAMS = [{"name": k, "in": "query", "required": k not in ("where", "nonce", "sign_method"),
+                   "schema": {"type": "string"}} for k in (
+    "group", "table", "where", "appID", "timestamp", "sign", "version", "nonce", "sign_method")]
+
+
+@router.get("/getdata", summary="Query rows of a table (seed 001 A.0.2)", description=PARAMS_DOC, responses=RESPONSES,
+            openapi_extra={"parameters": GETDATA_PARAMS})
 async def getdata(request: Request, acc: AccountsDep) -> JSONResponse:
     async def read() -> dict[str, str]:
         return _params(list(request.query_params.multi_items()))

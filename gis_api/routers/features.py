@@ -100,7 +100,8 @@ async def collection(spec: ReadableLayerDep, store: StoreDep, base: BaseUrlDep, 
     return _json(await run_in_threadpool(collection_doc, spec, store, base))
 
 
-@router.get("/collections/{layer}/queryables", summary="Properties usable as filters")
+@router.get("/collections/{layer}/queryables", summary="Properties usable as filters",
+            responses={200: {"content": {"application/schema+json": {}}}})
 async def layer_queryables(request: Request, spec: ReadableLayerDep, base: BaseUrlDep) -> Response:
     hidden = hidden_fields(request, spec.id)
     props = {name: {"type": t} for name, t in queryables(spec).items() if name not in hidden}

@@ -200,7 +200,8 @@ async def ingest(request: Request, layer: str, live: LiveDep, settings: Settings
 
 @router.get("/live/{layer}", summary="Latest state of a live layer as a GeoJSON FeatureCollection",
             description="Every device (or camera, event) with its last reading, `status` (online/offline from "
-            "heartbeats), `last_seen` and the metrics over their thresholds (`breaches`).")
+            "heartbeats), `last_seen` and the metrics over their thresholds (`breaches`).",
+            responses={200: {"content": {"application/geo+json": {}}}})
 async def live_state(
     request: Request, layer: str, live: LiveDep,
     bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84)")] = None,

@@ -31,7 +31,8 @@ def search_service(request: Request) -> SearchService:
     return svc
 
 
-@router.get("/search", summary="Find buildings, houses, devices, grids, pipes … by name, address or code")
+@router.get("/search", summary="Find buildings, houses, devices, grids, pipes … by name, address or code",
+            responses={200: {"content": {"application/geo+json": {}}}})
 async def search(
     request: Request,
     settings: SettingsDep,
@@ -64,7 +65,8 @@ async def search(
                          "application/geo+json")
 
 
-@router.get("/nearest", summary="The n nearest features of a layer to a point, with distances in metres")
+@router.get("/nearest", summary="The n nearest features of a layer to a point, with distances in metres",
+            responses={200: {"content": {"application/geo+json": {}}}})
 async def nearest(
     request: Request,
     store: StoreDep,

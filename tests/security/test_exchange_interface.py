@@ -255,3 +255,21 @@ def test_constant_time_comparison_is_used():
 
     assert "compare_digest" in inspect.getsource(signing.verify)
     assert hmac.compare_digest is not None
+
+
+def test_a_disabled_or_rotated_app_is_refused_at_once(sec_client):
+    """App secrets are cached 2 s for speed; disabling or rotating an app through the server's own
+    accounts must still take effect on the next request (CWE-613, insufficient session expiration)."""
+    ok = signed({"group": "basic", "table": "part", "data": json.dumps(ROWS)})
+    assert push(sec_client, ok).json()["code"] == 0  # the app's secret is now cached
+    sec_client.accounts.set_app_enabled(APP_ID, False)
+    assert push(sec_client, signed({"group": "basic", "table": "part", "data": json.dumps(ROWS)})).json()[
+        "code"] == 10009
+    sec_client.accounts.set_app_enabled(APP_ID, True)
+    assert push(sec_client, signed({"group": "basic", "table": "part", "data": json.dumps(ROWS)})).json()[
+        "code"] == 0
+    new = sec_client.accounts.rotate_app_secret(APP_ID)
+    assert push(sec_client, signed({"group": "basic", "table": "part", "data": json.dumps(ROWS)})).json()[
+        "code"] == 10007
+    assert push(sec_client, signed({"group": "basic", "table": "part", "data": json.dumps(ROWS)},
+                                   secret=new)).json()["code"] == 0

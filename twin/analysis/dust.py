@@ -223,11 +223,12 @@ def heat_grid(bbox: tuple[float, float, float, float], scored: Sequence[MonitorS
     bx0, by0, bx1, by1 = corners.bounds
     c = cfg.cell_m
     x0, y0 = np.floor(bx0 / c) * c, np.floor(by0 / c) * c
-    ncols, nrows = int(np.ceil((bx1 - x0) / c)), int(np.ceil((by1 - y0) / c))
-    if ncols * nrows > max_cells:
+    fcols, frows = np.ceil((bx1 - x0) / c), np.ceil((by1 - y0) / c)
+    if not fcols * frows <= max_cells:  # counted in floats first: a tiny cell (5e-324 m) makes them inf or NaN
         from twin.errors import LimitExceeded
 
-        raise LimitExceeded(f"{ncols * nrows} cells of {c:g} m; at most {max_cells}: use larger cells or a smaller bbox")
+        raise LimitExceeded(f"{fcols * frows:.0f} cells of {c:g} m; at most {max_cells}: use larger cells or a smaller bbox")
+    ncols, nrows = int(fcols), int(frows)
     cx = x0 + (np.arange(ncols) + 0.5) * c
     cy = y0 + (np.arange(nrows) + 0.5) * c
     scores = np.zeros((nrows, ncols))
