@@ -2,8 +2,8 @@
 body caps, and security headers on pages. One ASGI layer, in front of everything (the
 cached-tile front included), so no route can forget it.
 
-- **Rate limit**: a token bucket per principal — the bearer token (hashed) when one is sent,
-  else the client address (``X-Forwarded-For`` only from ``TWIN_TRUSTED_PROXIES``). Over the
+- **Rate limit**: a token bucket per principal — the subject of a bearer token that verifies
+  (see :class:`BucketSubjects`), else the client address (``X-Forwarded-For`` only from ``TWIN_TRUSTED_PROXIES``). Over the
   limit: ``429`` with ``Retry-After``. With ``TWIN_RATE_LIMIT_REDIS=true`` and a Redis URL
   the buckets live in Redis (one atomic Lua script per request) and hold across workers and
   hosts; otherwise each worker keeps its own. ``TWIN_RATE_LIMIT_RPS=0`` turns it off.
@@ -20,7 +20,7 @@ cached-tile front included), so no route can forget it.
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import ipaddress
 import math
 import threading
@@ -158,6 +158,59 @@ def _trusted(ip: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Networ
     return any(addr in net for net in trusted)
 
 
+
+class BucketSubjects:
+    """Which rate-limit bucket a bearer token draws from: its principal's, if the token is genuine.
+
+    A bucket per *principal* (the token's subject), not per token string: a client inventing a
+    new token for every request, or a user holding several tokens, must not get a fresh bucket
+    each time. Only a token that verifies (the admin token, or an access token signed with the
+    server key and not expired) names a principal; anything else counts against the client
+    address. Revocation is not checked here (the route does that): a revoked but genuine token
+    still spends its own principal's bucket. Verified tokens are remembered (bounded) so the hot
+    path costs a dictionary lookup.
+    """
+
+    MAX = 10_000
+
+    def __init__(self, settings: TwinSettings) -> None:
+        self.settings = settings
+        self._key: bytes | None = None
+        self._known: dict[bytes, tuple[str, float]] = {}
+
+    def bucket(self, header: bytes) -> str | None:
+        hit = self._known.get(header)
+        now = time.time()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        subject, exp = self._verify(header)
+        if subject is None:
+            return None
+        if len(self._known) >= self.MAX:
+            self._known.clear()
+        self._known[header] = (subject, exp)
+        return subject
+
+    def _verify(self, header: bytes) -> tuple[str | None, float]:
+        scheme, _, raw = header.partition(b" ")
+        token = raw.strip()
+        if scheme.lower() != b"bearer" or not token:
+            return None, 0.0
+        admin = self.settings.admin_token
+        if admin is not None and hmac.compare_digest(token, admin.get_secret_value().encode()):
+            return "p:admin-token", time.time() + 3600.0
+        try:
+            import jwt
+
+            from twin.security.secret_box import server_key
+
+            if self._key is None:
+                self._key = server_key(self.settings)
+            claims = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+        except Exception:  # noqa: BLE001 - any token that does not verify counts against the address
+            return None, 0.0
+        return "p:" + str(claims["sub"]), float(claims["exp"])
+
 class Guard:
     def __init__(self, app: ASGIApp, settings: TwinSettings, fastapi_app) -> None:  # noqa: ANN001
         self.app = app
@@ -166,6 +219,7 @@ class Guard:
         self.limiter = (RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst, redis_url)
                         if settings.rate_limit_rps > 0 else None)
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.subjects = BucketSubjects(settings)
         fastapi_app.state.breaker = self.breaker
         self.trusted = [ipaddress.ip_network(n.strip(), strict=False)
                         for n in (settings.trusted_proxies or "").split(",") if n.strip()]
@@ -195,7 +249,7 @@ class Guard:
             key = None
             for name, value in scope["headers"]:
                 if name == b"authorization":
-                    key = "t:" + hashlib.sha256(value).hexdigest()[:32]
+                    key = self.subjects.bucket(value)
                     break
             key = key or "ip:" + client_ip(scope, self.trusted)
             wait = await self.limiter.check(key)

@@ -17,6 +17,7 @@ from twin.settings import TwinSettings
 from twin.store import SpatialStore
 
 REDIS = os.environ.get("TWIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ADMIN = "guard-test-admin-token-0123456789"
 
 
 def _settings(store, tmp_path, **kw) -> TwinSettings:
@@ -24,14 +25,18 @@ def _settings(store, tmp_path, **kw) -> TwinSettings:
 
 
 def test_rate_limit_is_per_principal_with_retry_after(store, tmp_path):
-    with TestClient(create_app(_settings(store, tmp_path, rate_limit_rps=2, rate_limit_burst=5), store=store)) as c:
+    settings = _settings(store, tmp_path, rate_limit_rps=2, rate_limit_burst=5, admin_token=ADMIN)
+    with TestClient(create_app(settings, store=store)) as c:
         codes = [c.get("/collections").status_code for _ in range(8)]
         assert codes[:5] == [200] * 5 and 429 in codes[5:]
         r = c.get("/collections")
         assert r.status_code == 429 and r.json()["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
-        # another principal (a token) is not held back by the first one's burst
-        other = c.get("/collections", headers={"Authorization": "Bearer not-checked-before-the-limit"})
+        # another principal (a genuine token) is not held back by the first one's burst
+        other = c.get("/collections", headers={"Authorization": f"Bearer {ADMIN}"})
         assert other.status_code != 429
+        # a made-up token is no principal: it spends the address's (empty) bucket, not a fresh one
+        made_up = c.get("/collections", headers={"Authorization": "Bearer made-up-1"})
+        assert made_up.status_code == 429
         assert c.get("/healthz").status_code == 200  # never limited
         time.sleep(1.1)
         assert c.get("/collections").status_code == 200  # the bucket refills
@@ -47,6 +52,27 @@ def test_rate_limit_holds_across_workers_through_redis(store, tmp_path):
             TestClient(create_app(_settings(store, tmp_path, **kw), store=store)) as b:
         codes = [(a if i % 2 else b).get("/collections").status_code for i in range(10)]
     assert codes.count(200) == 6 and codes.count(429) == 4, codes
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_invented_tokens_do_not_get_fresh_buckets(store, tmp_path):
+    """Precedent: per-token buckets keyed on the raw header let a client mint a new bucket per
+    request (found by the security review of this project). Genuine tokens of one principal
+    share one bucket; tokens that do not verify share the client address's bucket."""
+    from twin.security.accounts import Accounts
+
+    settings = _settings(store, tmp_path, rate_limit_rps=1, rate_limit_burst=4, admin_token=ADMIN)
+    with TestClient(create_app(settings, store=store)) as c:
+        codes = [c.get("/tileMatrixSets", headers={"Authorization": f"Bearer invented-{i}"}).status_code
+                 for i in range(8)]
+        assert codes[:4] == [200] * 4 and codes[4:] == [429] * 4, codes
+        # two access tokens of one user draw from that user's one bucket, not the address's
+        acc = Accounts(store, settings)
+        acc.create_user("ratelimited", "Str0ng-pass!", roles=["operator"])
+        tokens = [acc.issue(acc.authenticate("ratelimited", "Str0ng-pass!"))["access_token"] for _ in range(2)]
+        codes = [c.get("/tileMatrixSets", headers={"Authorization": f"Bearer {tokens[i % 2]}"}).status_code
+                 for i in range(8)]
+        assert codes[:4] == [200] * 4 and 429 in codes[4:], codes
 
 
 class Relay:
