@@ -188,7 +188,7 @@ def live_process_url(town_settings):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
+    deadline = time.time() + 90
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
@@ -199,7 +199,7 @@ def live_process_url(town_settings):
             time.sleep(0.1)
     else:
         proc.kill()
-        raise RuntimeError("server did not start in 30 s")
+        raise RuntimeError("server did not start in 90 s")
     yield url
     proc.terminate()
     try:
