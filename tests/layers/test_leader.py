@@ -124,14 +124,16 @@ def test_two_hosts_one_consumer_and_takeover_when_the_leader_dies(pg_live_db: Sp
             return "\n".join((tmp_path / f"twin{i}.log").read_text(errors="replace")[-1500:] for i in range(2))
 
         for url, proc in procs.items():
-            assert wait_for(lambda: proc.poll() is None and metric(url, "twin_live_leader") is not None, 60), logs()
+            assert wait_for(lambda u=url, p=proc: p.poll() is not None or metric(u, "twin_live_leader") is not None,
+                            60), logs()
+            assert proc.poll() is None, logs()
 
         def leaders() -> list[str]:
             return [u for u, p in procs.items() if p.poll() is None and metric(u, "twin_live_leader") == 1.0]
 
         # exactly one leader, and it stays so across the followers' retries
         assert wait_for(lambda: len(leaders()) == 1, 20), logs()
-        time.sleep(4)
+        time.sleep(3.5)  # longer than one retry period (2-3 s)
         (leader,) = leaders()
         (follower,) = [u for u in procs if u != leader]
         assert wait_for(lambda: metric(leader, "twin_live_mqtt_connected") == 1.0, 15), logs()
