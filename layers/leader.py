@@ -4,7 +4,8 @@ Exactly one process per database may consume from the broker: they all share one
 session (``TWIN_MQTT_CLIENT_ID``), and two clients with one id take the session from each other.
 
 * **PostgreSQL** (any number of hosts on one database): a session-level advisory lock
-  (``pg_try_advisory_lock``) on a key derived from the database name and the ingest role, held on a
+  (``pg_try_advisory_lock``) on a key derived from the database name and the ingest role (the
+  MQTT session, ``TWIN_MQTT_CLIENT_ID``: the thing two consumers must not share), held on a
   connection of its own (not from the pool: the lock lives exactly as long as that session). When
   the leader process dies, the kernel closes its socket, PostgreSQL ends the session and the lock is
   free; a follower's next try takes it. The leader checks its lock connection regularly and steps
@@ -37,7 +38,7 @@ LEADER = Gauge("twin_live_leader", "1 while this process is the live leader (MQT
 RETRY_S = 2.0
 #: ... plus a random delay up to this (seconds).
 JITTER_S = 1.0
-#: The part of the advisory-lock key that names the role (the database name is the other part).
+#: The advisory-lock key is made of the database name and this, followed by the MQTT client id.
 INGEST_ROLE = "twin.live.ingest"
 
 
@@ -150,8 +151,9 @@ class FileLeaderLock:
             f.close()
 
 
-def leader_lock(engine: Engine, home: str | Path) -> LeaderLock:
-    """The lock that fits the backend of ``engine``."""
+def leader_lock(engine: Engine, home: str | Path, mqtt_client_id: str) -> LeaderLock:
+    """The lock that fits the backend of ``engine``. On PostgreSQL, processes with the same MQTT
+    session id (every host of one deployment: the setting is the same) compete for one lock."""
     if engine.url.get_backend_name() == "postgresql":
-        return PostgresLeaderLock(engine)
+        return PostgresLeaderLock(engine, f"{INGEST_ROLE}:{mqtt_client_id}")
     return FileLeaderLock(engine, home)

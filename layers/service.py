@@ -69,7 +69,7 @@ class LiveService:
         self.mqtt: Any = None
         self._mqtt_wanted = True
         self.is_leader = False
-        self.leader_lock: LeaderLock = leader_lock(store.engine, settings.home)
+        self.leader_lock: LeaderLock = leader_lock(store.engine, settings.home, settings.mqtt_client_id)
         self._stop = threading.Event()
         self._lead_stop = threading.Event()  # set when this process stops leading
         self._lead_threads: list[threading.Thread] = []

@@ -174,3 +174,55 @@ def test_two_hosts_one_consumer_and_takeover_when_the_leader_dies(pg_live_db: Sp
             except subprocess.TimeoutExpired:
                 proc.kill()
         broker.stop()
+
+
+def test_one_leader_per_database_and_a_follower_takes_over_when_it_closes(live_store: SpatialStore,
+                                                                          tmp_path: Path) -> None:
+    """In-process, both backends: two services on one database (PostGIS: two homes, as two hosts;
+    SpatiaLite: one home, as two workers of one host) elect one leader; when it goes, the other leads."""
+    from live_support import make_settings
+
+    from layers.service import LiveService
+
+    one_host = live_store.dialect.name != "postgresql"
+    homes = [tmp_path / "a", tmp_path / ("a" if one_host else "b")]
+    services = [LiveService(live_store, make_settings(live_store, home)) for home in homes]
+    try:
+        for s in services:
+            s.ensure_started(mqtt=False)
+        first, second = services
+        assert first.is_leader and not second.is_leader
+        time.sleep(3.5)  # the follower's retries do not take a held lock
+        assert first.is_leader and not second.is_leader
+        first.close()
+        assert wait_for(lambda: second.is_leader, TAKEOVER_BOUND_S)
+    finally:
+        for s in services:
+            s.close()
+
+
+def test_a_leader_whose_lock_session_ends_steps_down_and_one_leader_remains(
+        pg_live_db: SpatialStore, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL ends the leader's lock session (as a database restart or a cut would): it steps
+    down at its next check, and afterwards exactly one process leads again."""
+    from live_support import make_settings
+
+    from layers.service import LiveService
+
+    services = [LiveService(pg_live_db, make_settings(pg_live_db, tmp_path / h)) for h in ("a", "b")]
+    try:
+        for s in services:
+            s.ensure_started(mqtt=False)
+        assert [s.is_leader for s in services] == [True, False]
+        with pg_live_db.engine.connect() as conn:
+            ended = conn.execute(text(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'twin-live-leader' AND datname = current_database()) t")).scalar()
+        assert ended == 1
+        assert wait_for(lambda: "live leader lock lost" in caplog.text, TAKEOVER_BOUND_S)
+        assert wait_for(lambda: sum(s.is_leader for s in services) == 1, TAKEOVER_BOUND_S)
+        time.sleep(3.5)
+        assert sum(s.is_leader for s in services) == 1
+    finally:
+        for s in services:
+            s.close()
