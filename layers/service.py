@@ -10,27 +10,27 @@ Live state is kept apart from the static ``devices`` table: a reading changes th
 feature (and ``live_state``), never a row of ``devices``, so it bumps no layer version
 and invalidates no devices tile.
 
-One worker per database holds the *leader* lock (a file lock next to the embedded
-database / in ``TWIN_HOME``): it runs the MQTT consumer (one persistent session, so
-readings are neither lost nor taken twice), the online/offline sweeper and retention.
-Every worker takes HTTP ingest and serves streams.
+One process per database holds the *leader* lock (:mod:`layers.leader`: a PostgreSQL
+advisory lock shared by every host on the database; a file lock in ``TWIN_HOME`` on
+SpatiaLite): it runs the MQTT consumer (one persistent session, so readings are neither
+lost nor taken twice), the online/offline sweeper and retention. The others try again
+every few seconds and take over when the leader dies; a leader that loses its lock steps
+down. Every worker takes HTTP ingest and serves streams.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter
 
 from layers.history import HistoryWriter, load_state, purge
 from layers.hub import BBox, Change, Hub, make_hub
+from layers.leader import LEADER, LeaderLock, leader_lock, next_delay
 from layers.readings import Reading, ReadingRejected, UnknownDevice, decode_payload, parse_reading
 from layers.registry import LIVE_LAYERS, Registry, Thing
 from layers.state import LiveState
@@ -67,9 +67,13 @@ class LiveService:
         self.writer = HistoryWriter(store, settings.live_flush_s)
         self.alarms: Any = None
         self.mqtt: Any = None
+        self._mqtt_wanted = True
         self.is_leader = False
-        self._lock_file: Any = None
+        self.leader_lock: LeaderLock = leader_lock(store.engine, settings.home, settings.mqtt_client_id)
         self._stop = threading.Event()
+        self._lead_stop = threading.Event()  # set when this process stops leading
+        self._lead_threads: list[threading.Thread] = []
+        self._leader_change = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self._started = False
@@ -90,53 +94,86 @@ class LiveService:
         self.hub.start()
         self.writer.start()
         self.alarms = _alarm_engine(self.store, self.settings)
-        self.is_leader = self._take_leader_lock()
-        if self.is_leader:
-            self._spawn(self._housekeeping, "twin-live-housekeeping")
-            if mqtt and self.settings.mqtt_url:
-                from layers.mqtt import MqttIngest
-
-                self.mqtt = MqttIngest(self, self.settings)
-                self.mqtt.start()
+        self._stop.clear()
+        self._mqtt_wanted = mqtt
+        if self.leader_lock.acquire():  # at once if free: the consumer is up when start() returns
+            self._lead()
+        self._spawn(self._watch_leadership, "twin-live-leader")
 
     def close(self) -> None:
         if not self._started:
             return
         self._started = False
         self._stop.set()
-        if self.mqtt is not None:
-            self.mqtt.close()
         for t in self._threads:
             t.join(timeout=5)
+        self._threads.clear()
+        self._step_down()
         self.writer.close()
         self.hub.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
-    def _take_leader_lock(self) -> bool:
-        url = self.store.engine.url.render_as_string(hide_password=True)
-        key = hashlib.sha1(url.encode()).hexdigest()[:12]
-        path = Path(self.settings.home) / f"live-leader-{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = path.open("w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            return False
-        self._lock_file = f
-        return True
+    # -- leadership (layers/leader.py) ---------------------------------------------------------
+    def _lead(self) -> None:
+        """The lock is ours: start the MQTT consumer and the housekeeping."""
+        with self._leader_change:
+            if self._stop.is_set():  # closing: the lock just taken goes back at once
+                self.leader_lock.release()
+                return
+            if self.is_leader:
+                return
+            self._lead_stop.clear()
+            self.is_leader = True
+            LEADER.set(1)
+            log.info("live leader: this process consumes MQTT and runs housekeeping")
+            t = threading.Thread(target=self._housekeeping, name="twin-live-housekeeping", daemon=True)
+            t.start()
+            self._lead_threads = [t]
+            if self._mqtt_wanted and self.settings.mqtt_url:
+                from layers.mqtt import MqttIngest
+
+                self.mqtt = MqttIngest(self, self.settings)
+                self.mqtt.start()
+
+    def _step_down(self) -> None:
+        """Stop consuming and housekeeping and give the lock up (lost lock, or closing)."""
+        with self._leader_change:
+            was = self.is_leader
+            self.is_leader = False
+            self._lead_stop.set()
+            if self.mqtt is not None:
+                self.mqtt.close()
+                self.mqtt = None
+            for t in self._lead_threads:
+                t.join(timeout=5)
+            self._lead_threads = []
+            self.leader_lock.release()
+            if was:
+                LEADER.set(0)
+
+    def _watch_leadership(self) -> None:
+        """Followers try the lock every few seconds; the leader checks it still holds it."""
+        while not self._stop.wait(next_delay()):
+            try:
+                if self.is_leader:
+                    if not self.leader_lock.alive():
+                        log.warning("live leader lock lost: stepping down (MQTT consumer stopped)")
+                        self._step_down()
+                elif self.leader_lock.acquire():
+                    log.info("live leader lock taken over")
+                    self._lead()
+            except Exception:
+                log.exception("live leadership check failed; retrying")
 
     def _housekeeping(self) -> None:
         """Leader only: mark silent devices offline; delete history past retention (hourly)."""
         period = max(0.2, min(5.0, self.settings.live_offline_after_s / 4))
         last_purge = 0.0
-        while not self._stop.wait(period):
+        while not self._lead_stop.wait(period):
             now = dt.datetime.now(dt.UTC)
             try:
                 changes = self.state.expire(now)
