@@ -10,18 +10,29 @@ The encoding follows the glyphs protobuf that MapLibre reads (the one node-fontn
 Mapbox's glyph servers write): 24 px glyphs, a 3 px buffer, an 8 px distance radius and a
 0.25 cutoff, ``top`` measured from the ascender. No maintained Python package writes this
 format; FreeType (``freetype-py``) rasterises and SciPy's Euclidean distance transform
-makes the field. Ranges are cached in memory: a CJK range renders once in ~0.2 s.
+makes the field. A CJK range renders in ~0.2 s (more on a busy machine) and a first view of
+the town needs ~27 of them, so ranges are kept twice: in memory, and on disk under
+``TWIN_HOME/glyphs/<key>/`` (:class:`GlyphCache`), where the key names the font file (path, size,
+mtime) and :data:`RENDERER_VERSION`, so a new font or a change to the renderer never serves stale
+glyphs. At server start :func:`prewarm` renders, in a background thread, the ranges that the
+town's own labels use (:func:`ranges_for`); a visitor then never waits for a render.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import os
+import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+#: bump when the bytes a range renders to change (encoding, SDF parameters): it is part of the disk key
+RENDERER_VERSION = 1
 FONT_SIZE = 24
 BUFFER = 3
 RADIUS = 8.0
@@ -34,6 +45,7 @@ CANDIDATE_FONTS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 )
 _lock = threading.Lock()
+log = logging.getLogger("twin.tiles.glyphs")
 
 
 class GlyphRangeError(ValueError):
@@ -150,4 +162,96 @@ def glyph_range(start: int, end: int, fontstack: str = FONTSTACK) -> bytes:
     return _field_bytes(1, stack)
 
 
-__all__ = ["FONTSTACK", "GlyphRangeError", "font_path", "glyph_range", "parse_range"]
+def ranges_for(texts: Iterable[str]) -> list[tuple[int, int]]:
+    """The glyph ranges (``(start, end)``) that MapLibre asks for to draw ``texts``, in the order
+    of the texts (the warm-up renders the first view's labels first)."""
+    starts = dict.fromkeys(ord(ch) & ~0xFF for text in texts for ch in text if ord(ch) <= 0xFFFF)
+    return [(s, s + 255) for s in starts]
+
+
+def font_key(path: Path | None = None) -> str:
+    """Names one rendering: the font file (path, size, mtime), the glyph size and the renderer version."""
+    path = path if path is not None else font_path()
+    if path is None:
+        ident = "no-font"
+    else:
+        st = path.stat()
+        ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    raw = f"{ident}|{FONT_SIZE}|{BUFFER}|{RADIUS}|{CUTOFF}|v{RENDERER_VERSION}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+class GlyphCache:
+    """Glyph ranges rendered once and kept on disk, in ``directory/<font key>/<stack>/<range>.pbf``.
+
+    Files are written to a temporary name and renamed, so a reader (another worker process)
+    never sees half a range. An unwritable directory only costs the disk copy: the range is
+    still rendered and served (and kept in memory by :func:`glyph_range`)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._pending: dict[Path, threading.Lock] = {}
+        self._pending_lock = threading.Lock()
+
+    def path(self, start: int, end: int, fontstack: str = FONTSTACK) -> Path:
+        stack = hashlib.sha256(fontstack.encode()).hexdigest()[:12]
+        return self.directory / font_key() / stack / f"{start}-{end}.pbf"
+
+    def get(self, start: int, end: int, fontstack: str = FONTSTACK) -> bytes:
+        """The range's PBF: from disk when it was rendered before, else rendered now and stored."""
+        target = self.path(start, end, fontstack)
+        try:
+            return target.read_bytes()
+        except OSError:
+            pass
+        with self._pending_lock:
+            one = self._pending.setdefault(target, threading.Lock())
+        with one:  # a range the warm-up is rendering right now is waited for, not rendered twice
+            try:
+                return target.read_bytes()
+            except OSError:
+                return self._render(start, end, fontstack, target)
+
+    def _render(self, start: int, end: int, fontstack: str, target: Path) -> bytes:
+        body = glyph_range(start, end, fontstack)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+            os.replace(tmp, target)
+        except OSError as exc:
+            log.warning("glyph range %d-%d not kept on disk: %s", start, end, exc)
+        return body
+
+    def prewarm(self, ranges: Iterable[tuple[int, int]], fontstack: str = FONTSTACK,
+                stop: threading.Event | None = None) -> int:
+        """Render (or load) every range not on disk yet; returns how many were rendered now."""
+        rendered = 0
+        for start, end in ranges:
+            if stop is not None and stop.is_set():
+                break
+            if not self.path(start, end, fontstack).is_file():
+                self.get(start, end, fontstack)
+                rendered += 1
+        return rendered
+
+
+def prewarm(cache: GlyphCache, texts: Iterable[str], fontstack: str = FONTSTACK) -> threading.Thread:
+    """Pre-render, in a daemon thread, the ranges ``texts`` use (Latin first, as a first view needs it)."""
+
+    def run() -> None:
+        try:
+            ranges = ranges_for(texts)
+            n = cache.prewarm(ranges, fontstack)
+            log.info("glyphs: %d of %d label ranges rendered at start (the rest were on disk)", n, len(ranges))
+        except Exception as exc:  # noqa: BLE001 - a warm-up failure only means renders on request
+            log.warning("glyph pre-rendering stopped: %s", exc)
+
+    thread = threading.Thread(target=run, name="twin-glyph-prewarm", daemon=True)
+    thread.start()
+    return thread
+
+
+__all__ = ["FONTSTACK", "RENDERER_VERSION", "GlyphCache", "GlyphRangeError", "font_key", "font_path",
+           "glyph_range", "parse_range", "prewarm", "ranges_for"]

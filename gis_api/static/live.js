@@ -151,7 +151,7 @@
     map.addLayer({ id: "live-alarm", type: "circle", source: SOURCE,
                    filter: ["==", ["get", "alarm"], true],
                    paint: { "circle-radius": ["interpolate", ["linear"], ["zoom"], 10, 9, 17, 18],
-                            "circle-color": "#ff1744", "circle-opacity": 0.7,
+                            "circle-color": "#ff1744", "circle-opacity": 0.75,  // = the flasher's "on"
                             "circle-opacity-transition": { duration: 300 },
                             "circle-stroke-color": "#ffffff", "circle-stroke-width": 1 } });
     map.addLayer({ id: "live-devices", type: "circle", source: SOURCE,

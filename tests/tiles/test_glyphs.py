@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiles.glyphs import GlyphRangeError, glyph_range, parse_range
+from tiles.glyphs import GlyphCache, GlyphRangeError, glyph_range, parse_range, ranges_for
 
 
 def _fields(buf: bytes):
@@ -71,6 +71,10 @@ def test_glyph_endpoint(town_client):
     r = town_client.get("/fonts/Twin Sans/0-255.pbf")
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
     assert ord("A") in _glyphs(r.content)
+    # a browser keeps a range for a year and asks again only with its ETag
+    assert "immutable" in r.headers["cache-control"] and "max-age=31536000" in r.headers["cache-control"]
+    again = town_client.get("/fonts/Twin Sans/0-255.pbf", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
     for bad in ("0-254", "1-256", "65536-65791", "a-b", "²-255", "0-255-511", "-1-254"):
         r = town_client.get(f"/fonts/Twin Sans/{bad}.pbf")
         assert r.status_code == 400, bad
@@ -94,3 +98,62 @@ def test_any_range_text_is_parsed_or_refused(text):
 def test_glyph_route_never_fails_on_user_text(town_client, text):
     r = town_client.get(f"/fonts/Twin Sans/{text}.pbf")
     assert r.status_code in (200, 400, 404), (text, r.status_code)
+
+
+def test_ranges_render_once_and_are_kept_on_disk(tmp_path, monkeypatch):
+    import tiles.glyphs as glyphs
+
+    cache = GlyphCache(tmp_path)
+    cp = ord("镇")
+    start = cp // 256 * 256
+    body = cache.get(start, start + 255)
+    kept = cache.path(start, start + 255)
+    assert kept.is_file() and kept.read_bytes() == body and cp in _glyphs(body)
+    assert not list(kept.parent.glob("*.tmp"))  # written under a temporary name, then renamed
+    # a second server (an empty memory cache) answers from the disk, without rendering
+    glyphs.glyph_range.cache_clear()
+    monkeypatch.setattr(glyphs, "glyph_range", lambda *a: pytest.fail("rendered again"))
+    assert GlyphCache(tmp_path).get(start, start + 255) == body
+    # a new renderer (or font) is a new key: the old files are not served for it
+    monkeypatch.setattr(glyphs, "RENDERER_VERSION", glyphs.RENDERER_VERSION + 1)
+    assert cache.path(start, start + 255) != kept
+
+
+def test_an_unwritable_cache_still_serves(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert ord("A") in _glyphs(GlyphCache(blocker).get(0, 255))
+
+
+@given(st.text(max_size=40))
+def test_ranges_for_any_text_cover_each_character(text):
+    ranges = ranges_for(text)
+    assert len(ranges) == len(set(ranges))
+    for ch in text:
+        if ord(ch) <= 0xFFFF:
+            assert any(s <= ord(ch) <= e for s, e in ranges)
+    for s, e in ranges:
+        assert parse_range(f"{s}-{e}") == (s, e)
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_server_start_renders_the_town_label_ranges_in_the_background(town_store, town_settings, tmp_path):
+    """A fresh TWIN_HOME: by the time the warm-up ends, every range the village and road names
+    use is on disk, and a request for one is answered from there."""
+    from fastapi.testclient import TestClient
+
+    from gis_api.app import create_app
+    from twin.settings import TwinSettings
+    from twin.store import FeatureQuery
+
+    settings = TwinSettings(**{**town_settings.model_dump(), "home": tmp_path})
+    names = [p["name"] for p in town_store.query(FeatureQuery("grids", limit=1000, properties=["name"])).properties]
+    assert any("\u4e00" <= ch <= "\u9fff" for n in names for ch in n)
+    with TestClient(create_app(settings, store=town_store)) as client:
+        client.app.state.glyph_prewarm.join(timeout=300)
+        assert not client.app.state.glyph_prewarm.is_alive()
+        cache = client.app.state.glyph_cache
+        for start, end in ranges_for(names):
+            assert cache.path(start, end).is_file(), (start, end)
+            r = client.get(f"/fonts/Twin Sans/{start}-{end}.pbf")
+            assert r.status_code == 200 and r.content == cache.path(start, end).read_bytes()
