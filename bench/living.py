@@ -161,8 +161,9 @@ def scrape(port: int) -> dict[str, float]:
                      r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
-        elif line.startswith("twin_tile_warm_walk_done_ratio "):
-            out["twin_tile_warm_walk_done_ratio"] = float(line.split()[1])
+        elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ")):
+            name, value = line.split()[:2]
+            out[name] = float(value)
     return out
 
 
@@ -252,10 +253,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 m = scrape(ports["extent"])
                 if m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0:
                     break
+            done = m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0
             print(f"  warm walk: {m.get('twin_tile_warm_renders_total:walk', 0.0):.0f} tiles rendered, "
                   f"{100 * m.get('twin_tile_warm_walk_done_ratio', 0.0):.0f}% of the pyramid walked in "
-                  f"{time.monotonic() - started:.0f} s before the stream")
+                  f"{time.monotonic() - started:.0f} s before the stream"
+                  + ("" if done else f" (NOT finished: --warm-wait {args.warm_wait:.0f} s ran out; not a steady state)"))
             out["warm_walk_s"] = round(time.monotonic() - started, 1)
+            out["warm_walk_finished"] = done
         before = {name: scrape(port) for name, port in ports.items()}
         writer = Writer(db_url, args.events_per_s, args.buildings_per_s)
         writer.start()
@@ -276,6 +280,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         d = {k: after[name].get(k, 0.0) - before[name].get(k, 0.0) for k in after[name]}
         warm = d.get("twin_tile_warm_renders_total:walk", 0.0) + d.get("twin_tile_warm_renders_total:edit", 0.0)
         refreshes = d.get("twin_tile_background_renders_total:stale", 0.0)
+        dropped = d.get("twin_tile_warm_dropped_total", 0.0)  # touched, unrequested: render on demand
         fresh = d.get("twin_tile_cache_lookups_total:hit", 0.0)
         stale = d.get("twin_tile_cache_lookups_total:stale", 0.0)
         misses = d.get("twin_tile_cache_lookups_total:miss", 0.0)  # background renders are not lookups
@@ -283,11 +288,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         q = h._quantiles(lat[name])
         out[name] = {"requests": len(lat[name]), "lookups": hits + misses, "hit_ratio": hits / max(hits + misses, 1.0),
                      "stale_ratio": stale / max(hits + misses, 1.0), "hits": fresh, "stale": stale,
-                     "misses": misses, "warm_renders": warm, "stale_refreshes": refreshes,
+                     "misses": misses, "warm_renders": warm, "warm_dropped": dropped, "stale_refreshes": refreshes,
                      "p50_ms": q[50], "p95_ms": q[95], "p99_ms": q[99], "sources": sources[name]}
         print(f"  {name:6s}: {len(lat[name])} tile requests ({hits + misses:.0f} counted by the server), hit ratio "
               f"{out[name]['hit_ratio']:.1%} (stale {out[name]['stale_ratio']:.1%}), p50 {q[50]:.1f} ms, "
-              f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f}, stale refreshes {refreshes:.0f}")
+              f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f} (dropped {dropped:.0f} unrequested), "
+              f"stale refreshes {refreshes:.0f}")
         slow = {f"z{z}": f"{sum(v > 0.02 for v in lat[f'{name}:z{z}'])}/{len(lat[f'{name}:z{z}'])}"
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
