@@ -135,12 +135,17 @@ class TileWarmer:
                     for t in touched:
                         if t.z not in self.zooms and not self._wanted(t, now):
                             continue  # above the walked zooms: only what viewers look at
-                        if self.demand_window_s is not None and not self._wanted(t, now):
+                        if self._droppable(name) and not self._wanted(t, now):
                             self.dropped += 1
                             WARM_DROPPED.inc()
                             continue
                         self._pending[(name, t)] = now  # one entry per tile: repeated touches coalesce
                     WARM_PENDING.set(len(self._pending))
+
+    def _droppable(self, name: str) -> bool:
+        """Unrequested touched tiles of ``name`` are dropped: the slow source's (heavy tiles); the
+        fast source's are cheap and stay queued, after every requested tile."""
+        return self.demand_window_s is not None and name not in self.fast_sources
 
     def _wanted(self, tile: Tile, now: float) -> bool:
         seen = self.service.last_demand(tile)
@@ -164,7 +169,7 @@ class TileWarmer:
             for item, queued in list(self._pending.items()):
                 seen = self.service.last_demand(item[1])
                 wanted = self._wanted(item[1], now)
-                if not wanted and self.demand_window_s is not None:
+                if not wanted and self._droppable(item[0]):
                     del self._pending[item]
                     self.dropped += 1
                     WARM_DROPPED.inc()

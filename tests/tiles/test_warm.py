@@ -116,28 +116,43 @@ def test_a_requested_touched_tile_re_renders_before_an_unrequested_one(warm_stor
         svc.close()
 
 
-def test_touched_tiles_nobody_asked_for_are_dropped_and_render_on_demand(warm_store):
+def test_touched_slow_tiles_nobody_asked_for_are_dropped_and_render_on_demand(warm_store):
     svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
     w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05)
     try:
         w.run_pass()
-        live = svc.layer_specs("events")
+        slow = svc.layer_specs("buildings")
         asked = tile_at(*P, 16)
-        svc.tile(live, asked, "gzip")
+        svc.tile(slow, asked, "gzip")  # a viewer looks at building 1, nobody at building 2
         w.start()
-        _edit_both_events(warm_store)
+        with warm_store.engine.begin() as conn:
+            conn.execute(text("UPDATE buildings SET height_m = 30 WHERE code IN ('WB-1', 'WB-2')"))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not (w.rerendered and w.idle()):
             time.sleep(0.05)
         assert w.idle()
-        assert ("twin-live", asked) in w.recent and w.dropped > 0
+        assert ("twin", asked) in w.recent and w.dropped > 0
         assert not any(t in {tile_at(*FAR, z) for z in w.zooms} for _, t in w.recent)
         # the z17 tile above the walked zooms: not kept until someone asks for it
         assert not any(t.z == 17 for _, t in w.recent)
-        # a viewer who then looks at EV-2 gets the current version, rendered on demand
-        body = svc.tile(live, tile_at(*FAR, 16), "gzip").body
-        feats = mapbox_vector_tile.decode(gzip.decompress(body))["events"]["features"]
-        assert {f["properties"]["status"] for f in feats if f["id"] == 2} == {"closed"}
+        # a viewer who then looks at building 2 gets the current version, rendered on demand
+        body = svc.tile(slow, tile_at(*FAR, 16), "gzip").body
+        feats = mapbox_vector_tile.decode(gzip.decompress(body))["buildings"]["features"]
+        assert {f["properties"]["height_m"] for f in feats if f["id"] == 2} == {30}
+    finally:
+        w.stop()
+        svc.close()
+
+
+def test_touched_live_tiles_stay_queued_after_the_requested_ones(warm_store):
+    svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
+    w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05)
+    try:
+        w.run_pass()
+        _edit_both_events(warm_store)  # nobody asked for these tiles: cheap, re-rendered anyway
+        w.run_pass()
+        assert {("twin-live", tile_at(*lonlat, z)) for lonlat in (P, FAR) for z in w.zooms} <= set(w.recent)
+        assert w.dropped == 0
     finally:
         w.stop()
         svc.close()
