@@ -9,9 +9,10 @@
    queues the tiles of the sources holding that layer that the edit touches (its
    extent grown by the tile buffer), at every warm zoom and the one above — but only
    tiles a viewer asked for in the last ``demand_window_s`` (:meth:`TileService.last_demand`);
-   the others are dropped and render on demand, so the re-render work follows what is
-   watched. Repeated touches of a queued tile coalesce; the queue goes before the walk,
-   the fast layers' (cheap) source first, then the most recently asked-for tile;
+   the slow source's others are dropped and render on demand, so the heavy re-render work
+   follows what is watched (the live source's are cheap: kept, queued last). Repeated
+   touches of a queued tile coalesce; the queue goes before the walk, asked-for tiles first
+   (the fast layers' cheap source first, then the most recently asked-for tile);
 3. stays a background job: while viewers are being served, after each walk render it sleeps
    so that it uses at most ``cpu_share`` of one core (idle, it walks at full speed), and it
    polls the change feed every version TTL even when no request comes in, so a viewer seldom
@@ -109,8 +110,9 @@ class TileWarmer:
     def _on_change(self, layer: str | None, box: BBox | None) -> None:
         """Queue the tiles an edit touched that viewers asked for (called on the feed's thread; only enqueues).
 
-        A tile nobody asked for in the last ``demand_window_s`` is not queued: it re-renders when
-        someone asks for it (or on the next walk), so re-render work follows what is watched.
+        A tile of the slow source nobody asked for in the last ``demand_window_s`` is not queued: it
+        re-renders when someone asks for it (or on the next walk), so re-render work follows what is
+        watched; the fast source's tiles are cheap and queued anyway, after the asked-for ones.
         The zoom above the warm range is included (a tile there is only queued once viewed: kept,
         not walked).
         """
