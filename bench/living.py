@@ -15,7 +15,9 @@ Two twin servers (one uvicorn worker each) on the same database, in the same run
 Both get the same viewer-like stream: ``--clients`` threads, each a big screen looking at a
 random place of the town at z12–z17, fetching every tile of a 1920×1080 viewport (512-px
 tiles, as MapLibre does for vector sources) of both style sources, then panning by one tile
-or zooming by one level; each request goes to both servers, in random order. Meanwhile a
+or zooming by one level; each server has its own clients on the same paths (same seeds), so
+neither server's pace sets the other's (``--paired``: each request goes to both servers, in
+random order, as before). Meanwhile a
 writer changes the status of a random event 5 times a second and the height of a random
 building once a second, by plain SQL on its own connection (as another program would).
 
@@ -161,8 +163,9 @@ def scrape(port: int) -> dict[str, float]:
                      r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
-        elif line.startswith("twin_tile_warm_walk_done_ratio "):
-            out["twin_tile_warm_walk_done_ratio"] = float(line.split()[1])
+        elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ")):
+            name, value = line.split()[:2]
+            out[name] = float(value)
     return out
 
 
@@ -252,10 +255,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 m = scrape(ports["extent"])
                 if m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0:
                     break
+            done = m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0
             print(f"  warm walk: {m.get('twin_tile_warm_renders_total:walk', 0.0):.0f} tiles rendered, "
                   f"{100 * m.get('twin_tile_warm_walk_done_ratio', 0.0):.0f}% of the pyramid walked in "
-                  f"{time.monotonic() - started:.0f} s before the stream")
+                  f"{time.monotonic() - started:.0f} s before the stream"
+                  + ("" if done else f" (NOT finished: --warm-wait {args.warm_wait:.0f} s ran out; not a steady state)"))
             out["warm_walk_s"] = round(time.monotonic() - started, 1)
+            out["warm_walk_finished"] = done
         before = {name: scrape(port) for name, port in ports.items()}
         writer = Writer(db_url, args.events_per_s, args.buildings_per_s)
         writer.start()
@@ -263,8 +269,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         lat.update({f"{name}:z{z}": [] for name in ports for z in range(12, 18)})
         errors: list[str] = []
         until = time.monotonic() + args.seconds
-        threads = [threading.Thread(target=client, args=(ports, sources, extent, until, i, lat, errors))
-                   for i in range(args.clients)]
+        # by default each server gets its own clients (same seeds: the same paths), so the extent
+        # server's stream is not paced by the layer server's seconds-long renders (paired, a 20 s run
+        # saw one viewport per client: first sight only, not the steady state); --paired: one client
+        # sends each request to both servers, as before
+        groups = [ports] if args.paired else [{name: port} for name, port in ports.items()]
+        threads = [threading.Thread(target=client, args=(g, sources, extent, until, i, lat, errors))
+                   for g in groups for i in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
@@ -276,6 +287,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         d = {k: after[name].get(k, 0.0) - before[name].get(k, 0.0) for k in after[name]}
         warm = d.get("twin_tile_warm_renders_total:walk", 0.0) + d.get("twin_tile_warm_renders_total:edit", 0.0)
         refreshes = d.get("twin_tile_background_renders_total:stale", 0.0)
+        dropped = d.get("twin_tile_warm_dropped_total", 0.0)  # touched, unrequested: render on demand
         fresh = d.get("twin_tile_cache_lookups_total:hit", 0.0)
         stale = d.get("twin_tile_cache_lookups_total:stale", 0.0)
         misses = d.get("twin_tile_cache_lookups_total:miss", 0.0)  # background renders are not lookups
@@ -283,11 +295,12 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         q = h._quantiles(lat[name])
         out[name] = {"requests": len(lat[name]), "lookups": hits + misses, "hit_ratio": hits / max(hits + misses, 1.0),
                      "stale_ratio": stale / max(hits + misses, 1.0), "hits": fresh, "stale": stale,
-                     "misses": misses, "warm_renders": warm, "stale_refreshes": refreshes,
+                     "misses": misses, "warm_renders": warm, "warm_dropped": dropped, "stale_refreshes": refreshes,
                      "p50_ms": q[50], "p95_ms": q[95], "p99_ms": q[99], "sources": sources[name]}
         print(f"  {name:6s}: {len(lat[name])} tile requests ({hits + misses:.0f} counted by the server), hit ratio "
               f"{out[name]['hit_ratio']:.1%} (stale {out[name]['stale_ratio']:.1%}), p50 {q[50]:.1f} ms, "
-              f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f}, stale refreshes {refreshes:.0f}")
+              f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f} (dropped {dropped:.0f} unrequested), "
+              f"stale refreshes {refreshes:.0f}")
         slow = {f"z{z}": f"{sum(v > 0.02 for v in lat[f'{name}:z{z}'])}/{len(lat[f'{name}:z{z}'])}"
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
@@ -333,6 +346,8 @@ def main() -> int:
     ap.add_argument("--warm-share", type=float, default=0.25, help="TWIN_TILE_WARM_CPU_SHARE of the extent server")
     ap.add_argument("--warm-wait", type=float, default=600.0, help="longest wait for the first warm walk (s)")
     ap.add_argument("--no-warm", action="store_true")
+    ap.add_argument("--paired", action="store_true",
+                    help="each client sends every request to both servers (the pace of the slower one)")
     ap.add_argument("--skip-data", action="store_true", help="use the database as it is (BENCH_DATABASE_URL)")
     ap.add_argument("--db-url", default=DB_URL)
     args = ap.parse_args()

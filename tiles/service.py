@@ -142,6 +142,9 @@ class TileService:
         # can have committed (set by the change feed's listener, dropped when the tile is rendered)
         self._stale_since: dict[tuple[str, Tile], float] = {}
         self._zooms_seen: set[int] = set()
+        #: tile address → monotonic time a viewer last asked for it (any source, any encoding): the
+        #: warmer re-renders touched tiles by this demand (tiles/warm.py)
+        self._demand: dict[Tile, float] = {}
         if stale_s > 0 and invalidation == "extent":
             self.versions.feed.listeners.append(self._on_change)
         self._refresh_lock = threading.Lock()
@@ -234,6 +237,18 @@ class TileService:
                     self._stale_since.pop((layer, tile), None)
             self._zooms_seen.add(tile.z)
 
+    # --- demand ----------------------------------------------------------------
+    def _note_demand(self, tile: Tile, now: float) -> None:
+        demand = self._demand
+        if len(demand) > 200_000:  # bounded: the oldest half goes (a forgotten tile re-renders on demand)
+            cut = sorted(demand.values())[len(demand) // 2]
+            self._demand = demand = {t: at for t, at in list(demand.items()) if at > cut}
+        demand[tile] = now
+
+    def last_demand(self, tile: Tile) -> float | None:
+        """Monotonic time a viewer last asked for ``tile`` (any source), or None if never (or forgotten)."""
+        return self._demand.get(tile)
+
     def _on_change(self, layer: str | None, box: BBox | None) -> None:
         """Change-feed listener: date the tiles this edit touches (at the zooms served so far)."""
         if layer is None or box is None:
@@ -323,7 +338,8 @@ class TileService:
         ``TileResult.body`` is ``None``-free: a result is only returned on a hit. ``stale_ok``: the
         previous version may answer (:meth:`_stale`).
         """
-        self.last_request = time.monotonic()  # background work backs off while viewers are served
+        self.last_request = now = time.monotonic()  # background work backs off while viewers are served
+        self._note_demand(tile, now)
         versions = self.versions.peek()
         if versions is None:
             return None
@@ -348,6 +364,8 @@ class TileService:
         answer (see :meth:`_stale`) instead of a render. ``background``: no client is waiting
         (the warmer, a stale refresh), so the lookup is not counted as a hit or miss.
         """
+        if not background:
+            self._note_demand(tile, time.monotonic())
         versions = self.versions.get()
         key, tv, ids = self._key(specs, tile, versions)
         if not self.cache.enabled:

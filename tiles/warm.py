@@ -7,7 +7,12 @@
    zooms first, and renders every tile not already cached under its current key;
 2. listens to the change feed (:class:`twin.changes.ChangeFeed`) and, for each edit,
    queues the tiles of the sources holding that layer that the edit touches (its
-   extent grown by the tile buffer), at every warm zoom; those go before the walk;
+   extent grown by the tile buffer), at every warm zoom and the one above — but only
+   tiles a viewer asked for in the last ``demand_window_s`` (:meth:`TileService.last_demand`);
+   the slow source's others are dropped and render on demand, so the heavy re-render work
+   follows what is watched (the live source's are cheap: kept, queued last). Repeated
+   touches of a queued tile coalesce; the queue goes before the walk, asked-for tiles first
+   (the fast layers' cheap source first, then the most recently asked-for tile);
 3. stays a background job: while viewers are being served, after each walk render it sleeps
    so that it uses at most ``cpu_share`` of one core (idle, it walks at full speed), and it
    polls the change feed every version TTL even when no request comes in, so a viewer seldom
@@ -30,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client import Counter, Gauge
 
 from tiles.service import TileService
+from tiles.style import FAST_LAYERS
 from tiles.tilejson import union_extent
 from tiles.tms import BUFFER, EXTENT, Tile, tiles_for_bbox
 from twin.blocks import BLOCK_ZOOMS
@@ -40,10 +46,17 @@ log = logging.getLogger("twin.tiles.warm")
 
 WARM_RENDERS = Counter("twin_tile_warm_renders_total", "Tiles rendered by the warmer", ["reason"])
 WARM_PENDING = Gauge("twin_tile_warm_pending", "Tiles queued for re-rendering after edits")
+WARM_DROPPED = Counter("twin_tile_warm_dropped_total",
+                       "Touched tiles not re-rendered after an edit because no viewer asked for them recently "
+                       "(they render on demand)")
 WARM_PROGRESS = Gauge("twin_tile_warm_walk_done_ratio", "Share of the warm pyramid walked in the current pass")
 
 #: Seconds without a tile request after which the walk stops resting (no viewer is waiting).
 IDLE_AFTER_S = 2.0
+#: Seconds a viewer's request keeps a tile on the re-render queue after edits (older: render on demand).
+DEMAND_WINDOW_S = 300.0
+#: With no demand window (queue everything), tiles above the walked zooms still need a viewer this recent.
+_ABOVE_WARM_WINDOW_S = 300.0
 #: Most tiles one edit may queue per source (a larger edit re-walks the pyramid instead).
 _MAX_TOUCHED = 2_000
 
@@ -62,7 +75,7 @@ class TileWarmer:
 
     def __init__(self, service: TileService, sources: dict[str, Sequence[str]], *,
                  zooms: range = range(10, 17), cpu_share: float = 0.25, encoding: str = "br",
-                 poll_s: float = 1.0):
+                 poll_s: float = 1.0, demand_window_s: float | None = DEMAND_WINDOW_S):
         self.service = service
         self.specs: dict[str, tuple[LayerSpec, ...]] = {
             name: service.layer_specs(list(ids)) for name, ids in sources.items() if ids}
@@ -70,8 +83,18 @@ class TileWarmer:
         self.cpu_share = min(max(cpu_share, 0.01), 1.0)
         self.encoding = encoding
         self.poll_s = poll_s
-        self._pending: deque[tuple[str, Tile]] = deque()
-        self._pending_set: set[tuple[str, Tile]] = set()
+        #: queued re-renders after edits: (source, tile) → when queued (one entry per tile)
+        self._pending: dict[tuple[str, Tile], float] = {}
+        self._busy: tuple[str, Tile] | None = None
+        #: seconds a viewer's request keeps a tile on the re-render queue (None: queue every touched tile)
+        self.demand_window_s = demand_window_s
+        #: the zooms edits re-render: the walked ones, and the one above them for tiles viewers asked for
+        self.rerender_zooms = range(zooms.start, min(zooms.stop + 1, 23))
+        #: sources made of fast-changing layers only (cheap tiles: re-rendered first)
+        self.fast_sources = {name for name, specs in self.specs.items() if all(s.id in FAST_LAYERS for s in specs)}
+        #: the latest re-renders after edits, oldest first (what the warmer spent its time on)
+        self.recent: deque[tuple[str, Tile]] = deque(maxlen=1000)
+        self.dropped = 0
         self._rewalk = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,13 +108,21 @@ class TileWarmer:
 
     # --- change feed -------------------------------------------------------
     def _on_change(self, layer: str | None, box: BBox | None) -> None:
-        """Queue the tiles an edit touched (called on the feed's thread; only enqueues)."""
+        """Queue the tiles an edit touched that viewers asked for (called on the feed's thread; only enqueues).
+
+        A tile of the slow source nobody asked for in the last ``demand_window_s`` is not queued: it
+        re-renders when someone asks for it (or on the next walk), so re-render work follows what is
+        watched; the fast source's tiles are cheap and queued anyway, after the asked-for ones.
+        The zoom above the warm range is included (a tile there is only queued once viewed: kept,
+        not walked).
+        """
         if layer is None or box is None:
             self._rewalk.set()
             return
-        zooms: Sequence[int] = self.zooms
+        zooms: Sequence[int] = self.rerender_zooms
         if layer == "building_blocks":  # drawn as the buildings layer at the block zooms
-            layer, zooms = "buildings", [z for z in self.zooms if z in BLOCK_ZOOMS]
+            layer, zooms = "buildings", [z for z in zooms if z in BLOCK_ZOOMS]
+        now = time.monotonic()
         for name, specs in self.specs.items():
             if not any(s.id == layer for s in specs):
                 continue
@@ -104,31 +135,69 @@ class TileWarmer:
             else:
                 with self._lock:
                     for t in touched:
-                        item = (name, t)
-                        if item not in self._pending_set:
-                            self._pending_set.add(item)
-                            self._pending.append(item)
+                        if t.z not in self.zooms and not self._wanted(t, now):
+                            continue  # above the walked zooms: only what viewers look at
+                        if self._droppable(name) and not self._wanted(t, now):
+                            self.dropped += 1
+                            WARM_DROPPED.inc()
+                            continue
+                        self._pending[(name, t)] = now  # one entry per tile: repeated touches coalesce
                     WARM_PENDING.set(len(self._pending))
 
+    def _droppable(self, name: str) -> bool:
+        """Unrequested touched tiles of ``name`` are dropped: the slow source's (heavy tiles); the
+        fast source's are cheap and stay queued, after every requested tile."""
+        return self.demand_window_s is not None and name not in self.fast_sources
+
+    def _wanted(self, tile: Tile, now: float) -> bool:
+        seen = self.service.last_demand(tile)
+        window = self.demand_window_s if self.demand_window_s is not None else _ABOVE_WARM_WINDOW_S
+        return seen is not None and now - seen <= window
+
     def _next_touched(self) -> tuple[str, Tile] | None:
-        """The oldest queued tile, left in the queue until :meth:`_done` (so :meth:`idle` waits for it)."""
+        """The queued tile to re-render next, taken off the queue (:meth:`idle` waits until :meth:`_done`).
+
+        Order: tiles viewers asked for within the window before the others; among those, the
+        fast layers' source (events, devices, cameras: cheap tiles) first, then the most recently
+        asked for; unrequested tiles (kept only with ``demand_window_s=None``) oldest edit first.
+        Tiles whose demand ran out while queued are dropped.
+        """
         with self._lock:
-            return self._pending[0] if self._pending else None
+            if not self._pending:
+                return None
+            now = time.monotonic()
+            best: tuple[str, Tile] | None = None
+            best_rank: tuple[bool, bool, float] | None = None
+            for item, queued in list(self._pending.items()):
+                seen = self.service.last_demand(item[1])
+                wanted = self._wanted(item[1], now)
+                if not wanted and self._droppable(item[0]):
+                    del self._pending[item]
+                    self.dropped += 1
+                    WARM_DROPPED.inc()
+                    continue
+                rank = (wanted, item[0] in self.fast_sources, seen if wanted and seen is not None else -queued)
+                if best_rank is None or rank > best_rank:
+                    best, best_rank = item, rank
+            if best is not None:
+                del self._pending[best]  # an edit landing during the render queues it again
+                self._busy = best
+            WARM_PENDING.set(len(self._pending))
+            return best
 
     def _done(self, item: tuple[str, Tile]) -> None:
         with self._lock:
-            if self._pending and self._pending[0] == item:
-                self._pending.popleft()
+            self._busy = None
             WARM_PENDING.set(len(self._pending))
 
     def _rerender(self, item: tuple[str, Tile]) -> None:
-        # drop it from the set first: an edit landing during the render queues it again
-        with self._lock:
-            self._pending_set.discard(item)
-        if self.warm_one(*item, rest=False):
-            self.rerendered += 1
-            WARM_RENDERS.labels("edit").inc()
-        self._done(item)
+        try:
+            if self.warm_one(*item, rest=False):
+                self.rerendered += 1
+                self.recent.append(item)
+                WARM_RENDERS.labels("edit").inc()
+        finally:
+            self._done(item)
 
     # --- the walk ------------------------------------------------------------
     def pyramid(self) -> list[tuple[str, Tile]]:
@@ -251,7 +320,7 @@ class TileWarmer:
     def idle(self) -> bool:
         """True when the first walk is done and no re-render is queued."""
         with self._lock:
-            return self.passes > 0 and not self._pending and not self._rewalk.is_set()
+            return self.passes > 0 and not self._pending and self._busy is None and not self._rewalk.is_set()
 
 
 def _grow(box: BBox, z: int) -> BBox:

@@ -69,11 +69,13 @@ def test_the_walk_leaves_every_tile_of_the_pyramid_cached(warmer):
 def test_an_edit_re_renders_only_the_touched_tiles_of_the_source_holding_the_layer(warmer, warm_store):
     warmer.run_pass()
     svc = warmer.service
+    live = svc.layer_specs("events")
+    for z in warmer.zooms:  # a viewer looks at the place (re-renders follow demand)
+        svc.tile(live, tile_at(*P, z), "gzip")
     warmer.start()
     with warm_store.engine.begin() as conn:
         conn.execute(text("UPDATE events SET status = 'closed' WHERE code = 'EV-1'"))
     deadline = time.monotonic() + 20
-    live = svc.layer_specs("events")
     while time.monotonic() < deadline and not (warmer.rerendered and warmer.idle()):
         time.sleep(0.05)
     assert warmer.idle()
@@ -85,6 +87,75 @@ def test_an_edit_re_renders_only_the_touched_tiles_of_the_source_holding_the_lay
         assert hit is not None, f"z{z} tile around the edit is warm again"
         feats = mapbox_vector_tile.decode(gzip.decompress(hit))["events"]["features"]
         assert {f["properties"]["status"] for f in feats if f["id"] == 1} == {"closed"}
+
+
+def _edit_both_events(store) -> None:
+    with store.engine.begin() as conn:  # one transaction: both edits are learned in the same poll
+        conn.execute(text("UPDATE events SET status = 'closed' WHERE code IN ('EV-1', 'EV-2')"))
+    time.sleep(0.1)  # past the version TTL
+
+
+def test_a_requested_touched_tile_re_renders_before_an_unrequested_one(warm_store):
+    svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
+    w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05,
+                   demand_window_s=None)  # keep every touched tile queued, to see the order
+    try:
+        w.run_pass()
+        live = svc.layer_specs("events")
+        asked = tile_at(*P, 15)
+        svc.tile(live, asked, "gzip")  # a viewer looks at the place of EV-1, not at EV-2's
+        _edit_both_events(warm_store)
+        w.run_pass()  # pulls the changes, serves the queue first, then walks
+        order = list(w.recent)
+        assert order[0] == ("twin-live", asked)
+        far = {("twin-live", tile_at(*FAR, z)) for z in w.zooms}
+        assert far <= set(order[1:]), "unrequested touched tiles are re-rendered after the requested one"
+        assert all(name == "twin-live" for name, _ in order), "an event edit costs no building tile"
+    finally:
+        w.stop()
+        svc.close()
+
+
+def test_touched_slow_tiles_nobody_asked_for_are_dropped_and_render_on_demand(warm_store):
+    svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
+    w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05)
+    try:
+        w.run_pass()
+        slow = svc.layer_specs("buildings")
+        asked = tile_at(*P, 16)
+        svc.tile(slow, asked, "gzip")  # a viewer looks at building 1, nobody at building 2
+        w.start()
+        with warm_store.engine.begin() as conn:
+            conn.execute(text("UPDATE buildings SET height_m = 30 WHERE code IN ('WB-1', 'WB-2')"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (w.rerendered and w.idle()):
+            time.sleep(0.05)
+        assert w.idle()
+        assert ("twin", asked) in w.recent and w.dropped > 0
+        assert not any(t in {tile_at(*FAR, z) for z in w.zooms} for _, t in w.recent)
+        # the z17 tile above the walked zooms: not kept until someone asks for it
+        assert not any(t.z == 17 for _, t in w.recent)
+        # a viewer who then looks at building 2 gets the current version, rendered on demand
+        body = svc.tile(slow, tile_at(*FAR, 16), "gzip").body
+        feats = mapbox_vector_tile.decode(gzip.decompress(body))["buildings"]["features"]
+        assert {f["properties"]["height_m"] for f in feats if f["id"] == 2} == {30}
+    finally:
+        w.stop()
+        svc.close()
+
+
+def test_touched_live_tiles_stay_queued_after_the_requested_ones(warm_store):
+    svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
+    w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05)
+    try:
+        w.run_pass()
+        _edit_both_events(warm_store)  # nobody asked for these tiles: cheap, re-rendered anyway
+        w.run_pass()
+        assert {("twin-live", tile_at(*lonlat, z)) for lonlat in (P, FAR) for z in w.zooms} <= set(w.recent)
+        assert w.dropped == 0
+    finally:
+        w.stop()
+        svc.close()
 
 
 def test_zoom_ranges_parse_and_bad_ones_are_refused():
