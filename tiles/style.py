@@ -163,7 +163,7 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
                                for src, names in source_layers().items() if names}
     if ortho is not None:
         layers.insert(1, {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9}})
-        sources = {ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.png"],
+        sources = {ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.webp"],
                            "tileSize": 256, "attribution": "twin orthophoto",
                            "bounds": [round(v, 7) for v in ortho["bounds"]],
                            "minzoom": int(ortho.get("minzoom", 0)),

@@ -76,7 +76,7 @@
     if (!r.ok) return;  // no orthophoto loaded: the globe keeps its base colour
     const info = await r.json();
     const provider = new Cesium.UrlTemplateImageryProvider({
-      url: base + "/raster/ortho/{z}/{x}/{y}.png",
+      url: base + "/raster/ortho/{z}/{x}/{y}.webp",
       tilingScheme: new Cesium.WebMercatorTilingScheme(),
       rectangle: Cesium.Rectangle.fromDegrees(...info.bounds),
       minimumLevel: 0,

@@ -154,7 +154,7 @@ def test_style_is_a_valid_maplibre_v8_document_over_existing_sources(client):
 def test_style_declares_the_orthophoto_with_its_bounds_and_zooms(town_client):
     style = town_client.get("/styles/twin.json").json()
     ortho = style["sources"]["ortho"]
-    assert ortho["tiles"] == ["http://testserver/raster/ortho/{z}/{x}/{y}.png"]
+    assert ortho["tiles"] == ["http://testserver/raster/ortho/{z}/{x}/{y}.webp"]
     info = town_client.get("/raster/ortho/info").json()
     assert ortho["bounds"] == pytest.approx(info["bounds"], abs=1e-6)
     assert ortho["minzoom"] == info["minzoom"]
