@@ -56,7 +56,7 @@ for p in (str(BENCH), str(ROOT)):  # ROOT first: bench/tiles.py must not shadow 
     sys.path.insert(0, p)
 
 import harness as h  # noqa: E402
-from data import DB_URL, ensure_data  # noqa: E402
+from data import DB_URL, build_blocks, ensure_data  # noqa: E402
 from features import DOC  # noqa: E402
 
 from tiles.style import source_layers  # noqa: E402
@@ -74,29 +74,6 @@ def twin_server(name: str, db_url: str, env: dict[str, str]) -> h.Server:
         env={"TWIN_DATABASE_URL": db_url, "TWIN_HOME": str(home), "PYTHONPATH": str(ROOT), **env},
         ready_path="/conformance",
     )
-
-
-def build_blocks(db_url: str) -> None:
-    """Bring ``building_blocks`` (the z12–z13 buildings) up to date before any server starts.
-
-    A server builds them itself when they are missing (``TWIN_TILE_BLOCKS``), but on the 10×
-    town that takes minutes of one core in a background thread of the server being measured,
-    which is a one-off cost of a fresh database, not of serving tiles.
-    """
-    import time as _time
-
-    from twin.blocks import ensure_blocks
-    from twin.store import SpatialStore
-
-    store = SpatialStore.from_url(db_url, statement_timeout_ms=600_000)
-    try:
-        started = _time.monotonic()
-        n = ensure_blocks(store)
-        if n:
-            print(f"  building blocks brought up to date ({'all cells' if n < 0 else f'{n} cells'}) "
-                  f"in {_time.monotonic() - started:.0f} s, before the servers start")
-    finally:
-        store.engine.dispose()
 
 
 def town_extent(db_url: str) -> tuple[float, float, float, float]:

@@ -37,7 +37,7 @@ for p in (str(ROOT), str(BENCH)):
         sys.path.insert(0, p)
 
 import harness as h  # noqa: E402
-from data import DB_URL, RASTER_DIR, ensure_data  # noqa: E402
+from data import DB_URL, RASTER_DIR, build_blocks, ensure_data  # noqa: E402
 from features import DOC, write_doc_header  # noqa: E402
 
 from twin.catalog import LAYERS  # noqa: E402
@@ -46,29 +46,6 @@ from twin.catalog import LAYERS  # noqa: E402
 TIPG_PROPS = ",".join(LAYERS["buildings"].tile_properties)
 REF = {"tipg_z14_rps": 85, "tipg_z16_rps": 235, "tipg_z12_kb": 317, "tipg_z12_ms": 1600, "bare_rps": 4200,
        "titiler_rps": 24}
-
-
-def build_blocks(db_url: str) -> None:
-    """Bring ``building_blocks`` (the z12–z13 buildings) up to date before any server starts.
-
-    A server builds them itself when they are missing (``TWIN_TILE_BLOCKS``), but on the 10×
-    town that takes minutes of one core in a background thread of the server being measured,
-    which is a one-off cost of a fresh database, not of serving tiles.
-    """
-    import time as _time
-
-    from twin.blocks import ensure_blocks
-    from twin.store import SpatialStore
-
-    store = SpatialStore.from_url(db_url, statement_timeout_ms=600_000)
-    try:
-        started = _time.monotonic()
-        n = ensure_blocks(store)
-        if n:
-            print(f"  building blocks brought up to date ({'all cells' if n < 0 else f'{n} cells'}) "
-                  f"in {_time.monotonic() - started:.0f} s, before the servers start")
-    finally:
-        store.engine.dispose()
 
 
 # --------------------------------------------------------------------------- tile picking
