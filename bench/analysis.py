@@ -67,9 +67,15 @@ def ensure_db(scale: float):  # noqa: ANN201
     with psycopg.connect(admin, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'twin_bench_analysis'").fetchone():
             conn.execute("CREATE DATABASE twin_bench_analysis")
+    raster_dir = BENCH / "results" / "analysis-home" / "rasters"  # TwinSettings(home=…).raster_dir
+    if scale == 10.0:
+        with psycopg.connect(DB_URL, autocommit=True) as conn:
+            has = conn.execute("SELECT to_regclass('bench_meta') IS NOT NULL").fetchone()[0]
+            row = conn.execute("SELECT v FROM bench_meta WHERE k = 'scale'").fetchone() if has else None
+        if row is None or float(row[0]) != scale or not (raster_dir / "dem.tif").exists():
+            _clone_bench_town(raster_dir)
     store = SpatialStore.from_url(DB_URL)
     store.migrate()
-    raster_dir = BENCH / "results" / "analysis-home" / "rasters"  # TwinSettings(home=…).raster_dir
     with psycopg.connect(DB_URL, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (k text primary key, v text)")
         row = conn.execute("SELECT v FROM bench_meta WHERE k = 'scale'").fetchone()
@@ -81,6 +87,39 @@ def ensure_db(scale: float):  # noqa: ANN201
                          (str(scale),))
             print(f"  built in {time.perf_counter() - t:.0f} s", flush=True)
     return store, raster_dir
+
+
+def _clone_bench_town(raster_dir: Path) -> bool:
+    """The 10× town is the one ``bench/data.py`` builds as ``twin_bench`` (same generator, seed and scale):
+    copy that database (``CREATE DATABASE … TEMPLATE``, a file copy) and its rasters instead of
+    generating it again for 20 minutes. False if there is no such town to copy."""
+    import shutil
+
+    import psycopg
+    from data import DB_URL as TOWN_URL
+    from data import RASTER_DIR
+
+    town_db = TOWN_URL.rsplit("/", 1)[1]
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        with psycopg.connect(TOWN_URL) as town:
+            n = town.execute("SELECT count(*) FROM buildings").fetchone()[0]
+    except psycopg.Error:
+        return False
+    if n != 200_000 or not (RASTER_DIR / "dem.tif").exists():
+        return False
+    print(f"copying the 10× town from {town_db} …", flush=True)
+    with psycopg.connect(admin, autocommit=True) as a:
+        a.execute("DROP DATABASE IF EXISTS twin_bench_analysis WITH (FORCE)")
+        a.execute(f'CREATE DATABASE twin_bench_analysis TEMPLATE "{town_db}"')
+    raster_dir.mkdir(parents=True, exist_ok=True)
+    for f in RASTER_DIR.glob("*.tif"):
+        shutil.copy2(f, raster_dir / f.name)
+    with psycopg.connect(DB_URL, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS bench_meta")
+        c.execute("CREATE TABLE bench_meta (k text primary key, v text)")
+        c.execute("INSERT INTO bench_meta VALUES ('scale', '10.0')")
+    return True
 
 
 def bench_buffer(store, settings, rng, n: int) -> dict[str, Any]:  # noqa: ANN001

@@ -4,7 +4,9 @@
     .venv/bin/python bench/living.py --quick  # short run
     BENCH_DATABASE_URL=postgresql://…/other .venv/bin/python bench/living.py --skip-data --seconds 20
 
-Two twin servers (one uvicorn worker each) on the same database, in the same run:
+Two twin servers (one uvicorn worker each) on the same database, in the same run, one after the
+other with the same stream (``--together``: both at once, as in earlier runs, where the server that
+renders every tile on demand took the CPU the other one was measured on):
 
 * ``layer``: ``TWIN_TILE_INVALIDATION=layer`` — the layer-version keys of before (an edit
   anywhere changes every tile of the layer, and the style's one composite source held every
@@ -14,7 +16,8 @@ Two twin servers (one uvicorn worker each) on the same database, in the same run
 
 Both get the same viewer-like stream: ``--clients`` threads, each a big screen looking at a
 random place of the town at z12–z17, fetching every tile of a 1920×1080 viewport (512-px
-tiles, as MapLibre does for vector sources) of both style sources, then panning by one tile
+tiles, as MapLibre does for vector sources) of both style sources — past a source's TileJSON
+``maxzoom`` (16) the z16 tiles under the view, as MapLibre overzooms — then panning by one tile
 or zooming by one level; each server has its own clients on the same paths (same seeds), so
 neither server's pace sets the other's (``--paired``: each request goes to both servers, in
 random order, as before). Meanwhile a
@@ -91,11 +94,13 @@ def tile_xy(lon: float, lat: float, z: int) -> tuple[float, float]:
     return (lon + 180) / 360 * n, (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
 
 
-def viewport(lon: float, lat: float, z: int) -> list[tuple[int, int, int]]:
-    """The tiles MapLibre fetches for a 1920×1080 view at zoom ``z`` (vector tiles are 512 px there)."""
-    tz = z
+def viewport(lon: float, lat: float, z: int, maxzoom: int = 22) -> list[tuple[int, int, int]]:
+    """The tiles MapLibre fetches for a 1920×1080 view at zoom ``z`` (vector tiles are 512 px there):
+    past the source's TileJSON ``maxzoom`` it overzooms, fetching the ``maxzoom`` tiles under the view."""
+    tz = min(z, maxzoom)
     cx, cy = tile_xy(lon, lat, tz)
-    half_w, half_h = VIEW_W / TILE_PX / 2, VIEW_H / TILE_PX / 2
+    px = TILE_PX * (1 << (z - tz))  # screen pixels of one tile at the view's zoom
+    half_w, half_h = VIEW_W / px / 2, VIEW_H / px / 2
     n = 1 << tz
     return [(tz, x, y) for x in range(int(cx - half_w), int(cx + half_w) + 1)
             for y in range(int(cy - half_h), int(cy + half_h) + 1) if 0 <= x < n and 0 <= y < n]
@@ -146,8 +151,9 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def client(ports: dict[str, int], sources: dict[str, dict[str, str]], extent: tuple[float, float, float, float],
-           until: float, seed: int, lat_out: dict[str, list[float]], errors: list[str]) -> None:
+def client(ports: dict[str, int], sources: dict[str, dict[str, tuple[str, int]]],
+           extent: tuple[float, float, float, float], until: float, seed: int, lat_out: dict[str, list[float]],
+           errors: list[str]) -> None:
     rng = random.Random(seed)
     conns = {name: http.client.HTTPConnection(h.HOST, port, timeout=60) for name, port in ports.items()}
     lon = rng.uniform(extent[0], extent[2])
@@ -155,35 +161,36 @@ def client(ports: dict[str, int], sources: dict[str, dict[str, str]], extent: tu
     z = rng.randint(12, 17)
     try:
         while time.monotonic() < until:
-            for t in viewport(lon, lat, z):
-                order = list(ports)
-                rng.shuffle(order)
-                for name in order:
-                    for layers in sources[name].values():
-                        path = f"/tiles/{layers}/{t[0]}/{t[1]}/{t[2]}.mvt"
+            # every source of the style, each at its own zooms (overzoomed past its maxzoom), as MapLibre
+            wanted = [(name, layers, t) for name in ports for layers, maxzoom in sources[name].values()
+                      for t in viewport(lon, lat, z, maxzoom)]
+            if len(ports) > 1:  # paired: each tile to both servers, in random order
+                wanted.sort(key=lambda w: (w[2], rng.random()))
+            for name, layers, t in wanted:
+                path = f"/tiles/{layers}/{t[0]}/{t[1]}/{t[2]}.mvt"
+                t0 = time.perf_counter()
+                try:
+                    try:
+                        conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
+                        r = conns[name].getresponse()
+                    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                        # the server closed the idle keep-alive connection (uvicorn: after 5 s, e.g.
+                        # while this client waited on the other server); browsers retry on a new one
+                        conns[name].close()
+                        conns[name] = http.client.HTTPConnection(h.HOST, ports[name], timeout=60)
                         t0 = time.perf_counter()
-                        try:
-                            try:
-                                conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
-                                r = conns[name].getresponse()
-                            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                                # the server closed the idle keep-alive connection (uvicorn: after 5 s, e.g.
-                                # while this client waited on the other server); browsers retry on a new one
-                                conns[name].close()
-                                conns[name] = http.client.HTTPConnection(h.HOST, ports[name], timeout=60)
-                                t0 = time.perf_counter()
-                                conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
-                                r = conns[name].getresponse()
-                            r.read()
-                        except (OSError, http.client.HTTPException) as exc:
-                            errors.append(f"{name}: {exc!r}")
-                            conns[name].close()
-                            conns[name] = http.client.HTTPConnection(h.HOST, ports[name], timeout=60)
-                            continue
-                        lat_out[name].append(time.perf_counter() - t0)
-                        lat_out[f"{name}:z{t[0]}"].append(lat_out[name][-1])
-                        if r.status >= 400:
-                            errors.append(f"{name}: {r.status} {path}")
+                        conns[name].request("GET", path, headers={"Accept-Encoding": "br, gzip"})
+                        r = conns[name].getresponse()
+                    r.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(f"{name}: {exc!r}")
+                    conns[name].close()
+                    conns[name] = http.client.HTTPConnection(h.HOST, ports[name], timeout=60)
+                    continue
+                lat_out[name].append(time.perf_counter() - t0)
+                lat_out[f"{name}:z{t[0]}"].append(lat_out[name][-1])
+                if r.status >= 400:
+                    errors.append(f"{name}: {r.status} {path}")
             # pan by one 512-px tile, or zoom by one level, as a screen operator would
             step = 360 / (1 << z)
             move = rng.random()
@@ -199,13 +206,64 @@ def client(ports: dict[str, int], sources: dict[str, dict[str, str]], extent: tu
             c.close()
 
 
+def source_zooms(port: int, layers: str) -> int:
+    """The TileJSON ``maxzoom`` the server advertises for a source (MapLibre overzooms past it)."""
+    import json
+
+    _, _, body = h.http_get(port, f"/tiles/{layers}/tilejson.json")
+    return int(json.loads(body)["maxzoom"])
+
+
+def wait_for_walk(port: int, wait_s: float) -> tuple[float, bool]:
+    """Wait (at most ``wait_s``) for the warmer's first walk of the pyramid, as after a demo start."""
+    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
+    m: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        m = scrape(port)
+        if m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0:
+            break
+    done = m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0
+    print(f"  warm walk: {m.get('twin_tile_warm_renders_total:walk', 0.0):.0f} tiles rendered, "
+          f"{100 * m.get('twin_tile_warm_walk_done_ratio', 0.0):.0f}% of the pyramid walked in "
+          f"{time.monotonic() - started:.0f} s before the stream"
+          + ("" if done else f" (NOT finished: --warm-wait {wait_s:.0f} s ran out; not a steady state)"))
+    return round(time.monotonic() - started, 1), done
+
+
+def stream(ports: dict[str, int], sources: dict[str, dict[str, tuple[str, int]]], extent: tuple[float, float, float, float],
+           args: argparse.Namespace, db_url: str) -> tuple[dict[str, list[float]], list[str], dict[str, int], dict, dict]:
+    """The viewer clients and the writer for ``args.seconds``; (latencies, errors, edits, metrics before, after)."""
+    before = {name: scrape(port) for name, port in ports.items()}
+    writer = Writer(db_url, args.events_per_s, args.buildings_per_s)
+    writer.start()
+    lat: dict[str, list[float]] = {name: [] for name in ports}
+    lat.update({f"{name}:z{z}": [] for name in ports for z in range(12, 18)})
+    errors: list[str] = []
+    until = time.monotonic() + args.seconds
+    # each server gets its own clients (same seeds: the same paths), so neither server's pace sets the
+    # other's; --paired: one client sends each request to both servers, as before
+    groups = [ports] if args.paired else [{name: port} for name, port in ports.items()]
+    threads = [threading.Thread(target=client, args=(g, sources, extent, until, i, lat, errors))
+               for g in groups for i in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.stop.set()
+    writer.join(5)
+    after = {name: scrape(port) for name, port in ports.items()}
+    return lat, errors, {"events": writer.events, "buildings": writer.buildings}, before, after
+
+
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     db_url = args.db_url
     extent = town_extent(db_url)
     build_blocks(db_url)
     all_layers = ",".join(LAYERS)
-    sources = {"layer": {"twin": all_layers},
-               "extent": {name: ",".join(ids) for name, ids in source_layers().items() if ids}}
+    layer_sets = {"layer": {"twin": all_layers},
+                  "extent": {name: ",".join(ids) for name, ids in source_layers().items() if ids}}
     # both memory tiers sized to hold the warm pyramid (docs/tiles.md: "Size TWIN_TILE_CACHE_MB … to
     # hold the pyramid"); with the default 256 MB the 10× town's coarse tiles were evicted by the
     # walk's later zooms before the stream began
@@ -220,47 +278,35 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                                                   "TWIN_TILE_WARM_CPU_SHARE": str(args.warm_share)}),
     }
     out: dict[str, Any] = {"extent": extent, "clients": args.clients, "seconds": args.seconds, "cache_mb": args.cache_mb,
-                           "stale_s": args.stale_s, "warm_zooms": args.warm_zooms}
-    with contextlib.ExitStack() as stack:
-        ports = {name: stack.enter_context(s).port for name, s in servers.items()}
-        if not args.no_warm:  # let the warmer's first walk finish (bounded), as after a demo start
-            deadline = time.monotonic() + args.warm_wait
-            started = time.monotonic()
-            m: dict[str, float] = {}
-            while time.monotonic() < deadline:
-                time.sleep(2)
-                m = scrape(ports["extent"])
-                if m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0:
-                    break
-            done = m.get("twin_tile_warm_walk_done_ratio", 0.0) >= 1.0
-            print(f"  warm walk: {m.get('twin_tile_warm_renders_total:walk', 0.0):.0f} tiles rendered, "
-                  f"{100 * m.get('twin_tile_warm_walk_done_ratio', 0.0):.0f}% of the pyramid walked in "
-                  f"{time.monotonic() - started:.0f} s before the stream"
-                  + ("" if done else f" (NOT finished: --warm-wait {args.warm_wait:.0f} s ran out; not a steady state)"))
-            out["warm_walk_s"] = round(time.monotonic() - started, 1)
-            out["warm_walk_finished"] = done
-        before = {name: scrape(port) for name, port in ports.items()}
-        writer = Writer(db_url, args.events_per_s, args.buildings_per_s)
-        writer.start()
-        lat: dict[str, list[float]] = {name: [] for name in ports}
-        lat.update({f"{name}:z{z}": [] for name in ports for z in range(12, 18)})
-        errors: list[str] = []
-        until = time.monotonic() + args.seconds
-        # by default each server gets its own clients (same seeds: the same paths), so the extent
-        # server's stream is not paced by the layer server's seconds-long renders (paired, a 20 s run
-        # saw one viewport per client: first sight only, not the steady state); --paired: one client
-        # sends each request to both servers, as before
-        groups = [ports] if args.paired else [{name: port} for name, port in ports.items()]
-        threads = [threading.Thread(target=client, args=(g, sources, extent, until, i, lat, errors))
-                   for g in groups for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        writer.stop.set()
-        writer.join(5)
-        after = {name: scrape(port) for name, port in ports.items()}
-    for name in ports:
+                           "stale_s": args.stale_s, "warm_zooms": args.warm_zooms,
+                           "phases": "together" if args.together else "one after the other"}
+    # by default the two servers take turns (same client seeds, same edit rates): on two cores a
+    # server that renders every tile on demand would otherwise take the CPU the other one is measured
+    # on; --together runs both at once, as before
+    phases = [list(servers)] if args.together else [[name] for name in servers]
+    lat: dict[str, list[float]] = {}
+    errors: list[str] = []
+    edits = {"events": 0, "buildings": 0}
+    before: dict[str, dict[str, float]] = {}
+    after: dict[str, dict[str, float]] = {}
+    for phase in phases:
+        with contextlib.ExitStack() as stack:
+            ports = {name: stack.enter_context(servers[name]).port for name in phase}
+            sources = {name: {src: (layers, source_zooms(ports[name], layers)) for src, layers in layer_sets[name].items()}
+                       for name in phase}
+            print(f"  phase {'+'.join(phase)}: source maxzooms "
+                  + ", ".join(f"{n}:{s}={v[1]}" for n in phase for s, v in sources[n].items()), flush=True)
+            if "extent" in ports and not args.no_warm:  # let the warmer's first walk finish (bounded)
+                out["warm_walk_s"], out["warm_walk_finished"] = wait_for_walk(ports["extent"], args.warm_wait)
+            pl, pe, pd, pb, pa = stream(ports, sources, extent, args, db_url)
+            lat.update(pl)
+            errors += pe
+            before.update(pb)
+            after.update(pa)
+            out.setdefault("edits_by_phase", {})["+".join(phase)] = pd
+            for k in edits:
+                edits[k] = max(edits[k], pd[k])  # per phase (the same rates in each)
+    for name in servers:
         d = {k: after[name].get(k, 0.0) - before[name].get(k, 0.0) for k in after[name]}
         warm = d.get("twin_tile_warm_renders_total:walk", 0.0) + d.get("twin_tile_warm_renders_total:edit", 0.0)
         refreshes = d.get("twin_tile_background_renders_total:stale", 0.0)
@@ -273,7 +319,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         out[name] = {"requests": len(lat[name]), "lookups": hits + misses, "hit_ratio": hits / max(hits + misses, 1.0),
                      "stale_ratio": stale / max(hits + misses, 1.0), "hits": fresh, "stale": stale,
                      "misses": misses, "warm_renders": warm, "warm_dropped": dropped, "stale_refreshes": refreshes,
-                     "p50_ms": q[50], "p95_ms": q[95], "p99_ms": q[99], "sources": sources[name]}
+                     "p50_ms": q[50], "p95_ms": q[95], "p99_ms": q[99], "sources": layer_sets[name]}
         print(f"  {name:6s}: {len(lat[name])} tile requests ({hits + misses:.0f} counted by the server), hit ratio "
               f"{out[name]['hit_ratio']:.1%} (stale {out[name]['stale_ratio']:.1%}), p50 {q[50]:.1f} ms, "
               f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f} (dropped {dropped:.0f} unrequested), "
@@ -282,7 +328,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
         print(f"          requests over 20 ms by zoom: {slow}")
-    out["edits"] = {"events": writer.events, "buildings": writer.buildings}
+    out["edits"] = edits
     out["errors"] = errors[:20]
     if errors:
         print(f"  {len(errors)} errors, first: {errors[0]}")
@@ -302,8 +348,10 @@ def report(res: dict[str, Any], meta: dict[str, Any]) -> str:
     ]
     return "\n".join([
         f"Run {meta['date']}, commit {meta['commit']}, load average before {meta['load_before']}; "
-        f"{res['clients']} viewer clients for {res['seconds']} s over z12–z17 while "
-        f"{res['edits']['events']} event and {res['edits']['buildings']} building edits landed "
+        f"{res['clients']} viewer clients for {res['seconds']} s over z12–z17 views (each source's tiles up to its "
+        f"TileJSON maxzoom, overzoomed beyond, as MapLibre) per server, the servers "
+        f"{res.get('phases', 'together')}, while about "
+        f"{res['edits']['events']} event and {res['edits']['buildings']} building edits landed per phase "
         f"(`{meta['command']}`).",
         "",
         h.md_table(["measure", "layer versions (before)", "change log + warm (now)", "goal", ""], rows),
@@ -323,11 +371,15 @@ def main() -> int:
     ap.add_argument("--warm-share", type=float, default=0.25, help="TWIN_TILE_WARM_CPU_SHARE of the extent server")
     ap.add_argument("--warm-wait", type=float, default=600.0, help="longest wait for the first warm walk (s)")
     ap.add_argument("--no-warm", action="store_true")
+    ap.add_argument("--together", action="store_true",
+                    help="run both servers at once on the machine (default: one after the other, same stream)")
     ap.add_argument("--paired", action="store_true",
                     help="each client sends every request to both servers (the pace of the slower one)")
     ap.add_argument("--skip-data", action="store_true", help="use the database as it is (BENCH_DATABASE_URL)")
     ap.add_argument("--db-url", default=DB_URL)
     args = ap.parse_args()
+    if args.paired:
+        args.together = True
     if args.quick:
         args.seconds, args.clients = min(args.seconds, 20.0), min(args.clients, 4)
     if args.skip_data:

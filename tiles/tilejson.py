@@ -25,13 +25,21 @@ def field_type(spec: LayerSpec, name: str) -> str:
     return "String"
 
 
+#: The deepest zoom TileJSON advertises: z16 tiles are not simplified and their 4096-unit grid is
+#: ~0.13 m at the town's latitude, so clients overzoom them for deeper views (MapLibre does, from
+#: ``maxzoom``) instead of fetching a z17 or z18 pyramid four and sixteen times the size — the
+#: choice OpenMapTiles makes at z14. Deeper tiles are still served to clients that ask for them
+#: (WMTS / OGC API – Tiles matrix sets, other tools): ``LayerSpec.max_zoom`` bounds the content.
+ADVERTISED_MAX_ZOOM = 16
+
+
 def vector_layer(spec: LayerSpec) -> dict[str, Any]:
     """The ``vector_layers`` entry of one layer (fields: the properties shipped in tiles)."""
     return {
         "id": spec.id,
         "description": spec.description,
         "minzoom": spec.min_zoom,
-        "maxzoom": spec.max_zoom,
+        "maxzoom": min(spec.max_zoom, ADVERTISED_MAX_ZOOM),
         "fields": {name: field_type(spec, name) for name in spec.tile_properties},
         "geometry_type": spec.geometry_type,
     }
@@ -59,7 +67,7 @@ def tilejson(
     """
     bounds = union_extent(extents) or WORLD
     minzoom = min(s.min_zoom for s in specs)
-    maxzoom = max(s.max_zoom for s in specs)
+    maxzoom = min(max(s.max_zoom for s in specs), ADVERTISED_MAX_ZOOM)
     center_zoom = max(minzoom, min(maxzoom, max(s.min_zoom for s in specs) + 2))
     ids = ",".join(s.id for s in specs)
     return {
@@ -78,4 +86,4 @@ def tilejson(
     }
 
 
-__all__ = ["field_type", "tilejson", "union_extent", "vector_layer"]
+__all__ = ["ADVERTISED_MAX_ZOOM", "field_type", "tilejson", "union_extent", "vector_layer"]

@@ -109,7 +109,7 @@ def test_tilejson_describes_layers_bounds_and_template(client):
     assert by_id["buildings"]["fields"] == {"use": "String", "floors": "Number",
                                             "height_m": "Number"}
     assert by_id["buildings"]["minzoom"] == LAYERS["buildings"].min_zoom
-    assert tj["minzoom"] == 10 and tj["maxzoom"] == 22
+    assert tj["minzoom"] == 10 and tj["maxzoom"] == 16  # clients overzoom z16
     w, s, e, n = tj["bounds"]
     assert w <= LON <= e and s <= LAT <= n
     assert len(tj["center"]) == 3
