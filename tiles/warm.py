@@ -7,12 +7,14 @@
    zooms first, and renders every tile not already cached under its current key;
 2. listens to the change feed (:class:`twin.changes.ChangeFeed`) and, for each edit,
    queues the tiles of the sources holding that layer that the edit touches (its
-   extent grown by the tile buffer), at every warm zoom and the one above — but only
-   tiles a viewer asked for in the last ``demand_window_s`` (:meth:`TileService.last_demand`);
-   the slow source's others are dropped and render on demand, so the heavy re-render work
-   follows what is watched (the live source's are cheap: kept, queued last). Repeated
-   touches of a queued tile coalesce; the queue goes before the walk, asked-for tiles first
-   (the fast layers' cheap source first, then the most recently asked-for tile);
+   extent grown by the tile buffer), at every warm zoom, and at the zoom above for tiles
+   a viewer asked for. Repeated touches of a queued tile coalesce; the queue goes before
+   the walk, asked-for tiles first (the fast layers' cheap source first, then the most
+   recently asked-for tile) and without rest, then the others at the walk's CPU share
+   (by default every touched tile is kept fresh, so a tile seen for the first time since an
+   edit is still a hit). With ``demand_window_s`` (``TWIN_TILE_WARM_DEMAND_S``) the slow
+   source's touched tiles nobody asked for in that window are dropped and render on
+   demand instead — for a machine too small to keep the whole pyramid fresh;
 3. stays a background job: while viewers are being served, after each walk render it sleeps
    so that it uses at most ``cpu_share`` of one core (idle, it walks at full speed), and it
    polls the change feed every version TTL even when no request comes in, so a viewer seldom
@@ -53,7 +55,8 @@ WARM_PROGRESS = Gauge("twin_tile_warm_walk_done_ratio", "Share of the warm pyram
 
 #: Seconds without a tile request after which the walk stops resting (no viewer is waiting).
 IDLE_AFTER_S = 2.0
-#: Seconds a viewer's request keeps a tile on the re-render queue after edits (older: render on demand).
+#: A demand window that suits a busy machine (``TWIN_TILE_WARM_DEMAND_S``; the default is none: every
+#: touched warm tile is re-rendered).
 DEMAND_WINDOW_S = 300.0
 #: With no demand window (queue everything), tiles above the walked zooms still need a viewer this recent.
 _ABOVE_WARM_WINDOW_S = 300.0
@@ -75,7 +78,7 @@ class TileWarmer:
 
     def __init__(self, service: TileService, sources: dict[str, Sequence[str]], *,
                  zooms: range = range(10, 17), cpu_share: float = 0.25, encoding: str = "br",
-                 poll_s: float = 1.0, demand_window_s: float | None = DEMAND_WINDOW_S):
+                 poll_s: float = 1.0, demand_window_s: float | None = None):
         self.service = service
         self.specs: dict[str, tuple[LayerSpec, ...]] = {
             name: service.layer_specs(list(ids)) for name, ids in sources.items() if ids}
@@ -192,7 +195,8 @@ class TileWarmer:
 
     def _rerender(self, item: tuple[str, Tile]) -> None:
         try:
-            if self.warm_one(*item, rest=False):
+            # what viewers look at goes at once; the rest of the pyramid at the walk's CPU share
+            if self.warm_one(*item, rest=not self._wanted(item[1], time.monotonic())):
                 self.rerendered += 1
                 self.recent.append(item)
                 WARM_RENDERS.labels("edit").inc()

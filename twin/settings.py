@@ -78,6 +78,11 @@ class TwinSettings(BaseSettings):
     tile_warm_zooms: str = Field(default="10-16", pattern=r"^\d{1,2}(-\d{1,2})?$", description="Zooms the warmer keeps rendered.")
     tile_warm_cpu_share: float = Field(
         default=0.25, gt=0, le=1, description="Most of one core the warmer may use (it sleeps between renders).")
+    tile_warm_demand_s: float = Field(
+        default=0.0, ge=0, description="0: the warmer re-renders every warm tile an edit touches (tiles viewers "
+        "asked for first, without rest; the others at the walk's CPU share). N > 0: of the composite source, "
+        "only tiles a viewer asked for in the last N seconds are re-rendered; the others render on demand "
+        "(for a machine that cannot keep the whole pyramid fresh).")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

@@ -219,7 +219,7 @@ def start_background(app: FastAPI) -> None:
         return
     app.state.tile_warmer = TileWarmer(
         svc, source_layers(), zooms=parse_zoom_range(s.tile_warm_zooms), cpu_share=s.tile_warm_cpu_share,
-        poll_s=max(s.tile_version_ttl_s, 0.2),
+        poll_s=max(s.tile_version_ttl_s, 0.2), demand_window_s=s.tile_warm_demand_s or None,
     ).start()
 
 

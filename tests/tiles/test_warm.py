@@ -118,7 +118,8 @@ def test_a_requested_touched_tile_re_renders_before_an_unrequested_one(warm_stor
 
 def test_touched_slow_tiles_nobody_asked_for_are_dropped_and_render_on_demand(warm_store):
     svc = TileService(warm_store, cache=TileCache(64 * 2**20), version_ttl=0.05)
-    w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05)
+    w = TileWarmer(svc, SOURCES, zooms=range(15, 17), cpu_share=1.0, encoding="gzip", poll_s=0.05,
+                   demand_window_s=300.0)  # TWIN_TILE_WARM_DEMAND_S=300
     try:
         w.run_pass()
         slow = svc.layer_specs("buildings")
