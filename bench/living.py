@@ -145,7 +145,8 @@ def scrape(port: int) -> dict[str, float]:
                      r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
-        elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ")):
+        elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ",
+                              "twin_tile_warm_pending ")):
             name, value = line.split()[:2]
             out[name] = float(value)
     return out
@@ -316,14 +317,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         misses = d.get("twin_tile_cache_lookups_total:miss", 0.0)  # background renders are not lookups
         hits = fresh + stale
         q = h._quantiles(lat[name])
-        out[name] = {"requests": len(lat[name]), "lookups": hits + misses, "hit_ratio": hits / max(hits + misses, 1.0),
+        pending = after[name].get("twin_tile_warm_pending", 0.0)  # re-renders still queued at the end
+        out[name] = {"pending_at_end": pending, "requests": len(lat[name]), "lookups": hits + misses, "hit_ratio": hits / max(hits + misses, 1.0),
                      "stale_ratio": stale / max(hits + misses, 1.0), "hits": fresh, "stale": stale,
                      "misses": misses, "warm_renders": warm, "warm_dropped": dropped, "stale_refreshes": refreshes,
                      "p50_ms": q[50], "p95_ms": q[95], "p99_ms": q[99], "sources": layer_sets[name]}
         print(f"  {name:6s}: {len(lat[name])} tile requests ({hits + misses:.0f} counted by the server), hit ratio "
               f"{out[name]['hit_ratio']:.1%} (stale {out[name]['stale_ratio']:.1%}), p50 {q[50]:.1f} ms, "
               f"p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms, warm renders {warm:.0f} (dropped {dropped:.0f} unrequested), "
-              f"stale refreshes {refreshes:.0f}")
+              f"stale refreshes {refreshes:.0f}, re-renders still queued at the end {pending:.0f}")
         slow = {f"z{z}": f"{sum(v > 0.02 for v in lat[f'{name}:z{z}'])}/{len(lat[f'{name}:z{z}'])}"
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
