@@ -16,9 +16,11 @@ generator in *other* processes so it is not what is measured):
    a client's bbox that never reached it (the server coalescing for a lagging client counts).
 4. Phase B: the same plus one *stalled* client (whole box, never reads; own process): its queue
    coalesces and drops; the others' p99 and the server's memory are compared with phase A.
-5. Phase C: the same client processes open ``--subscribers`` MQTT clients straight at Mosquitto,
-   each subscribed (QoS 1) to the topics of the devices in *its* bbox — the same deliveries as
-   twin's bbox filter gives — while the same publishers send the same rate: the ceiling.
+5. Phase C: ``--subscribers`` ``mosquitto_sub`` clients (C) straight at Mosquitto, each
+   subscribed (QoS 1) to the topics of the devices in *its* bbox — the same deliveries as twin's
+   bbox filter gives — while the same publishers send the same rate: the ceiling.
+   Every phase also reports the cores each party kept busy (twin, broker, clients, publishers),
+   so a run shows whether the load generator rather than the server is what saturates.
 6. History: readings written straight to PostGIS through the ingest's batch writer, rows/s.
 
 Results go to ``bench/results/live.json`` and a Markdown table on stdout. Numbers taken while
@@ -94,7 +96,7 @@ def publisher_proc(index: int, host: str, port: int, topic_prefix: str, codes: l
     picks = rng.integers(len(codes), size=int(rate * seconds) + 1)
     while time.time() < start_at:
         time.sleep(0.001)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), sum(os.times()[:2])
     n = len(picks)
     infos = []
     for k in range(n):
@@ -111,85 +113,129 @@ def publisher_proc(index: int, host: str, port: int, topic_prefix: str, codes: l
     client.loop_stop()
     client.disconnect()
     out.put({"index": index, "codes": picks.astype(np.int32), "seqs": index * SEQ_STRIDE + np.arange(n),
-             "late_s": late, "unacked": sum(not i.is_published() for i in infos)})
+             "late_s": late, "unacked": sum(not i.is_published() for i in infos), "cpu_s": sum(os.times()[:2]) - cpu0})
 
 
 def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, stop: Any, out: Any,
                     compression: str | None = None) -> None:
-    """Open one WebSocket per bbox, read until ``stop``; report latencies and unique sequence numbers."""
+    """Open one WebSocket per bbox, read until ``stop``; report latencies and unique sequence numbers.
+
+    Kept cheap so the load generator is not what saturates the machine: each connection iterates
+    its frames (no timer per ``recv``), stamps the arrival once per frame and keeps the send times
+    as they come; latencies are computed with numpy at the end."""
     import websockets
 
-    async def one(i: int, bbox: tuple[float, ...], res: dict[int, Any], flag: asyncio.Event) -> None:
-        lat: list[float] = []
+    async def one(i: int, bbox: tuple[float, ...], res: dict[int, Any], conns: list[Any]) -> None:
+        arrivals: list[float] = []  # per frame
+        counts: list[int] = []  # readings in that frame
+        sent: list[float] = []  # t_sent of every reading, frame after frame
         got: set[float] = set()
+        res[i] = (arrivals, counts, sent, got)
         async with websockets.connect(f"{url}/live/ws?layers=devices&bbox={','.join(map(str, bbox))}",
                                       max_size=None, ping_interval=None, compression=compression,
                                       open_timeout=120) as ws:
             await ws.recv()  # the snapshot
+            conns.append(ws)
             ready.put(1)
-            while not flag.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.5)
-                except TimeoutError:
-                    continue
-                now = time.time()
-                msg = orjson.loads(raw)
-                if msg.get("type") != "changes":
-                    continue
-                for ch in msg["changes"]:
-                    v = ch["feature"]["properties"]["values"]
-                    if "t_sent" in v:
-                        lat.append(now - v["t_sent"])
-                        got.add(v["seq"])
-        res[i] = (lat, got)
+            try:
+                async for raw in ws:
+                    now = time.time()
+                    msg = orjson.loads(raw)
+                    if msg.get("type") != "changes":
+                        continue
+                    n = 0
+                    for ch in msg["changes"]:
+                        v = ch["feature"]["properties"]["values"]
+                        t = v.get("t_sent")
+                        if t is not None:
+                            sent.append(t)
+                            got.add(v["seq"])
+                            n += 1
+                    arrivals.append(now)
+                    counts.append(n)
+            except websockets.ConnectionClosed:
+                pass
 
     async def main() -> None:
-        flag = asyncio.Event()
         res: dict[int, Any] = {}
-        tasks = [asyncio.create_task(one(i, b, res, flag)) for i, b in bboxes.items()]
+        conns: list[Any] = []
+        tasks = [asyncio.create_task(one(i, b, res, conns)) for i, b in bboxes.items()]
         while not stop.is_set():
             await asyncio.sleep(0.1)
-        flag.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        lat = np.array([x for v in res.values() for x in v[0]], dtype=np.float32)
-        out.put({"lat": lat, "received": {i: len(v[1]) for i, v in res.items()}})
+        await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+        await asyncio.wait(tasks, timeout=30)
+        lats = [np.repeat(np.asarray(a), c) - np.asarray(s) for a, c, s, _ in res.values() if s]
+        lat = np.concatenate(lats).astype(np.float32) if lats else np.array([], dtype=np.float32)
+        out.put({"lat": lat, "received": {i: len(v[3]) for i, v in res.items()},
+                 "cpu_s": sum(os.times()[:2])})
 
     asyncio.run(main())
 
 
-def mqtt_clients_proc(host: str, port: int, topic_prefix: str, topics: dict[int, list[str]], ready: Any,
-                      stop: Any, out: Any) -> None:
-    """One paho client per bbox, subscribed to the topics of the devices in it (QoS 1)."""
+def mosquitto_subs(host: str, port: int, topic_prefix: str, topics: dict[int, list[str]],
+                   workdir: Path) -> dict[int, tuple[subprocess.Popen, Path]]:
+    """The ceiling's clients: one ``mosquitto_sub`` (C, libmosquitto) per bbox, subscribed at QoS 1 to
+    the topics of the devices in it, printing ``arrival-time payload`` per message to a file. A
+    Python MQTT client per bbox (paho) could not take Mosquitto's fan-out on two cores: the ceiling
+    would measure the client. Each also takes ``{prefix}/probe`` so the bench knows it is subscribed."""
+    subs = {}
+    for i, codes in topics.items():
+        path = workdir / f"sub-{i}.txt"
+        args = ["mosquitto_sub", "-h", host, "-p", str(port), "-q", "1", "-F", "%U %p",
+                "-i", f"bench-sub-{i}-{uuid.uuid4().hex[:6]}", "-t", f"{topic_prefix}/probe"]
+        for code in codes:
+            args += ["-t", f"{topic_prefix}/devices/{code}"]
+        with path.open("wb") as f:
+            subs[i] = (subprocess.Popen(args, stdout=f, stderr=subprocess.DEVNULL), path)
+    return subs
+
+
+def wait_subscribed(host: str, port: int, topic_prefix: str, paths: list[Path], limit_s: float = 120) -> None:
+    """Publish probes until every client has printed one (its SUBSCRIBE is in place)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    res: dict[int, tuple[list[float], set[float]]] = {i: ([], set()) for i in topics}
-    clients = []
-    for i, codes in topics.items():
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{i}-{uuid.uuid4().hex[:6]}")
-        lat, got = res[i]
-
-        def on_msg(client: Any, userdata: Any, msg: Any, lat: list[float] = lat, got: set[float] = got) -> None:
-            now = time.time()
-            v = orjson.loads(msg.payload)["values"]
-            lat.append(now - v["t_sent"])
-            got.add(v["seq"])
-
-        def on_sub(client: Any, userdata: Any, mid: Any, rc: Any, props: Any) -> None:
-            ready.put(1)
-
-        c.on_message = on_msg
-        c.on_subscribe = on_sub
-        c.connect(host, port)
-        c.loop_start()
-        c.subscribe([(f"{topic_prefix}/devices/{code}", 1) for code in codes] or [(f"{topic_prefix}/none", 1)])
-        clients.append(c)
-    stop.wait()
-    for c in clients:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{uuid.uuid4().hex[:6]}")
+    c.connect(host, port)
+    c.loop_start()
+    t0 = time.time()
+    try:
+        waiting = list(paths)
+        while waiting and time.time() - t0 < limit_s:
+            c.publish(f"{topic_prefix}/probe", b"probe", qos=1).wait_for_publish(5)
+            time.sleep(0.3)
+            waiting = [p for p in waiting if p.stat().st_size == 0]
+        if waiting:
+            raise RuntimeError(f"{len(waiting)} mosquitto_sub clients never subscribed")
+    finally:
         c.loop_stop()
         c.disconnect()
-    out.put({"lat": np.array([x for v in res.values() for x in v[0]], dtype=np.float32),
-             "received": {i: len(v[1]) for i, v in res.items()}})
+
+
+def read_mosquitto_subs(subs: dict[int, tuple[subprocess.Popen, Path]]) -> dict[str, Any]:
+    """Stop the clients (SIGTERM: they flush and exit) and read arrival − send time per reading."""
+    cpu = 0.0
+    for proc, _ in subs.values():
+        try:
+            t = psutil.Process(proc.pid).cpu_times()
+            cpu += t.user + t.system
+        except psutil.Error:
+            pass
+        proc.terminate()
+    lats, received = [], {}
+    for i, (proc, path) in subs.items():
+        proc.wait(timeout=30)
+        got = set()
+        for line in path.read_bytes().splitlines():
+            arrived, _, payload = line.partition(b" ")
+            if not payload.startswith(b"{"):
+                continue  # a probe
+            v = orjson.loads(payload)["values"]
+            lats.append(float(arrived) - v["t_sent"])
+            got.add(v["seq"])
+        received[i] = len(got)
+        path.unlink()
+    return {"lat": np.array(lats, dtype=np.float32), "received": received, "cpu_s": cpu}
 
 
 def stalled_proc(url: str, ready: Any, stop: Any) -> None:
@@ -218,37 +264,64 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
+def broker_process(port: int) -> psutil.Process | None:
+    """The Mosquitto serving ``port`` on this machine (for its CPU time), if it can be found."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "mosquitto":
+            try:
+                if any(c.laddr.port == port for c in proc.net_connections(kind="tcp") if c.status == "LISTEN"):
+                    return proc
+            except psutil.Error:
+                continue
+    return None
+
+
+def cpu_s(proc: psutil.Process | None) -> float:
+    try:
+        return sum(proc.cpu_times()[:2]) if proc is not None else 0.0
+    except psutil.Error:
+        return 0.0
+
+
 def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_prefix: str, codes: list[str],
               bboxes: list[tuple[float, ...]], inside: np.ndarray, server: psutil.Process | None,
               stalled: bool = False) -> dict[str, Any]:
-    """Start the client processes, then the publishers; collect latency and loss per client."""
+    """Start the clients, then the publishers; collect latency and loss per client, and the CPU
+    seconds every party spent while the readings flowed (which one saturates the machine)."""
     ready, out, pub_out, stop = ctx.Queue(), ctx.Queue(), ctx.Queue(), ctx.Event()
-    groups = np.array_split(np.arange(len(bboxes)), args.client_procs)
-    procs = []
-    for g in groups:
-        if kind == "ws":
+    procs: list[Any] = []
+    subs: dict[int, tuple[subprocess.Popen, Path]] = {}
+    if kind == "ws":
+        for g in np.array_split(np.arange(len(bboxes)), args.client_procs):
             p = ctx.Process(target=ws_clients_proc, args=(target, {int(i): bboxes[i] for i in g}, ready, stop, out,
                                                           "deflate" if args.ws_deflate else None))
-        else:
-            topics = {int(i): [codes[d] for d in np.flatnonzero(inside[i])] for i in g}
-            p = ctx.Process(target=mqtt_clients_proc,
-                            args=(args.host, args.port, topic_prefix, topics, ready, stop, out))
-        p.start()
-        procs.append(p)
+            p.start()
+            procs.append(p)
+    else:
+        workdir = Path(f"/tmp/twin-bench-live-subs-{os.getpid()}")
+        workdir.mkdir(exist_ok=True)
+        topics = {i: [codes[d] for d in np.flatnonzero(inside[i])] for i in range(len(bboxes))}
+        subs = mosquitto_subs(args.host, args.port, topic_prefix, topics, workdir)
     extra = []
     if stalled:
         extra.append(ctx.Process(target=stalled_proc, args=(target, ready, stop)))
         extra[-1].start()
-    want = len(bboxes) + len(extra)
     try:
-        for _ in range(want):
+        for _ in range((len(bboxes) if procs else 0) + len(extra)):
             ready.get(timeout=180)
+        if subs:
+            wait_subscribed(args.host, args.port, topic_prefix, [path for _, path in subs.values()])
     except BaseException:
         stop.set()
         for p in procs + extra:
             p.terminate()
+        for sp, _ in subs.values():
+            sp.kill()
         raise
     time.sleep(1.0)
+    broker = broker_process(args.port)
+    clients = [psutil.Process(p.pid) for p in procs]
+    cpu0 = {"twin": cpu_s(server), "broker": cpu_s(broker), "clients": sum(cpu_s(c) for c in clients)}
     rss0 = server.memory_info().rss if server else 0
     sampler = RssSampler(server)
     sampler.start()
@@ -264,8 +337,13 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
             p.join()
         rss1 = server.memory_info().rss if server else 0
         time.sleep(args.tail)  # let the tail arrive
+        cpu1 = {"twin": cpu_s(server), "broker": cpu_s(broker), "clients": sum(cpu_s(c) for c in clients)}
         stop.set()
-        results = [out.get(timeout=120) for _ in procs]
+        if procs:
+            results = [out.get(timeout=120) for _ in procs]
+        else:
+            results = [read_mosquitto_subs(subs)]
+            cpu1["clients"] = results[0]["cpu_s"]
         for p in procs + extra:
             p.join(timeout=30)
     finally:
@@ -273,6 +351,9 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
         for p in procs + extra + pubs:
             if p.is_alive():
                 p.terminate()
+        for sp, _ in subs.values():
+            if sp.poll() is None:
+                sp.kill()
     lat = np.concatenate([r["lat"] for r in results]) if results else np.array([])
     received = {i: n for r in results for i, n in r["received"].items()}
     counts = np.bincount(np.concatenate([s["codes"] for s in sent]), minlength=len(codes))
@@ -281,11 +362,15 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
     got = int(sum(received.values()))
     lossy = sum(1 for i in range(len(bboxes)) if received.get(i, 0) < expected_per[i])
     n_sent = int(sum(len(s["codes"]) for s in sent))
+    wall = args.seconds + args.tail
+    cpu = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu0}  # cores busy on average
+    cpu["publishers"] = sum(s["cpu_s"] for s in sent) / args.seconds
     return {"sent": n_sent, "rate": n_sent / args.seconds, "publisher_late_s": max(s["late_s"] for s in sent),
             "unacked": sum(s["unacked"] for s in sent), "p50_ms": q(lat, 50), "p99_ms": q(lat, 99),
             "max_ms": q(lat, 100), "deliveries": int(len(lat)), "expected": expected, "received": got,
             "loss_pct": 100 * (1 - got / expected) if expected else 0.0, "clients_with_loss": lossy,
-            "rss_start_mb": rss0 / 2**20, "rss_end_mb": rss1 / 2**20, "rss_peak_mb": sampler.peak / 2**20}
+            "rss_start_mb": rss0 / 2**20, "rss_end_mb": rss1 / 2**20, "rss_peak_mb": sampler.peak / 2**20,
+            "cores": cpu}
 
 
 def hub_rate(bboxes: list, pts: dict, codes: list[str], n: int = 20_000, batch: int = 100) -> dict:
@@ -493,6 +578,8 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
              row("twin CPU per reading (all threads), ms → readings/s per core",
                  lambda c: f"{c['server_cpu_ms_per_reading']:.3f} → {1000 / c['server_cpu_ms_per_reading']:,.0f}"
                  if "server_cpu_ms_per_reading" in c else ""),
+             row("cores busy: twin / broker / clients / publishers", lambda c: " / ".join(
+                 f"{c['cores'][k]:.2f}" for k in ("twin", "broker", "clients", "publishers")) if "cores" in c else ""),
              row("server RSS MB start → end (peak)", lambda c: f"{c['rss_start_mb']:.0f} → {c['rss_end_mb']:.0f} "
                  f"({c['rss_peak_mb']:.0f})" if c["rss_start_mb"] else "")]
     a, b, m = r.get("twin_ws"), r.get("twin_ws_with_stalled"), r.get("mosquitto_direct")
