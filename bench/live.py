@@ -284,13 +284,13 @@ def read_mosquitto_subs(subs: dict[int, tuple[subprocess.Popen, Path]]) -> dict[
     return {"lat": np.array(lats, dtype=np.float32), "received": received, "cpu_s": cpu}
 
 
-def stalled_proc(url: str, ready: Any, stop: Any) -> None:
+def stalled_proc(url: str, ready: Any, stop: Any, compression: str | None = None) -> None:
     """A WebSocket client over the whole box that never reads after the snapshot: TCP backpressure."""
     import websockets
 
     async def main() -> None:
         async with websockets.connect(f"{url}/live/ws?layers=devices", max_queue=1, max_size=None,
-                                      ping_interval=None, open_timeout=120) as ws:
+                                      ping_interval=None, open_timeout=120, compression=compression) as ws:
             await ws.recv()
             ready.put(1)
             while not stop.is_set():
@@ -350,7 +350,8 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
         subs = mosquitto_subs(args.host, args.port, topic_prefix, topics, workdir)
     extra = []
     if stalled:
-        extra.append(ctx.Process(target=stalled_proc, args=(target, ready, stop)))
+        extra.append(ctx.Process(target=stalled_proc, args=(target, ready, stop,
+                                                            "deflate" if args.ws_deflate else None)))
         extra[-1].start()
     try:
         for _ in range((len(bboxes) if procs else 0) + len(extra)):
@@ -458,13 +459,22 @@ def history_rate(store: Any, codes: list[str], rows: int) -> float:
 
 def accepted_total(http_port: int) -> float:
     """Readings twin has taken from MQTT so far (its /metrics)."""
+    return scrape(http_port)[0]
+
+
+def scrape(http_port: int) -> tuple[float, float, float]:
+    """From twin's /metrics: readings taken from MQTT, and the sum and count of its pacer's ticks."""
     import httpx
 
-    total = 0.0
+    total = tick_sum = tick_count = 0.0
     for line in httpx.get(f"http://127.0.0.1:{http_port}/metrics", timeout=30).text.splitlines():
         if line.startswith("twin_live_readings_total{") and 'source="mqtt"' in line:
             total += float(line.rsplit(" ", 1)[1])
-    return total
+        elif line.startswith("twin_live_frame_interval_seconds_sum"):
+            tick_sum = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("twin_live_frame_interval_seconds_count"):
+            tick_count = float(line.rsplit(" ", 1)[1])
+    return total, tick_sum, tick_count
 
 
 def wait_caught_up(http_port: int, sent_so_far: int, limit_s: float = 60.0) -> float:
@@ -566,14 +576,16 @@ def main() -> int:
             for name, key, stalled in (("A", "twin_ws", False), ("B", "twin_ws_with_stalled", True)):
                 if name not in phases:
                     continue
-                cpu0, acc0 = sum(server.cpu_times()[:2]), accepted_total(http_port)
+                cpu0, (acc0, tick_s0, tick_n0) = sum(server.cpu_times()[:2]), scrape(http_port)
                 r = result[key] = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server,
                                             stalled=stalled)
                 sent_so_far += r["sent"]
                 r["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
                 # CPU the server spent per reading, all its threads (ingest, hub, sends, history): a
                 # figure that holds on a busy machine, where latency does not
-                taken = accepted_total(http_port) - acc0
+                acc1, tick_s1, tick_n1 = scrape(http_port)
+                taken = acc1 - acc0
+                r["frame_interval_ms_mean"] = 1000 * (tick_s1 - tick_s0) / max(1.0, tick_n1 - tick_n0)
                 r["server_cpu_ms_per_reading"] = 1000 * (sum(server.cpu_times()[:2]) - cpu0) / max(1.0, taken)
                 print(f"{name} {key}:", json.dumps(r), flush=True)
             with store.engine.connect() as c:
@@ -626,6 +638,8 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
                  if "server_cpu_ms_per_reading" in c else ""),
              row("cores busy: twin / broker / clients / publishers", lambda c: " / ".join(
                  f"{c['cores'][k]:.2f}" for k in ("twin", "broker", "clients", "publishers")) if "cores" in c else ""),
+             row("frame interval (pacer tick) mean, ms", lambda c: f"{c['frame_interval_ms_mean']:.0f}"
+                 if "frame_interval_ms_mean" in c else ""),
              row("server RSS MB start → end (peak)", lambda c: f"{c['rss_start_mb']:.0f} → {c['rss_end_mb']:.0f} "
                  f"({c['rss_peak_mb']:.0f})" if c["rss_start_mb"] else "")]
     a, b, m = r.get("twin_ws"), r.get("twin_ws_with_stalled"), r.get("mosquitto_direct")

@@ -22,9 +22,10 @@ pacer, not by every publish: the first change after a quiet spell goes out at on
 pacer ticks every ``frame_s`` (25 ms) while changes keep coming and wakes, in one pass, every
 subscriber with something queued — one cross-thread call and one timer per loop and tick, not
 per subscriber and batch. Under load the tick lengthens by itself (up to ``frame_max_s``,
-100 ms): when the loop thread spent more than half of the last tick busy, the next one is
-half as long again, so frames grow and their count falls instead of the loop falling behind;
-it shrinks back as the load goes. A change shared by several subscribers is serialised once
+50 ms): when the worker's threads used more than 60 % of a core since the last tick (they share
+one GIL), or the tick itself ran late (the event loop is behind), the next one is half as long
+again, so frames grow and their count falls instead of the worker falling behind; it shrinks
+back as the load goes. A change shared by several subscribers is serialised once
 per loop (:meth:`Pacer.frame`), not once per subscriber.
 
 Backends (``TWIN_HUB_URL``): in-process for one worker; ``redis://…`` (pub/sub) or
@@ -43,7 +44,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -68,8 +68,8 @@ class Pacer:
     """Wakes the consumers of one event loop's subscriptions, one tick at a time (see the module
     doc), and serialises the changes they send (once per change, shared by every subscriber)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, frame_s: float = 0.025, frame_max_s: float = 0.1,
-                 busy_share: float = 0.5, cache_size: int = 20_000):
+    def __init__(self, loop: asyncio.AbstractEventLoop, frame_s: float = 0.025, frame_max_s: float = 0.05,
+                 busy_share: float = 0.6, cache_size: int = 20_000):
         self.loop = loop
         self.frame_s = frame_s
         self.frame_max_s = max(frame_s, frame_max_s)
@@ -78,7 +78,8 @@ class Pacer:
         self._lock = threading.Lock()
         self._ready: set[Subscription] = set()
         self._armed = False  # a tick is scheduled (or running): producers only add to _ready
-        self._mark: tuple[float, float] | None = None  # (wall, loop-thread CPU) at the last tick
+        self._mark: tuple[float, float] | None = None  # (wall, process CPU) at the last tick
+        self._due = 0.0  # when the next tick should run
         self._encoded: dict[int, tuple[Change, bytes]] = {}
         self._cache_size = cache_size
 
@@ -105,14 +106,18 @@ class Pacer:
         for sub in subs:
             if sub._event is not None:
                 sub._event.set()
-        wall, cpu = time.perf_counter(), time.thread_time()
+        wall, cpu = time.perf_counter(), time.process_time()
         if self._mark is not None:
+            # the worker is busy when its threads together (ingest, hub, frames: they share one GIL)
+            # used more than busy_share of a core since the last tick, or this tick ran late
             busy = (cpu - self._mark[1]) / max(1e-6, wall - self._mark[0])
-            if busy > self.busy_share:
+            late = wall - self._due
+            if busy > self.busy_share or late > self.interval / 4:
                 self.interval = min(self.frame_max_s, self.interval * 1.5)
-            elif busy < self.busy_share / 2:
+            elif busy < self.busy_share / 2 and late < self.interval / 10:
                 self.interval = max(self.frame_s, self.interval / 1.5)
         self._mark = (wall, cpu)
+        self._due = wall + self.interval
         FRAME_INTERVAL.observe(self.interval)
         self.loop.call_later(self.interval, self._tick)
 
@@ -154,8 +159,13 @@ def feature_bounds(feature: dict[str, Any]) -> BBox | None:
 
 
 class Subscription:
-    """One subscriber's filter and bounded queue (per feature, in order of first arrival).
-    Thread-safe on the producer side; consumed from the asyncio loop it was created in."""
+    """One subscriber's filter and bounded queue. Thread-safe on the producer side; consumed from the
+    asyncio loop it was created in.
+
+    While the client keeps up (fewer than ``min(coalesce_after, maxsize)`` changes queued) the queue
+    is a plain list in arrival order, extended once per published batch — the usual case costs no
+    per-change work. Past that it is regrouped per feature (in order of first arrival), where
+    coalescing and dropping happen; once drained it is a list again."""
 
     def __init__(self, layers: Iterable[str] | None, bbox: BBox | None, maxsize: int,
                  loop: asyncio.AbstractEventLoop | None = None, coalesce_after: int | None = None,
@@ -168,7 +178,9 @@ class Subscription:
         self.coalesced = 0
         self.version = 0  # bumped by reset(): the hub's filter arrays follow it
         self._lock = threading.Lock()
-        self._pending: OrderedDict[tuple[str, str], list[Change]] = OrderedDict()
+        self._list: list[Change] = []  # keeping up: changes in arrival order
+        self._fast = max(1, min(self.coalesce_after, maxsize))  # the list's limit
+        self._pending: dict[tuple[str, str], list[Change]] = {}  # lagging: per feature, first arrival first
         self._count = 0  # changes queued (a feature may have several while the client keeps up)
         self._loop = loop
         self._event = asyncio.Event() if loop is not None else None
@@ -184,6 +196,14 @@ class Subscription:
         coalesced = dropped = 0
         with self._lock:
             pending = self._pending
+            if not pending and self._count + len(changes) <= self._fast:  # keeping up: one extend
+                self._list.extend(changes)
+                self._count += len(changes)
+                changes = ()
+            elif self._list:  # falling behind: regroup what waits per feature, then go on per change
+                for ch in self._list:
+                    pending.setdefault((ch["layer"], str(ch["feature"].get("id"))), []).append(ch)
+                self._list = []
             for ch in changes:
                 key = (ch["layer"], str(ch["feature"].get("id")))  # feature_key, inlined: the hot loop
                 queued = pending.get(key)
@@ -204,14 +224,14 @@ class Subscription:
                     self._count += 1
                     continue
                 if len(pending) >= self.maxsize:
-                    _, old = pending.popitem(last=False)
+                    old = pending.pop(next(iter(pending)))  # the oldest feature
                     self._count -= len(old)
                     dropped += len(old)
                 pending[key] = [ch]
                 self._count += 1
             self.coalesced += coalesced
             self.dropped += dropped
-            if pending and not self._signalled:
+            if self._count and not self._signalled:
                 self._signalled = wake = True
         if coalesced:  # once per batch: a stalled subscriber's queue does no per-change metric work
             COALESCED.inc(coalesced)
@@ -231,7 +251,12 @@ class Subscription:
     def drain(self, max_items: int | None = None) -> list[Change]:
         with self._lock:
             pending = self._pending
-            if max_items is None or max_items >= self._count:  # everything (the usual case)
+            if self._list:  # keeping up (the usual case)
+                if max_items is None or max_items >= len(self._list):
+                    out, self._list = self._list, []
+                else:
+                    out, self._list = self._list[:max_items], self._list[max_items:]
+            elif max_items is None or max_items >= self._count:  # everything
                 out = [ch for queued in pending.values() for ch in queued]
                 pending.clear()
             else:
@@ -246,7 +271,7 @@ class Subscription:
                         out.extend(queued[:room])
                         del queued[:room]
             self._count -= len(out)
-            if not pending:
+            if not self._count:
                 self._signalled = False
             return out
 
@@ -297,6 +322,7 @@ class Subscription:
             self.layers = frozenset(layers) if layers else None
             self.bbox = bbox
             self._pending.clear()
+            self._list = []
             self._count = 0
             self._signalled = False
             self.version += 1
@@ -309,7 +335,7 @@ class Hub:
         self.queue_size = queue_size
         self.coalesce_after = coalesce_after  # None: a quarter of queue_size
         self.frame_s = 0.025  # the pacers' tick: shortest time between two frames to one subscriber
-        self.frame_max_s = 0.1  # the longest it grows to under load (bounds the latency it adds)
+        self.frame_max_s = 0.05  # the longest it grows to under load (bounds the latency it adds)
         self._pacers: dict[asyncio.AbstractEventLoop, Pacer] = {}
         self._subs: list[Subscription] = []
         self._subs_lock = threading.Lock()
@@ -462,7 +488,7 @@ class Hub:
 
 
 def make_hub(url: str | None, channel: str = "twin.live", queue_size: int = 2000, frame_s: float = 0.025,
-             frame_max_s: float = 0.1) -> Hub:
+             frame_max_s: float = 0.05) -> Hub:
     """The hub for ``TWIN_HUB_URL``: in-process (None), ``redis://…`` or ``nats://…``."""
     hub = _make_hub(url, channel, queue_size)
     hub.frame_s, hub.frame_max_s = frame_s, max(frame_s, frame_max_s)

@@ -226,7 +226,7 @@ class TwinSettings(BaseSettings):
         "arrives meanwhile shares one frame (the first change after a quiet spell goes out at once)."
     )
     live_frame_max_s: float = Field(
-        default=0.1, gt=0, le=5, description="Longest the frame interval grows to while the worker's event loop is "
+        default=0.05, gt=0, le=5, description="Longest the frame interval grows to while the worker's event loop is "
         "busy (more changes per frame, fewer frames); bounds the latency framing adds."
     )
     live_retention_days: float = Field(default=90.0, gt=0, description="History older than this is deleted.")
