@@ -488,6 +488,30 @@ def wait_caught_up(http_port: int, sent_so_far: int, limit_s: float = 60.0) -> f
     return time.perf_counter() - t0
 
 
+def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
+    """A Mosquitto of the bench's own on a free loopback port: the shared one may keep the default
+    ``max_queued_messages`` (1,000), so a subscriber that falls half a second behind at 2,000/s —
+    twin's ingest or a ceiling client — would silently lose readings at the broker, and the run
+    would measure the broker's configuration, not the fan-out. Persistence off, queues deep."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+                    + ("user root\n" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the bench's own Mosquitto did not start")
+
+
 def start_server(db: str, mqtt_url: str, prefix: str) -> tuple[subprocess.Popen, int]:
     import httpx
 
@@ -523,6 +547,8 @@ def main() -> int:
     ap.add_argument("--mqtt", default=os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--postgres", default=os.environ.get("TWIN_TEST_POSTGRES_URL",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--shared-broker", action="store_true",
+                    help="use the broker at --mqtt instead of starting the bench's own Mosquitto (deep queues)")
     ap.add_argument("--phases", default="A,B,C", help="which of A (WS), B (WS + stalled), C (Mosquitto) to run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     ap.add_argument("--write-doc", action="store_true",
@@ -531,8 +557,21 @@ def main() -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up (server, client processes)
+    broker_proc = None
+    if not args.shared_broker:
+        broker_proc, bport = start_broker(Path(f"/tmp/twin-bench-live-broker-{os.getpid()}"))
+        args.mqtt = f"mqtt://127.0.0.1:{bport}"
     host, port = args.mqtt.split("//")[1].split(":")
     args.host, args.port = host, int(port)
+    try:
+        return run(args, broker_proc)
+    finally:
+        if broker_proc is not None:
+            broker_proc.terminate()
+            broker_proc.wait(timeout=20)
+
+
+def run(args: argparse.Namespace, broker_proc: subprocess.Popen | None) -> int:
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     phases = set(args.phases.upper().split(","))
     ctx = mp.get_context("spawn")
