@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent

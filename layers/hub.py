@@ -69,7 +69,7 @@ class Pacer:
     doc), and serialises the changes they send (once per change, shared by every subscriber)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frame_s: float = 0.025, frame_max_s: float = 0.05,
-                 busy_share: float = 0.6, cache_size: int = 20_000):
+                 busy_share: float = 0.6, cache_size: int = 4096):
         self.loop = loop
         self.frame_s = frame_s
         self.frame_max_s = max(frame_s, frame_max_s)
