@@ -547,6 +547,9 @@ def main() -> int:
     ap.add_argument("--mqtt", default=os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
     ap.add_argument("--postgres", default=os.environ.get("TWIN_TEST_POSTGRES_URL",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat phases A and B this many times, alternating their order (A B, B A, …), and report "
+                    "the stalled subscriber's effect per pair: on a busy machine a single A-then-B pair is mostly drift")
     ap.add_argument("--shared-broker", action="store_true",
                     help="use the broker at --mqtt instead of starting the bench's own Mosquitto (deep queues)")
     ap.add_argument("--phases", default="A,B,C", help="which of A (WS), B (WS + stalled), C (Mosquitto) to run")
@@ -612,12 +615,15 @@ def run(args: argparse.Namespace, broker_proc: subprocess.Popen | None) -> int:
         try:
             server = psutil.Process(proc.pid)
             sent_so_far = 0
-            for name, key, stalled in (("A", "twin_ws", False), ("B", "twin_ws_with_stalled", True)):
+            pair = [("A", "twin_ws", False), ("B", "twin_ws_with_stalled", True)]
+            order = [ph for k in range(args.rounds) for ph in (pair if k % 2 == 0 else pair[::-1])]
+            rounds: list[dict[str, Any]] = []
+            for name, key, stalled in order:
                 if name not in phases:
                     continue
                 cpu0, (acc0, tick_s0, tick_n0) = sum(server.cpu_times()[:2]), scrape(http_port)
-                r = result[key] = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server,
-                                            stalled=stalled)
+                r = run_phase("ws", args, ctx, url, prefix, codes, bboxes, inside, server, stalled=stalled)
+                result.setdefault(key, r)  # the table shows the first run of each phase
                 sent_so_far += r["sent"]
                 r["backlog_s_after_tail"] = wait_caught_up(http_port, sent_so_far)
                 # CPU the server spent per reading, all its threads (ingest, hub, sends, history): a
@@ -627,6 +633,12 @@ def run(args: argparse.Namespace, broker_proc: subprocess.Popen | None) -> int:
                 r["frame_interval_ms_mean"] = 1000 * (tick_s1 - tick_s0) / max(1.0, tick_n1 - tick_n0)
                 r["server_cpu_ms_per_reading"] = 1000 * (sum(server.cpu_times()[:2]) - cpu0) / max(1.0, taken)
                 print(f"{name} {key}:", json.dumps(r), flush=True)
+                if len(rounds) == 0 or len(rounds[-1]) == 2:
+                    rounds.append({})
+                rounds[-1][name] = r
+            if args.rounds > 1:
+                result["paired_rounds"] = [{n: {k: v[k] for k in ("p50_ms", "p99_ms", "server_cpu_ms_per_reading")}
+                                            for n, v in rd.items()} for rd in rounds]
             with store.engine.connect() as c:
                 from sqlalchemy import text
 
@@ -685,6 +697,11 @@ def table(r: dict[str, Any], args: argparse.Namespace) -> str:
     notes = []
     if a and b:
         notes.append(f"stalled subscriber: others' p99 {100 * (b['p99_ms'] / a['p99_ms'] - 1):+.0f} %")
+    pairs = [rd for rd in r.get("paired_rounds", []) if "A" in rd and "B" in rd]
+    if len(pairs) > 1:
+        ratios = [100 * (rd["B"]["p99_ms"] / rd["A"]["p99_ms"] - 1) for rd in pairs]
+        notes.append(f"stalled subscriber over {len(pairs)} alternating pairs: others' p99 median "
+                     f"{float(np.median(ratios)):+.0f} % (per pair: " + ", ".join(f"{x:+.0f} %" for x in ratios) + ")")
     if a and m:
         notes.append(f"twin / Mosquitto p99: {a['p99_ms'] / m['p99_ms']:.2f}×, "
                      f"deliveries/s ratio {a['received'] / max(1, m['received']):.2f}")
