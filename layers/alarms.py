@@ -79,6 +79,7 @@ class AlarmEngine:
         self._devices: dict[str, DeviceInfo] = {}
         self._devices_version = -1
         self._devices_checked = 0.0
+        self._devices_refreshing = False
         self._open: dict[tuple[str, str], OpenAlarm] = {}
         self._open_loaded = -math.inf
         self._last_ts: dict[tuple[str, str], dt.datetime] = {}
@@ -193,14 +194,33 @@ class AlarmEngine:
         self._open_loaded = now
 
     def _device(self, code: str) -> DeviceInfo | None:
+        """The device's cached record. Every ``alarm_state_ttl_s`` the devices layer's version is checked:
+        for a device already known, in a background thread (the ingest must not wait a database round
+        trip per second: under load that stalled every reading behind it); for an unknown one, at once."""
         now = time.monotonic()
         if now - self._devices_checked >= self.settings.alarm_state_ttl_s:
             self._devices_checked = now
-            version = self.store.version("devices")
-            if version != self._devices_version:
-                self._load_devices()
-                self._devices_version = version
+            if code not in self._devices:
+                self._refresh_devices()
+            elif not self._devices_refreshing:
+                self._devices_refreshing = True
+                threading.Thread(target=self._refresh_devices_in_background, name="twin-alarm-devices",
+                                 daemon=True).start()
         return self._devices.get(code)
+
+    def _refresh_devices(self) -> None:
+        version = self.store.version("devices")
+        if version != self._devices_version:
+            self._load_devices()  # builds a new dict, then swaps it in
+            self._devices_version = version
+
+    def _refresh_devices_in_background(self) -> None:
+        try:
+            self._refresh_devices()
+        except Exception:
+            log.exception("refreshing the alarm engine's devices failed; keeping the cached ones")
+        finally:
+            self._devices_refreshing = False
 
     def _load_devices(self) -> None:
         tbl = Device.__table__

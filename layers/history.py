@@ -87,41 +87,77 @@ def write_batch(store: SpatialStore, readings: Sequence[Reading], seen_at: dt.da
     seen = seen_at or dt.datetime.now(dt.UTC)
     with store.engine.begin() as conn:
         if store.dialect.name == "postgis":
-            _copy_readings(conn, readings)
+            _insert_readings_pg(conn, readings)
+            _upsert_state_pg(conn, latest, seen)
         else:
             conn.execute(sa_insert(readings_table), [
                 {"layer": r.layer, "device_code": r.device_code, "ts": r.ts, "values": r.values,
                  "lon": r.lon, "lat": r.lat} for r in readings])
-        keys = list(latest)
-        old = {
-            (row.layer, row.device_code): row
-            for row in conn.execute(
-                select(state_table).where(tuple_(state_table.c.layer, state_table.c.device_code).in_(keys))
-            )
-        }
-        replace = [k for k in keys if k not in old or _utc(old[k].ts) <= latest[k].ts]
-        if replace:
-            conn.execute(delete(state_table).where(
-                tuple_(state_table.c.layer, state_table.c.device_code).in_(replace)))
-            conn.execute(sa_insert(state_table), [
-                {"layer": k[0], "device_code": k[1], "ts": latest[k].ts, "values": latest[k].values,
-                 "lon": latest[k].lon if latest[k].lon is not None else (old[k].lon if k in old else None),
-                 "lat": latest[k].lat if latest[k].lat is not None else (old[k].lat if k in old else None),
-                 "last_seen": seen}
-                for k in replace
-            ])
+            _replace_state(conn, latest, seen)
     ROWS_WRITTEN.inc(len(readings))
     return len(readings)
 
 
-def _copy_readings(conn: Any, readings: Sequence[Reading]) -> None:
-    """PostgreSQL: append the rows with COPY (one stream, no per-row statement or parameter binding),
-    inside the caller's transaction."""
-    raw = conn.connection.driver_connection
-    sql = 'COPY live_readings (layer, device_code, ts, "values", lon, lat) FROM STDIN'
-    with raw.cursor() as cur, cur.copy(sql) as copy:
-        for r in readings:
-            copy.write_row((r.layer, r.device_code, r.ts, orjson.dumps(r.values).decode(), r.lon, r.lat))
+def _replace_state(conn: Any, latest: dict[tuple[str, str], Reading], seen: dt.datetime) -> None:
+    """SpatiaLite: read the devices' stored state, replace the rows a newer reading moves."""
+    keys = list(latest)
+    old = {
+        (row.layer, row.device_code): row
+        for row in conn.execute(
+            select(state_table).where(tuple_(state_table.c.layer, state_table.c.device_code).in_(keys))
+        )
+    }
+    replace = [k for k in keys if k not in old or _utc(old[k].ts) <= latest[k].ts]
+    if replace:
+        conn.execute(delete(state_table).where(
+            tuple_(state_table.c.layer, state_table.c.device_code).in_(replace)))
+        conn.execute(sa_insert(state_table), [
+            {"layer": k[0], "device_code": k[1], "ts": latest[k].ts, "values": latest[k].values,
+             "lon": latest[k].lon if latest[k].lon is not None else (old[k].lon if k in old else None),
+             "lat": latest[k].lat if latest[k].lat is not None else (old[k].lat if k in old else None),
+             "last_seen": seen}
+            for k in replace
+        ])
+
+
+#: one statement whatever the batch size: the devices' latest readings as one JSON array parameter
+#: (serialised by orjson in C; psycopg's per-element array dumping was a third of this step), upserted;
+#: a stored state newer than the batch's reading stays, a missing position keeps the stored one
+_UPSERT_STATE_PG = """
+INSERT INTO live_state (layer, device_code, ts, "values", lon, lat, last_seen)
+SELECT layer, device_code, ts, "values", lon, lat, %s FROM json_to_recordset(%s::json)
+    AS u(layer text, device_code text, ts timestamptz, "values" json, lon float8, lat float8)
+ON CONFLICT (layer, device_code) DO UPDATE SET ts = excluded.ts, "values" = excluded."values",
+    lon = COALESCE(excluded.lon, live_state.lon), lat = COALESCE(excluded.lat, live_state.lat),
+    last_seen = excluded.last_seen
+WHERE live_state.ts <= excluded.ts
+"""
+
+_INSERT_READINGS_PG = """
+INSERT INTO live_readings (layer, device_code, ts, "values", lon, lat)
+SELECT layer, device_code, ts, "values", lon, lat FROM json_to_recordset(%s::json)
+    AS u(layer text, device_code text, ts timestamptz, "values" json, lon float8, lat float8)
+"""
+
+
+def _rows_json(readings: Sequence[Reading]) -> str:
+    return orjson.dumps([{"layer": r.layer, "device_code": r.device_code, "ts": r.ts, "values": r.values,
+                          "lon": r.lon, "lat": r.lat} for r in readings]).decode()
+
+
+def _upsert_state_pg(conn: Any, latest: dict[tuple[str, str], Reading], seen: dt.datetime) -> None:
+    """PostgreSQL: the latest state per device in one ``INSERT … ON CONFLICT`` (the select + delete +
+    insert with a ``(layer, code) IN (…)`` list of thousands of pairs cost a quarter of the ingest's
+    CPU at 2,000 readings/s, most of it building and splitting that query text)."""
+    with conn.connection.driver_connection.cursor() as cur:
+        cur.execute(_UPSERT_STATE_PG, (seen, _rows_json(list(latest.values()))))
+
+
+def _insert_readings_pg(conn: Any, readings: Sequence[Reading]) -> None:
+    """PostgreSQL: append the rows in one statement over a JSON array (one orjson call for the batch;
+    ``COPY``'s per-row Python formatting cost more of the ingest's CPU than the database's work)."""
+    with conn.connection.driver_connection.cursor() as cur:
+        cur.execute(_INSERT_READINGS_PG, (_rows_json(readings),))
 
 
 def load_state(store: SpatialStore) -> list[dict[str, Any]]:

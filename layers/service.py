@@ -61,7 +61,8 @@ class LiveService:
     def __init__(self, store: SpatialStore, settings: TwinSettings, hub: Hub | None = None):
         self.store = store
         self.settings = settings
-        self.hub = hub or make_hub(settings.hub_url, settings.hub_channel, settings.hub_queue_size)
+        self.hub = hub or make_hub(settings.hub_url, settings.hub_channel, settings.hub_queue_size,
+                                   settings.live_frame_s, settings.live_frame_max_s)
         self.registry = Registry(store)
         self.state = LiveState(settings.live_offline_after_s)
         self.writer = HistoryWriter(store, settings.live_flush_s)

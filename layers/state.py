@@ -24,7 +24,9 @@ from layers.registry import Registry, Thing
 
 def _iso(t: dt.datetime | None) -> str | None:
     """Fixed-width UTC (microseconds always written) so strings order as times do."""
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t is not None else None
+    if t is None:
+        return None
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"  # strftime: 3× the time
 
 
 def _parse(t: str | None) -> dt.datetime | None:

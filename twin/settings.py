@@ -226,6 +226,14 @@ class TwinSettings(BaseSettings):
     hub_queue_size: int = Field(
         default=2000, ge=1, description="Changes queued per subscriber before the oldest are dropped."
     )
+    live_frame_s: float = Field(
+        default=0.025, gt=0, le=1, description="Shortest time between two live-stream frames to one subscriber: what "
+        "arrives meanwhile shares one frame (the first change after a quiet spell goes out at once)."
+    )
+    live_frame_max_s: float = Field(
+        default=0.05, gt=0, le=5, description="Longest the frame interval grows to while the worker's event loop is "
+        "busy (more changes per frame, fewer frames); bounds the latency framing adds."
+    )
     live_retention_days: float = Field(default=90.0, gt=0, description="History older than this is deleted.")
     live_offline_after_s: float = Field(
         default=300.0, gt=0, description="A device with no reading or heartbeat for this long is offline."

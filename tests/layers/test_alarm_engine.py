@@ -2,12 +2,14 @@
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, box
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from layers.alarm_rules import load_rules
 from layers.alarms import AlarmEngine
@@ -230,3 +232,23 @@ def test_of_concurrent_steps_on_one_event_exactly_one_is_accepted(town):
         outcomes = list(pool.map(step, range(8)))
     assert outcomes.count("ok") == 1 and outcomes.count("409") == 7
     assert [s["to"] for s in history(town, eid)["history"]] == ["reported", "verified"]
+
+
+
+def test_a_known_devices_version_check_never_holds_up_a_reading(town):
+    """The once-per-TTL look at the devices layer's version runs beside the ingest for a device the
+    engine knows: a reading is graded at once even while that look waits on a locked table."""
+    if town.dialect.name != "postgis":
+        pytest.skip("needs a lock another connection waits on (PostgreSQL)")
+    e = engine(town, alarm_state_ttl_s=0.0)
+    assert e.on_reading("devices", "YC1", at(0), {"pm10": 10.0}) == []  # loads the devices
+    with town.engine.connect() as locker:
+        tx = locker.begin()
+        locker.execute(text("LOCK TABLE layer_versions IN ACCESS EXCLUSIVE MODE"))
+        release = threading.Timer(3.0, tx.rollback)  # an engine that waits for the lock waits 3 s
+        release.start()
+        t0 = time.perf_counter()
+        assert e.on_reading("devices", "YC1", at(1), {"pm10": 20.0}) == []
+        took = time.perf_counter() - t0
+        release.join()
+    assert took < 1.0, took

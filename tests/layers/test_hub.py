@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from live_support import NATS_URL, REDIS_URL, unique
 
-from layers.hub import Hub, make_hub
+from layers.hub import Hub, Pacer, make_hub
 
 
 def change(fid: str, lon: float, lat: float, v: float = 0.0, layer: str = "devices", op: str = "update") -> dict:
@@ -123,6 +125,102 @@ def test_async_consumer_wakes_on_publish_from_another_thread() -> None:
 
     got = asyncio.run(main())
     assert [c["feature"]["id"] for c in got] == ["x"]
+
+
+def test_paced_consumer_gets_the_first_change_at_once_and_the_rest_of_a_burst_in_one_frame() -> None:
+    async def main() -> tuple[float, list, list]:
+        loop = asyncio.get_running_loop()
+        hub = Hub()
+        hub.frame_s, hub.frame_max_s = 0.2, 0.2  # long ticks, so the burst surely lands within one
+        sub = hub.subscribe(loop=loop)
+        t0 = time.perf_counter()
+        await loop.run_in_executor(None, hub.publish, "devices", change("x", 0, 0))
+        first = await sub.next_batch(timeout=5)
+        took = time.perf_counter() - t0
+
+        def burst() -> None:
+            for i in range(50):
+                hub.publish("devices", change(f"f{i}", 0, 0, i))
+
+        await loop.run_in_executor(None, burst)
+        second = await sub.next_batch(timeout=5)
+        return took, first, second
+
+    took, first, second = asyncio.run(main())
+    assert [c["feature"]["id"] for c in first] == ["x"]
+    assert took < 0.15  # after a quiet spell: no wait for a tick
+    assert [c["feature"]["id"] for c in second] == [f"f{i}" for i in range(50)]  # one frame, in order
+
+
+def test_pacer_lengthens_its_tick_while_the_worker_is_busy_never_past_the_bound_and_shrinks_back() -> None:
+    async def main() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        hub = Hub()
+        hub.frame_s, hub.frame_max_s = 0.01, 0.04
+        sub = hub.subscribe(loop=loop)
+        pacer = sub.pacer
+        assert pacer is not None
+        stop = threading.Event()
+
+        def busy_publisher() -> None:  # keeps the process's CPU near a full core and changes flowing
+            i = 0
+            while not stop.is_set():
+                hub.publish("devices", change("f", 0, 0, i))
+                i += 1
+                end = time.perf_counter() + 0.002
+                while time.perf_counter() < end:
+                    pass
+
+        t = threading.Thread(target=busy_publisher)
+        t.start()
+        seen = []
+        try:
+            for _ in range(40):
+                await sub.next_batch(timeout=5)
+                seen.append(pacer.interval)
+        finally:
+            stop.set()
+            t.join()
+        for i in range(30):  # quiet but still changing now and then: the tick comes back down
+            hub.publish("devices", change("f", 0, 0, -i))
+            await sub.next_batch(timeout=5)
+            await asyncio.sleep(0.02)
+        return seen, pacer.interval
+
+    seen, after = asyncio.run(main())
+    assert max(seen) == pytest.approx(0.04)  # grew to the bound under load…
+    assert all(x <= 0.04 + 1e-9 for x in seen)  # …and never past it
+    assert after < 0.04
+
+
+def test_a_change_is_serialised_once_for_every_subscriber_of_the_loop() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        pacer = Pacer(loop)
+        a, b = change("a", 1, 1, 1), change("b", 2, 2, 2)
+        one, two = pacer.frame([a, b]), pacer.frame([b])
+        assert orjson.loads(one) == {"type": "changes", "changes": [a, b]}
+        assert orjson.loads(two) == {"type": "changes", "changes": [b]}
+        assert len(pacer._encoded) == 2  # b was encoded once, for both frames
+    finally:
+        loop.close()
+
+
+def test_a_stalled_subscriber_costs_one_wake_and_a_bounded_queue() -> None:
+    loop = asyncio.new_event_loop()  # never run: the subscriber never reads
+    try:
+        hub = Hub(queue_size=200)
+        stalled = hub.subscribe(loop=loop)
+        wakes = []
+        real_ready = stalled.pacer.ready
+        stalled.pacer.ready = lambda sub: (wakes.append(sub), real_ready(sub))  # type: ignore[method-assign]
+        for i in range(10_000):
+            hub.publish("devices", change(f"F{i % 150}", 1, 1, i))
+        assert len(wakes) == 1  # signalled once, not once per change or batch
+        assert stalled.pending_count() <= 200
+        assert stalled.coalesced + stalled.dropped + stalled.pending_count() == 10_000
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize("url", [REDIS_URL, NATS_URL], ids=["redis", "nats"])
