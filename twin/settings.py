@@ -78,6 +78,12 @@ class TwinSettings(BaseSettings):
     tile_warm_zooms: str = Field(default="10-16", pattern=r"^\d{1,2}(-\d{1,2})?$", description="Zooms the warmer keeps rendered.")
     tile_warm_cpu_share: float = Field(
         default=0.25, gt=0, le=1, description="Most of one core the warmer may use (it sleeps between renders).")
+    first_view_warm: str = Field(
+        default="1600x1080,3520x2160", pattern=r"^ *([0-9]{2,5}[xX][0-9]{2,5} *(, *[0-9]{2,5}[xX][0-9]{2,5} *)*)?$",
+        description="Map sizes (WIDTHxHEIGHT, CSS pixels, comma-separated) whose framed first view of the viewer "
+        "`/` is rendered into the tile caches in the background at start: every vector tile and orthophoto tile "
+        "it shows, so the first visitor waits for no render. Default: a 1920x1080 and a 3840x2160 screen less the "
+        "320 px panel. Empty: off.")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

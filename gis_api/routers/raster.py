@@ -8,6 +8,7 @@ rendering parameter; ``If-None-Match`` answers 304.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -75,15 +76,25 @@ def _query_string(options: dict[str, Any]) -> str:
     return ("?" + urlencode(kept)) if kept else ""
 
 
-def tile_cache(request: Request):  # noqa: ANN201 - tiles.cache.TileCache, built on first use
-    cache = getattr(request.app.state, "raster_tile_cache", None)
+def raster_tile_cache(app: FastAPI):  # noqa: ANN201 - tiles.cache.TileCache, built on first use
+    cache = getattr(app.state, "raster_tile_cache", None)
     if cache is None:
         from tiles.cache import TileCache
 
-        settings = request.app.state.settings
-        cache = TileCache(settings.tile_cache_mb * 2**20, settings.redis_url, redis_prefix="twin:raster:")
-        request.app.state.raster_tile_cache = cache
+        with _CACHE_LOCK:  # requests and the first-view warm-up (another thread) may both build it
+            cache = getattr(app.state, "raster_tile_cache", None)
+            if cache is None:
+                settings = app.state.settings
+                cache = TileCache(settings.tile_cache_mb * 2**20, settings.redis_url, redis_prefix="twin:raster:")
+                app.state.raster_tile_cache = cache
     return cache
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def tile_cache(request: Request):  # noqa: ANN201 - tiles.cache.TileCache, built on first use
+    return raster_tile_cache(request.app)
 
 
 @dataclass
