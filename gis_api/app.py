@@ -65,7 +65,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
             start_background(app)  # building blocks, warm pyramid
         yield
-        for name in ("tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain", "live"):
+        for name in ("first_view_warm", "tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain", "live"):
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()

@@ -242,6 +242,7 @@ class FirstViewWarm:
 
         self.app, self.sizes = app, sizes
         self.done = threading.Event()
+        self._stop = threading.Event()
         self.total = self.rendered = 0
         self.seconds: float | None = None
         self.error: str | None = None
@@ -251,11 +252,19 @@ class FirstViewWarm:
         self._thread.start()
         return self
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after the tile being rendered (at app shutdown, before the caches and store close)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
     def status(self) -> str:
         if self.error is not None:
             return f"failed: {self.error}"
         if not self.done.is_set():
             return f"warming ({self.rendered}/{self.total or '?'} tiles)"
+        if self.seconds is None:
+            return "stopped"
         return f"ok ({self.total} tiles, {self.rendered} rendered, {self.seconds:.1f} s)"
 
     def jobs(self) -> list[Callable[[], bool]]:
@@ -343,11 +352,15 @@ class FirstViewWarm:
             jobs = self.jobs()
             self.total = len(jobs)
             for job in jobs:
+                if self._stop.is_set():  # the app is shutting down
+                    return
                 if job():
                     self.rendered += 1
             self.seconds = time.perf_counter() - started
             log.info("first view warm: %d tiles, %d rendered, %.1f s", self.total, self.rendered, self.seconds)
         except Exception as exc:  # noqa: BLE001 - an accelerator: tiles still render on request
+            if self._stop.is_set():
+                return  # stopped mid-render: the app's services are closing under it
             self.error = str(exc) or type(exc).__name__
             log.warning("first view warm-up failed (tiles render on request): %s", exc)
         finally:
