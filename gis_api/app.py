@@ -10,7 +10,6 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from gis_api import errors
@@ -19,6 +18,7 @@ from gis_api.guard import Guard
 from gis_api.metrics import MetricsMiddleware
 from gis_api.negotiation import NegotiatedGZipMiddleware
 from gis_api.routers import features, landing, ops
+from gis_api.static_files import GzipStaticFiles
 from gis_api.tile_front import CachedTileFront
 from twin.settings import TwinSettings, get_settings
 from twin.store import SpatialStore
@@ -65,7 +65,7 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
             start_background(app)  # building blocks, warm pyramid
         yield
-        for name in ("tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain", "live"):
+        for name in ("first_view_warm", "tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain", "live"):
             service = getattr(app.state, name, None)
             if service is not None:
                 service.close()
@@ -121,8 +121,8 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
 
     vendor = STATIC / "node_modules"
     if vendor.is_dir():  # browser libraries installed by run.sh (npm ci in gis_api/static)
-        app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+        app.mount("/static/vendor", GzipStaticFiles(directory=vendor), name="vendor")
+    app.mount("/static", GzipStaticFiles(directory=STATIC), name="static")
     app.add_middleware(NegotiatedGZipMiddleware, minimum_size=1024)  # q-values honoured; tiles left alone
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"],

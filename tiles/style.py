@@ -162,7 +162,7 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
     sources: dict[str, Any] = {src: {"type": "vector", "url": f"{base_url}/tiles/{','.join(names)}/tilejson.json"}
                                for src, names in source_layers().items() if names}
     if ortho is not None:
-        layers.insert(1, {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9}})
+        layers.insert(1, {"id": "ortho", "type": "raster", "source": ORTHO, "paint": {"raster-opacity": 0.9, "raster-fade-duration": 0}})
         sources = {ORTHO: {"type": "raster", "tiles": [f"{base_url}/raster/ortho/{{z}}/{{x}}/{{y}}.webp"],
                            "tileSize": 256, "attribution": "twin orthophoto",
                            "bounds": [round(v, 7) for v in ortho["bounds"]],

@@ -83,6 +83,12 @@ class TwinSettings(BaseSettings):
         "asked for first, without rest; the others at the walk's CPU share). N > 0: of the composite source, "
         "only tiles a viewer asked for in the last N seconds are re-rendered; the others render on demand "
         "(for a machine that cannot keep the whole pyramid fresh).")
+    first_view_warm: str = Field(
+        default="1600x1080,3520x2160", pattern=r"^ *([0-9]{2,5}[xX][0-9]{2,5} *(, *[0-9]{2,5}[xX][0-9]{2,5} *)*)?$",
+        description="Map sizes (WIDTHxHEIGHT, CSS pixels, comma-separated) whose framed first view of the viewer "
+        "`/` is rendered into the tile caches in the background at start: every vector tile and orthophoto tile "
+        "it shows, so the first visitor waits for no render. Default: a 1920x1080 and a 3840x2160 screen less the "
+        "320 px panel. Empty: off.")
     demo_app_secret: SecretStr = Field(default=SecretStr("demo-secret"))
     admin_token: SecretStr | None = Field(
         default=None,

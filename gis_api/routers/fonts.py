@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from gis_api.negotiation import choose_encoding, etag_matches, header_values
 from tiles.glyphs import GlyphCache, GlyphRangeError, font_key, parse_range, prewarm
 from twin.errors import InvalidParameter
 
@@ -47,11 +48,19 @@ async def glyphs(fontstack: str, glyph_range_: str, request: Request) -> Respons
         start, end = parse_range(glyph_range_)
     except GlyphRangeError as exc:
         raise InvalidParameter(str(exc)) from None
-    etag = f'"{font_key()}"'
-    headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag}
-    if request.headers.get("if-none-match") == etag:
+    # gzip bytes compressed once and kept on disk (the gzip middleware leaves a response with a
+    # Content-Encoding alone); each coding is its own body, so its own ETag
+    gz = choose_encoding(header_values(request.headers, "accept-encoding"), ("gzip", "identity")) == "gzip"
+    etag = f'"{font_key()}-gzip"' if gz else f'"{font_key()}"'
+    headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag, "Vary": "Accept-Encoding"}
+    if etag_matches(header_values(request.headers, "if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    body = await run_in_threadpool(glyph_cache(request.app).get, start, end, fontstack)
+    cache = glyph_cache(request.app)
+    if gz:
+        body = await run_in_threadpool(cache.get_gzip, start, end, fontstack)
+        headers["Content-Encoding"] = "gzip"
+    else:
+        body = await run_in_threadpool(cache.get, start, end, fontstack)
     return Response(body, media_type="application/x-protobuf", headers=headers)
 
 
@@ -87,8 +96,14 @@ def _label_texts(app: FastAPI) -> Iterator[str]:
     yield "0123456789 -.()"  # digits and punctuation of road numbers and grid codes
 
 
+def label_ranges(app: FastAPI) -> list[tuple[int, int]]:
+    """The glyph ranges of the town's labels, once the start-up warm-up has read them (else [])."""
+    return list(getattr(app.state, "glyph_ranges", ()))
+
+
 def _start_prewarm(app: FastAPI) -> None:
-    app.state.glyph_prewarm = prewarm(glyph_cache(app), _label_texts(app))
+    app.state.glyph_ranges = []
+    app.state.glyph_prewarm = prewarm(glyph_cache(app), _label_texts(app), ranges_out=app.state.glyph_ranges)
 
 
 def register(app: FastAPI) -> None:

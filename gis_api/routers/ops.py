@@ -41,6 +41,9 @@ async def readyz(store: StoreDep, request: Request) -> JSONResponse:
         checks["mqtt"] = "ok" if mqtt.connected.is_set() else "disconnected"
         if checks["mqtt"] != "ok":
             return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+    warm = getattr(request.app.state, "first_view_warm", None)
+    if warm is not None:  # reported, never "not ready": until it is done, tiles render on request
+        checks["first view tiles"] = warm.status()
     return JSONResponse({"status": "ok", "checks": checks, "backend": store.dialect.name})
 
 

@@ -8,12 +8,14 @@ rendering parameter; ``If-None-Match`` answers 304.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import Response
+from prometheus_client import Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
@@ -31,6 +33,11 @@ from tiles.raster import (
 )
 from tiles.tms import parse_tile_number
 from twin.errors import InvalidParameter
+
+RASTER_LOOKUPS = Counter("twin_raster_tile_lookups_total",
+                         "Raster tile requests: hit (memory or Redis) or miss (rendered while the client waited)",
+                         ["result"])
+_RASTER_HIT, _RASTER_MISS = RASTER_LOOKUPS.labels("hit"), RASTER_LOOKUPS.labels("miss")
 
 
 def cache_control(settings: object) -> str:
@@ -75,15 +82,25 @@ def _query_string(options: dict[str, Any]) -> str:
     return ("?" + urlencode(kept)) if kept else ""
 
 
-def tile_cache(request: Request):  # noqa: ANN201 - tiles.cache.TileCache, built on first use
-    cache = getattr(request.app.state, "raster_tile_cache", None)
+def raster_tile_cache(app: FastAPI):  # noqa: ANN201 - tiles.cache.TileCache, built on first use
+    cache = getattr(app.state, "raster_tile_cache", None)
     if cache is None:
         from tiles.cache import TileCache
 
-        settings = request.app.state.settings
-        cache = TileCache(settings.tile_cache_mb * 2**20, settings.redis_url, redis_prefix="twin:raster:")
-        request.app.state.raster_tile_cache = cache
+        with _CACHE_LOCK:  # requests and the first-view warm-up (another thread) may both build it
+            cache = getattr(app.state, "raster_tile_cache", None)
+            if cache is None:
+                settings = app.state.settings
+                cache = TileCache(settings.tile_cache_mb * 2**20, settings.redis_url, redis_prefix="twin:raster:")
+                app.state.raster_tile_cache = cache
     return cache
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def tile_cache(request: Request):  # noqa: ANN201 - tiles.cache.TileCache, built on first use
+    return raster_tile_cache(request.app)
 
 
 @dataclass
@@ -172,7 +189,9 @@ async def serve_tile(request: Request, dataset: str, z: int, x: int, y: int, par
     key = "raster:" + etag.strip('"')
     body = cache.get_memory(key)
     if body is None:
-        body = await run_in_threadpool(render_cached, cache, key, catalog, ds, z, x, y, params)
+        body = await run_in_threadpool(render_cached, cache, key, catalog, ds, z, x, y, params, True)
+    else:
+        _RASTER_HIT.inc()
     return Response(body, media_type=params.media_type, headers=headers)
 
 
@@ -213,12 +232,17 @@ async def _fast_tile(request: Request) -> Response:
 
 
 def render_cached(cache: Any, key: str, catalog: RasterCatalog, ds: RasterDataset,
-                  z: int, x: int, y: int, params: TileParams) -> bytes:
-    """The tile from the shared cache tier, else rendered and stored (runs in a worker thread)."""
+                  z: int, x: int, y: int, params: TileParams, count: bool = False) -> bytes:
+    """The tile from the shared cache tier, else rendered and stored (runs in a worker thread).
+    ``count``: a client is waiting (a request, not a warm-up): counted as a hit or a miss."""
     body = cache.get(key)  # the shared (Redis) tier, if any
     if body is None:
+        if count:
+            _RASTER_MISS.inc()
         body = catalog.render_tile(ds, z, x, y, params)
         cache.set(key, body)
+    elif count:
+        _RASTER_HIT.inc()
     return body
 
 

@@ -9,6 +9,8 @@ does), with the same ETag and cache headers as any tile.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Request
@@ -152,6 +154,11 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
     ortho = await run_in_threadpool(_ortho_extent, request.app.state.settings)
     style = twin_style(base, center=center, zoom=14, bounds=box, ortho=ortho)
+    from gis_api.routers.fonts import label_ranges
+
+    ranges = label_ranges(request.app)
+    if ranges:  # the glyph ranges the town's labels use: a client may fetch them with the tiles
+        style["metadata"]["twin:glyph-ranges"] = [f"{a}-{b}" for a, b in ranges]
     return JSONResponse(restrict_style(style, set(readable_layers(request, LAYERS))),
                         headers={"Vary": "Authorization"})
 
@@ -215,12 +222,159 @@ def start_background(app: FastAPI) -> None:
     if s.tile_blocks:
         app.state.block_maintainer = BlockMaintainer(
             app.state.store, svc.versions.feed, poll_s=max(s.tile_version_ttl_s, 0.2)).start()
+    start_first_view_warm(app)
     if not s.tile_warm:
         return
     app.state.tile_warmer = TileWarmer(
         svc, source_layers(), zooms=parse_zoom_range(s.tile_warm_zooms), cpu_share=s.tile_warm_cpu_share,
         poll_s=max(s.tile_version_ttl_s, 0.2), demand_window_s=s.tile_warm_demand_s or None,
     ).start()
+
+
+class FirstViewWarm:
+    """Renders, once, in a background thread at start, every tile of the viewer's first view
+    (``TWIN_FIRST_VIEW_WARM``): the vector tiles of each source of the style as a guest gets
+    it, and the orthophoto tiles, for each map size, into the tile caches (memory, Redis).
+    The first visitor then waits for no render. Reported by ``/readyz``."""
+
+    def __init__(self, app: FastAPI, sizes: list[tuple[int, int]]):
+        import threading
+
+        self.app, self.sizes = app, sizes
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self.total = self.rendered = 0
+        self.seconds: float | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="twin-first-view-warm", daemon=True)
+
+    def start(self) -> FirstViewWarm:
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after the tile being rendered (at app shutdown, before the caches and store close)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def status(self) -> str:
+        if self.error is not None:
+            return f"failed: {self.error}"
+        if not self.done.is_set():
+            return f"warming ({self.rendered}/{self.total or '?'} tiles)"
+        if self.seconds is None:
+            return "stopped"
+        return f"ok ({self.total} tiles, {self.rendered} rendered, {self.seconds:.1f} s)"
+
+    def jobs(self) -> list[Callable[[], bool]]:
+        """One callable per tile of the first view; each renders its tile unless cached (True if rendered)."""
+        from tiles.first_view import first_view_tiles
+        from tiles.service import ENCODINGS
+        from twin.security.policy import Policy
+
+        app, s = self.app, self.app.state.settings
+        svc = tile_service(app)
+        extents = svc.extents(tuple(LAYERS.values()), svc.versions.get())  # what the style endpoint computes
+        box = union_extent(extents)
+        if box is None:
+            return []
+        pol, roles = Policy.from_file(s.roles_file), {s.anonymous_role}
+        style = restrict_style(twin_style("", bounds=box, ortho=_ortho_extent(s)), set(pol.readable(roles, LAYERS)))
+        # per source: (tiles of one map size -> jobs); sizes outer, so the first size's view is warm first
+        makers: list[Callable[[tuple[int, int]], list[Callable[[], bool]]]] = []
+        for name, src in style["sources"].items():
+            if src.get("type") == "vector":  # the ids the source's TileJSON puts in its tile URL (tile_layers)
+                ids = src["url"].split("/tiles/", 1)[1].split("/", 1)[0]
+                specs = tuple(sp for sp in svc.layer_specs(ids) if pol.can(roles, sp.id, "read")
+                              and not (pol.hidden(roles, sp.id) & set(sp.tile_properties)))
+                if not specs:
+                    continue
+                tj = tilejson(specs, "", svc.extents(specs, svc.versions.get()))
+                # gzip: what browsers ask for over http; br over https (made from the gzip form)
+                encodings = [e for e in ENCODINGS if e != "identity"]
+
+                def vector(size, specs=specs, tj=tj, encodings=encodings):  # noqa: ANN001, ANN202
+                    return [partial(self._vector, svc, specs, t, enc)
+                            for t in first_view_tiles(box, [size], tile_size=512, minzoom=tj["minzoom"],
+                                                      maxzoom=tj["maxzoom"], source_bounds=tj["bounds"])
+                            for enc in encodings]
+                makers.append(vector)
+            elif src.get("type") == "raster" and name == "ortho":
+                from gis_api.routers.raster import (
+                    raster_tile_cache,
+                    render_cached,
+                    render_options,
+                    tile_params,
+                )
+                from tiles.raster import catalog_for
+
+                catalog = catalog_for(s.raster_dir)
+                ds, cache = catalog.get("ortho"), raster_tile_cache(app)
+                params = tile_params(src["tiles"][0].rsplit(".", 1)[1], render_options())
+
+                def raster(size, src=src, catalog=catalog, ds=ds, cache=cache, params=params):  # noqa: ANN001, ANN202
+                    out = []
+                    for t in first_view_tiles(box, [size], tile_size=int(src.get("tileSize", 256)), round_zoom=True,
+                                              minzoom=src["minzoom"], maxzoom=src["maxzoom"],
+                                              source_bounds=src["bounds"]):
+                        key = "raster:" + ds.etag(t.z, t.x, t.y, params).strip('"')
+                        out.append(partial(self._raster, cache, key, catalog, ds, t, params, render_cached))
+                    return out
+                makers.append(raster)
+        out: list[Callable[[], bool]] = []
+        for size in self.sizes:
+            for make in makers:
+                out.extend(make(size))  # a tile two sizes share is found cached the second time
+        return out
+
+    @staticmethod
+    def _vector(svc: TileService, specs: tuple[LayerSpec, ...], t: Tile, enc: str) -> bool:
+        if svc.cache.get(f"{svc.etag(specs, t)}:{enc}") is not None:
+            return False
+        svc.tile(specs, t, enc, background=True)
+        return True
+
+    @staticmethod
+    def _raster(cache, key, catalog, ds, t, params, render_cached) -> bool:  # noqa: ANN001
+        if cache.get_memory(key) is not None:
+            return False
+        render_cached(cache, key, catalog, ds, t.z, t.x, t.y, params)
+        return True
+
+    def _run(self) -> None:
+        import logging
+        import time
+
+        log = logging.getLogger("twin.tiles.first_view")
+        started = time.perf_counter()
+        try:
+            jobs = self.jobs()
+            self.total = len(jobs)
+            for job in jobs:
+                if self._stop.is_set():  # the app is shutting down
+                    return
+                if job():
+                    self.rendered += 1
+            self.seconds = time.perf_counter() - started
+            log.info("first view warm: %d tiles, %d rendered, %.1f s", self.total, self.rendered, self.seconds)
+        except Exception as exc:  # noqa: BLE001 - an accelerator: tiles still render on request
+            if self._stop.is_set():
+                return  # stopped mid-render: the app's services are closing under it
+            self.error = str(exc) or type(exc).__name__
+            log.warning("first view warm-up failed (tiles render on request): %s", exc)
+        finally:
+            self.done.set()
+
+
+def start_first_view_warm(app: FastAPI) -> FirstViewWarm | None:
+    from tiles.first_view import parse_sizes
+
+    sizes = parse_sizes(app.state.settings.first_view_warm)
+    if not sizes:
+        return None
+    app.state.first_view_warm = FirstViewWarm(app, sizes).start()
+    return app.state.first_view_warm
 
 
 def register(app: FastAPI) -> None:

@@ -405,10 +405,13 @@
   }
 
   state.clear = () => clear();
-  V.ready.then(() => {
-    map = window.twinMap;
-    addLayers();
-    wire();
-    hint();
-  }, () => { /* the map failed: viewer.js reports it */ });
+  // on the map's "load", so the (empty) drawing and result sources are loaded with the first view
+  V.mapCreated.then((m) => {
+    m.once("load", () => {
+      map = m;
+      addLayers();
+      wire();
+      hint();
+    });
+  });
 })();

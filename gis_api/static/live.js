@@ -203,14 +203,20 @@
     flushNow: () => { dirty = true; flush(); },
   };
 
-  V.ready.then(() => {
-    map = window.twinMap;
-    addLayers();
-    renderCounters();
-    connect(1000);
-    map.on("moveend", followView);
-  }, () => { /* the map failed: viewer.js reports it */ }).catch((err) => {
-    V.errors.push("live: " + err);
-    console.error("twin live:", err);
+  // on the map's "load" (its style is there; tiles and glyphs still coming): the stream's snapshot
+  // arrives while the tiles load and is part of the first full render
+  V.mapCreated.then((m) => {
+    m.once("load", () => {
+      try {
+        map = m;
+        addLayers();
+        renderCounters();
+        connect(1000);
+        map.on("moveend", followView);
+      } catch (err) {
+        V.errors.push("live: " + err);
+        console.error("twin live:", err);
+      }
+    });
   });
 })();

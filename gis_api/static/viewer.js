@@ -8,9 +8,12 @@
   const status = document.getElementById("status");
   const setStatus = (t) => { status.textContent = t; };
 
-  let resolveReady, rejectReady;
+  let resolveReady, rejectReady, resolveMap;
   const ready = new Promise((res, rej) => { resolveReady = res; rejectReady = rej; });
-  window.twinViewer = { ready, errors: [], base, cardExtras: [] };
+  // the map, as soon as it is made (before its style and tiles load): live.js and analysis.js add
+  // their sources on its "load", so they are part of the first full render, not a second one
+  const mapCreated = new Promise((res) => { resolveMap = res; });
+  window.twinViewer = { ready, mapCreated, errors: [], base, cardExtras: [] };
 
   // The panel's groups: twin layer ids (vector source-layers) or raster source ids.
   const GROUPS = [
@@ -78,6 +81,22 @@
     document.title = I.t("app.title") + " — twin";
   }
 
+  /** Ask for the glyph ranges the town's labels use (the style lists them) now, with the tiles:
+   *  MapLibre asks for them only once it has parsed the tiles, and the map is drawn only when
+   *  every label is placed. Its own requests then come from the browser cache (a year, immutable). */
+  function prefetchGlyphs(style) {
+    const ranges = (style.metadata && style.metadata["twin:glyph-ranges"]) || [];
+    if (!style.glyphs || !ranges.length) return;
+    const stacks = new Set(style.layers.map((l) => l.layout && l.layout["text-font"]).filter(Boolean)
+      .map((f) => f.join(",")));
+    for (const stack of stacks) {
+      for (const range of ranges) {
+        const url = style.glyphs.replace("{fontstack}", stack).replace("{range}", range);
+        fetch(url, { headers: authHeaders(url) }).catch(() => {});  // MapLibre's own request reports failures
+      }
+    }
+  }
+
   /** The town's extent: the style's metadata (data extent), else its centre at its zoom. */
   function initialView(style) {
     const b = style.metadata && style.metadata["twin:bounds"];
@@ -88,15 +107,46 @@
     return { center: [0, 0], zoom: 1 };
   }
 
+  /** Fetch each vector source's TileJSON as soon as the style is there and put it in the style
+   *  (as field.js does): MapLibre asks for tiles without that round trip. A TileJSON that does
+   *  not come is left to MapLibre to fetch (and report). */
+  async function inlineTileJSON(style) {
+    await Promise.all(Object.values(style.sources || {}).map(async (src) => {
+      if (!src.url || !sameOrigin(src.url)) return;
+      try {
+        const r = await api(src.url);
+        if (!r.ok) return;
+        const tj = await r.json();
+        if (!Array.isArray(tj.tiles)) return;
+        delete src.url;
+        for (const k of ["tiles", "bounds", "minzoom", "maxzoom", "attribution", "scheme"]) {
+          if (tj[k] !== undefined && src[k] === undefined) src[k] = tj[k];
+        }
+      } catch (err) { /* MapLibre fetches it itself */ }
+    }));
+  }
+
+  // index.html loads this script before maplibre-gl.js, so the style is asked for while the
+  // library downloads; the map is made once the document's scripts have run
+  const scriptsRun = document.readyState === "loading"
+    ? new Promise((res) => document.addEventListener("DOMContentLoaded", res, { once: true }))
+    : Promise.resolve();
+
   async function start() {
+    // the panels' requests go out with the style's, not after the map has loaded its tiles and glyphs
+    const styleRequest = api(base + "/styles/twin.json");
+    const catalogue = api(base + "/collections").then((r) => r.json()).catch(() => null);
+    const stats = buildStats();
+    showAccount();
+    await scriptsRun;
+    // MapLibre's tile workers start (and parse their code) while the style and TileJSONs come
+    if (typeof maplibregl.prewarm === "function") maplibregl.prewarm();
     translateStatic();
     setStatus(I.t("status.loading"));
     wireLogin();
-    showAccount();
-    // the panels' requests go out with the style's, not after the map has loaded its tiles and glyphs
-    const stats = buildStats();
-    const catalogue = api(base + "/collections").then((r) => r.json()).catch(() => null);
-    const style = await (await api(base + "/styles/twin.json")).json();
+    const style = await (await styleRequest).json();
+    prefetchGlyphs(style);
+    await inlineTileJSON(style);
     const hasHash = /^#\d/.test(window.location.hash);
     const view = hasHash ? {} : initialView(style);
     const map = new maplibregl.Map({
@@ -107,10 +157,12 @@
       pitch: 0,
       maxPitch: 75,
       localIdeographFontFamily: false, // every glyph from the twin's own /fonts (no CDN, same on every screen)
+      fadeDuration: 0, // labels appear placed, without 300 ms of fade frames (software WebGL pays for each frame)
       transformRequest: (url) => ({ url, headers: authHeaders(url) }),
       ...view,
     });
     window.twinMap = map;
+    resolveMap(map);
     window.twinViewer.home = view.bounds || null;
     map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-left");
     map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
@@ -160,6 +212,7 @@
   function styleLayersByKey(map) {
     const groups = new Map();
     for (const l of map.getStyle().layers) {
+      if (l.id.startsWith("analysis-")) continue;  // analysis.js's highlight of buildings is not a layer of the twin
       const key = l["source-layer"] || (l.type === "raster" ? l.source : null);
       if (!key) continue;
       if (!groups.has(key)) groups.set(key, []);

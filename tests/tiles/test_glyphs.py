@@ -157,3 +157,29 @@ def test_server_start_renders_the_town_label_ranges_in_the_background(town_store
             assert cache.path(start, end).is_file(), (start, end)
             r = client.get(f"/fonts/Twin Sans/{start}-{end}.pbf")
             assert r.status_code == 200 and r.content == cache.path(start, end).read_bytes()
+        # the style names those ranges, so the viewer fetches them along with the tiles
+        listed = client.get("/styles/twin.json").json()["metadata"]["twin:glyph-ranges"]
+        assert {f"{s}-{e}" for s, e in ranges_for(names)} <= set(listed)
+
+
+def test_glyph_ranges_go_gzipped_from_disk_each_coding_with_its_etag(town_client, monkeypatch):
+    """Browsers ask with Accept-Encoding: gzip; the range is compressed once (kept next to it on
+    disk) and never again per request; identity clients get the plain bytes, under another ETag."""
+    import tiles.glyphs as glyphs
+
+    path = "/fonts/Twin Sans/19968-20223.pbf"
+    gz = town_client.get(path, headers={"Accept-Encoding": "gzip"})
+    plain = town_client.get(path, headers={"Accept-Encoding": "identity"})
+    assert gz.status_code == plain.status_code == 200
+    assert gz.headers["content-encoding"] == "gzip" and "content-encoding" not in plain.headers
+    assert gz.content == plain.content and ord("一") in _glyphs(plain.content)  # httpx decodes the gzip body
+    assert "accept-encoding" in gz.headers["vary"].lower()
+    assert gz.headers["etag"] != plain.headers["etag"]
+    # the gzip form was written once; later requests read it and compress nothing
+    monkeypatch.setattr(glyphs, "gzip_bytes", lambda raw: pytest.fail("compressed again"))
+    again = town_client.get(path, headers={"Accept-Encoding": "gzip"})
+    assert again.headers["content-encoding"] == "gzip" and again.content == plain.content
+    # each coding's ETag revalidates only its own body
+    hit = town_client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": gz.headers["etag"]})
+    miss = town_client.get(path, headers={"Accept-Encoding": "identity", "If-None-Match": gz.headers["etag"]})
+    assert hit.status_code == 304 and miss.status_code == 200 and miss.content == plain.content
