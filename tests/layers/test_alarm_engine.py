@@ -235,11 +235,10 @@ def test_of_concurrent_steps_on_one_event_exactly_one_is_accepted(town):
 
 
 
+@pytest.mark.parametrize("backend", ["postgis"], indirect=True)  # a lock another connection waits on
 def test_a_known_devices_version_check_never_holds_up_a_reading(town):
     """The once-per-TTL look at the devices layer's version runs beside the ingest for a device the
     engine knows: a reading is graded at once even while that look waits on a locked table."""
-    if town.dialect.name != "postgis":
-        pytest.skip("needs a lock another connection waits on (PostgreSQL)")
     e = engine(town, alarm_state_ttl_s=0.0)
     assert e.on_reading("devices", "YC1", at(0), {"pm10": 10.0}) == []  # loads the devices
     with town.engine.connect() as locker:
