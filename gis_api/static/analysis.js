@@ -107,6 +107,26 @@
     map.getSource(RESULT).setData(fc(features));
   }
 
+  /** Bring a result into view when part of it lies off screen (a long trace, a large isolated
+   *  segment): fit the map to it, never zooming in past where the user is. */
+  function reveal(features) {
+    let w = Infinity, so = Infinity, e = -Infinity, n = -Infinity;
+    const visit = (c) => {
+      if (typeof c[0] === "number") { w = Math.min(w, c[0]); e = Math.max(e, c[0]); so = Math.min(so, c[1]); n = Math.max(n, c[1]); }
+      else for (const k of c) visit(k);
+    };
+    for (const f of features) if (f.geometry) visit(f.geometry.coordinates);
+    if (!(w <= e && so <= n)) return;
+    // once the tiles being loaded are in (moving now would cancel their requests)
+    map.once("idle", () => {
+      const view = map.getBounds();
+      if (view.contains([w, so]) && view.contains([e, n])) return;
+      map.fitBounds([[w, so], [e, n]], { padding: 60, maxZoom: map.getZoom(), duration: 600 });
+      state.revealed = (state.revealed || 0) + 1;
+    });
+    map.triggerRepaint();
+  }
+
   function clear() {
     state.points = [];
     if (map) {
@@ -214,6 +234,7 @@
     }
     state.last = { tool: "trace", request: start, response: { downstream: down, upstream: up }, arrows: arrows.length };
     setResult([...lines(up.pipes, "upstream"), ...lines(down.pipes, "downstream"), ...arrows]);
+    reveal([...up.pipes.features, ...down.pipes.features]);
     const rows = [
       [I.t("analysis.start_pipe"), down.start_pipe],
       [I.t("analysis.utility"), I.value(down.utility)],
@@ -235,6 +256,7 @@
     if (!res) return;
     setResult([...lines(res.cut_off.pipes, "cut_off"), ...lines(res.isolated.pipes, "isolated"),
                ...nodes(res.valves_to_close, "valve")]);
+    reveal([...res.cut_off.pipes.features, ...res.isolated.pipes.features]);
     const ids = res.buildings_affected.features.map((f) => f.id);
     map.setFilter("analysis-buildings", ["in", ["id"], ["literal", ids]]);
     const summary = el("p", "analysis-summary", I.t("analysis.burst_summary")

@@ -132,6 +132,11 @@ def test_click_a_pipe_shows_flow_and_its_trace(browser, live_url, tmp_path):
         assert drawn.count("downstream") == len([f for f in down["pipes"]["features"] if f["geometry"]])
         assert drawn.count("upstream") == len([f for f in up["pipes"]["features"] if f["geometry"]])
         assert last["arrows"] > 0 and drawn.count("arrow") == last["arrows"]
+        # the whole trace is in view (the map zooms out to a trace longer than the screen)
+        xs = [c[0] for r in (down, up) for f in r["pipes"]["features"] if f["geometry"] for c in f["geometry"]["coordinates"]]
+        ys = [c[1] for r in (down, up) for f in r["pipes"]["features"] if f["geometry"] for c in f["geometry"]["coordinates"]]
+        wait_for(v.page, f"(() => {{ const b = window.twinMap.getBounds(); return b.contains([{min(xs)}, {min(ys)}]) "
+                 f"&& b.contains([{max(xs)}, {max(ys)}]); }})()", 10)
         text = v.page.inner_text("#analysis-result")
         assert "下游" in text and "上游" in text and pipe["properties"]["code"] in text
         v.page.screenshot(path=str(_shots(tmp_path) / "viewer-analysis-trace.jpg"), type="jpeg", quality=80)
