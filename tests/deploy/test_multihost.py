@@ -58,9 +58,10 @@ REDIS_URL = os.environ.get("TWIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NATS_URL = os.environ.get("TWIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
 RATE, BURST = 1.0, 20  # the cluster's rate limit per client: 1 request/s, 20 at once
 VERSION_TTL_S, STALE_S = 1.0, 5.0  # TWIN_TILE_VERSION_TTL_S, TWIN_TILE_STALE_S (their defaults, set explicitly)
-#: how long the shipped nginx keeps a tile before asking twin again (proxy_cache_valid)
+#: how long the shipped nginx keeps a tile before asking twin again: proxy_cache_valid, which nginx counts
+#: in whole seconds of its clock (a tile stored at 14.9 s for "1s" is fresh until 16.0 s), so up to 1 s more
 NGINX_VALID_S = float(re.search(r"^proxy_cache_valid 200 204 (\d+)s;", (NGINX_DIR / "twin-tile-cache.conf").read_text(),
-                                re.M).group(1))  # type: ignore[union-attr]
+                                re.M).group(1)) + 1  # type: ignore[union-attr]
 EDIT_SLACK_S = 2.0  # on top of the documented bound: one render of the tile and the polling, on a busy machine
 
 
@@ -454,13 +455,13 @@ def check_tile_cache_keeps_codings_apart(c: Cluster, http: httpx.Client, path: s
     etag = r.headers["etag"]
     r = http.get(front.url + path, headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
     assert r.status_code == 304 and front.field_of(r.headers["x-request-id"], "cs") in FROM_CACHE
-    # revalidation: after the 1 s, the next request is answered from the cache while nginx asks twin
-    # (If-None-Match), and twin answers 304
+    # revalidation: once the tile has expired, the next request is answered from the cache while nginx
+    # asks twin (If-None-Match), and twin answers 304
     def answered_304() -> float:
         return sum(c.metric_sum(a, "twin_http_requests_total", method="GET", status="304") for a in c.procs)
 
     before = answered_304()
-    time.sleep(NGINX_VALID_S + 0.2)
+    time.sleep(NGINX_VALID_S + 0.1)
     r = http.get(front.url + path, headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200 and front.field_of(r.headers["x-request-id"], "cs") in FROM_CACHE
     for _ in range(100):
@@ -468,7 +469,8 @@ def check_tile_cache_keeps_codings_apart(c: Cluster, http: httpx.Client, path: s
         if after > before:
             break
         time.sleep(0.05)
-    assert after > before, "nginx did not revalidate the tile with twin (If-None-Match → 304)"
+    log = [ln for ln in front.log_lines() if path in ln][-6:]
+    assert after > before, f"nginx did not revalidate the tile with twin (If-None-Match → 304): {log}"
 
 
 def check_protected_tiles_never_reach_anonymous(c: Cluster, http: httpx.Client, z: int, x: int, y: int) -> None:
@@ -498,8 +500,8 @@ def check_protected_tiles_never_reach_anonymous(c: Cluster, http: httpx.Client, 
 
 def check_edit_shows_through_the_tile_cache_in_time(c: Cluster, addrs: list[str], lon: float, lat: float) -> None:
     """An edit through one host (straight to one process) shows through the shipped nginx within the
-    documented bound, max(TWIN_TILE_STALE_S, TWIN_TILE_VERSION_TTL_S + proxy_cache_valid + one render)
-    (docs/deployment.md): the render and this loop's polling get EDIT_SLACK_S."""
+    documented bound, max(TWIN_TILE_STALE_S, TWIN_TILE_VERSION_TTL_S + proxy_cache_valid + 1 s + one
+    render) (docs/deployment.md): the render and this loop's polling get EDIT_SLACK_S."""
     front = c.main
     z, x, y = tile_of(lon, lat, 16)
     path = f"/tiles/events/{z}/{x}/{y}.mvt"
@@ -531,6 +533,7 @@ def check_edit_shows_through_the_tile_cache_in_time(c: Cluster, addrs: list[str]
         for p in pollers:
             p.close()
     assert seen is not None, "the edit never showed through the nginx tile cache"
+    print(f"an edit through one host showed through the nginx tile cache after {seen:.2f} s (bound {bound:g} s)")
     assert seen <= bound + EDIT_SLACK_S, f"the edit showed after {seen:.2f} s (bound {bound:g} s + {EDIT_SLACK_S} s)"
 
 
