@@ -118,7 +118,7 @@ class Nginx:
         p = self.prefix
         (conf / "nginx.conf").write_text(
             ("user root;\n" if os.geteuid() == 0 else "")
-            + f"worker_processes {worker_processes};\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n"
+            + f"worker_processes {worker_processes};\npcre_jit on;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n"
             "events { worker_connections 4096; }\n"
             "http {\n    sendfile on;\n    tcp_nopush on;\n    include twin/twin-http.conf;\n"
             f"    access_log {p}/logs/access.log twin buffer=64k flush=1s;\n"
@@ -314,7 +314,7 @@ def report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) 
         f"{res['tiles']} densest z16 building tiles of the {res['buildings']:,}-building town, all cached, "
         f"{res['mean_kb']} KB gzip on average, `Accept-Encoding: gzip`; wrk -t{args.threads} "
         f"-c{args.connections}, {args.seconds:g} s per run, median of {args.runs} interleaved runs. nginx "
-        f"(Debian 1.22, `worker_processes {args.nginx_workers}`, buffered access log) runs the deploy/nginx files: "
+        f"(Debian 1.22, `worker_processes {args.nginx_workers}` and `pcre_jit on` as the shipped nginx.conf, buffered access log) runs the deploy/nginx files: "
         "*shipped* as they are (the 1 s nginx tile cache on, twin-tile-cache.conf), *cache off* with that "
         "file's include commented out; the static case serves the same gzip bytes from files with the same "
         "headers. Everything — wrk, nginx, the twin workers, Redis — shares the machine's cores.",

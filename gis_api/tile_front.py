@@ -6,6 +6,8 @@ asks the tile service's memory cache (no I/O, no database) and, on a hit, writes
 response itself with the headers the full stack would add (CORS, cache, ETag) and the
 request metrics. A conditional request (``If-None-Match``: a browser, or nginx's tile cache
 revalidating every second) whose tag names the current cached version gets its 304 here too.
+When the layer versions are past their TTL, the front waits for one shared re-read of them
+(on the render threads) rather than sending every request down the full stack meanwhile.
 Everything else — misses, authenticated requests, malformed paths, errors — goes down the
 normal stack unchanged, so behaviour is identical either way.
 """
@@ -124,6 +126,11 @@ class CachedTileFront:
             return False
         specs, tile, ids = req
         encoding = self._encoding(accept)
+        if svc.versions.ttl > 0 and svc.versions.peek() is None:  # past TWIN_TILE_VERSION_TTL_S: one read for all
+            try:
+                await svc.fresh_versions_async()
+            except Exception:  # noqa: BLE001 - the full route answers (and reports) what went wrong
+                return False
         # a conditional request gets the current version, never the previous one (as the full path)
         result = svc.cached(specs, tile, encoding, ids, stale_ok=inm is None)
         if result is None:

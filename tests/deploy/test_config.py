@@ -111,7 +111,7 @@ def _coding_asked(url: str, accept_encoding: str | None) -> str:
         conn.close()
 
 
-BROWSERS = ["gzip, deflate, br, zstd", "gzip, deflate, br", "gzip, deflate", "br", "gzip", "identity", "",
+BROWSERS = ["gzip, deflate, br, zstd", "gzip, deflate, br", "gzip, br", "br, gzip", "gzip, deflate", "br", "gzip", "identity", "",
             "deflate", "br;q=0, gzip", "gzip;q=0", "gzip;q=0, br;q=0", "BR;Q=1.0, GZIP", "x-gzip", "gzip ;q=0.0, br ;q=1"]
 
 

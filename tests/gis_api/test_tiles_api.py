@@ -247,6 +247,12 @@ def test_a_cached_tile_answered_up_front_matches_the_full_answer(api_store, clie
     for name in ("etag", "cache-control", "vary", "access-control-allow-origin"):
         assert again.headers.get(name) == first.headers.get(name), name
     assert "content-encoding" not in again.headers and "content-type" not in again.headers
+    # past the version TTL (here: forgotten), the front reads the versions once and still answers
+    client.app.state.tiles.versions.invalidate()
+    before = REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "304")._value.get()
+    again = client.get(path, headers={**hdrs, "If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "304")._value.get() == before + 1
     # another coding's tag, or an old one, names another body: the whole tile
     for tag in (first.headers["etag"].replace(f"-{encoding}", "-gzip" if encoding != "gzip" else "-br"), '"old-gzip"'):
         whole = client.get(path, headers={**hdrs, "If-None-Match": tag})
