@@ -338,12 +338,16 @@ def report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) 
         f"{_change(med[SHIPPED_2]['rps'], med[SHIPPED_1]['rps'])}. A cached tile takes one twin worker "
         f"~{1000 / max(med[DIRECT]['rps'], 1):.3f} ms at saturation, nginx "
         f"~{1000 / max(static, 1):.3f} ms per file.",
-        "- Why a second worker does not help with the cache off, on this machine: the two cores are "
-        "already full — wrk's two threads, nginx's workers and twin share them, so a second Python "
-        "process adds no CPU, only a second event loop waking for half the requests (fewer requests "
-        "handled per wake-up, more context switches). On a host of its own (or with more cores than "
-        "wrk and nginx use) a second worker adds a core's worth of Python; behind the cache twin "
-        "answers only the revalidations, so the number of workers no longer matters for cached tiles.",
+        f"- A second worker with the cache off: {off_two_vs_one:.2f}× here. On this 2-core machine wrk's two "
+        "threads and nginx's workers already take about a core, so a second Python process adds little or no "
+        "CPU, only a second event loop waking for half the requests (fewer requests per wake-up, more context "
+        "switches); a quiet run (2026-11-23) had it at 0.66×, a busy machine can put it above 1× (two processes "
+        "get a bigger share of contended cores). In the config, the upstream is already HTTP/1.1 keep-alive "
+        "(`keepalive 64`, empty `Connection`); `worker_processes 1` instead of `auto` made no clear difference on "
+        "a busy machine (direction only); `--nginx-workers 1` and `--threads 1` are there to check it on a quiet "
+        "one. What removes it is the tile cache: twin then answers only revalidations (the "
+        "304s come from its cached-tile front, and one re-read of the layer versions serves a whole burst), so "
+        "the number of workers no longer matters for cached tiles.",
         "- A read replica is not a step here: cached tiles never reach the database "
         "(replicas: docs/operations.md, \"Read replicas\").",
     ])
