@@ -306,6 +306,7 @@ def report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) 
                         f"({', '.join(f'{k} {n:,}' for k, n in sorted(v.items(), key=lambda kv: -kv[1]))})"
                         for name, v in verdicts.items())
     m = h.machine_info()
+    note = " (busy machine: direction only)" if _busy(meta, m) else ""
     return "\n".join([
         "## Many hosts: cached tiles through nginx (issue 13)",
         "",
@@ -324,11 +325,11 @@ def report(res: dict[str, Any], meta: dict[str, Any], args: argparse.Namespace) 
         *(["**Busy machine** (load average above the core count before the run): the figures are noisy "
            "(direction only); re-run on a quiet machine for the record.", ""] if _busy(meta, m) else []),
         f"- Through the shipped nginx, cached tiles reach **{share:.0%}** of nginx static with two workers "
-        f"({share_1:.0%} with one; goal ≥ {GOAL_SHARE:.0%}): **{h.verdict(share >= GOAL_SHARE)}**. "
+        f"({share_1:.0%} with one; goal ≥ {GOAL_SHARE:.0%}): **{h.verdict(share >= GOAL_SHARE)}**{note}. "
         f"With the tile cache off, {med[OFF_2]['rps'] / static:.0%} (two workers) and "
         f"{med[OFF_1]['rps'] / static:.0%} (one).",
         f"- Two workers vs one behind the shipped nginx: **{two_vs_one:.2f}×** (goal: not slower, "
-        f"≥ {GOAL_TWO_VS_ONE}): **{h.verdict(two_vs_one >= GOAL_TWO_VS_ONE)}**. With the cache off: "
+        f"≥ {GOAL_TWO_VS_ONE}): **{h.verdict(two_vs_one >= GOAL_TWO_VS_ONE)}**{note}. With the cache off: "
         f"{off_two_vs_one:.2f}× (below).",
         f"- Requests that reached twin through the cache: {reached or 'not recorded'}.",
         f"- Steps: nginx in front of one worker {_change(med[OFF_1]['rps'], med[DIRECT]['rps'])}; a second "
