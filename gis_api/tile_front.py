@@ -4,8 +4,12 @@ Big screens re-request the same tiles all day; a memory hit should cost about wh
 bare ASGI app costs. This outermost layer recognises ``GET /tiles/{layers}/{z}/{x}/{y}.mvt``,
 asks the tile service's memory cache (no I/O, no database) and, on a hit, writes the
 response itself with the headers the full stack would add (CORS, cache, ETag) and the
-request metrics. Everything else — misses, conditional requests, malformed paths,
-errors — goes down the normal stack unchanged, so behaviour is identical either way.
+request metrics. A conditional request (``If-None-Match``: a browser, or nginx's tile cache
+revalidating every second) whose tag names the current cached version gets its 304 here too.
+When the layer versions are past their TTL, the front waits for one shared re-read of them
+(on the render threads) rather than sending every request down the full stack meanwhile.
+Everything else — misses, authenticated requests, malformed paths, errors — goes down the
+normal stack unchanged, so behaviour is identical either way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gis_api.metrics import LATENCY, REQUESTS
-from gis_api.negotiation import choose_encoding, tile_etag
+from gis_api.negotiation import choose_encoding, etag_matches, tile_etag
 from tiles.mvt import key_layers
 from tiles.service import STALE_CACHE_CONTROL
 from tiles.tms import Tile, parse_tile
@@ -34,11 +38,12 @@ class CachedTileFront:
         self.fastapi_app = fastapi_app
         self._ok = REQUESTS.labels(TILE_PATH, "GET", "200")
         self._empty = REQUESTS.labels(TILE_PATH, "GET", "204")
+        self._not_modified = REQUESTS.labels(TILE_PATH, "GET", "304")
         self._latency = LATENCY.labels(TILE_PATH)
         self._public_memo: dict[str, bool] = {}
         self._paths: dict[str, tuple[tuple, Tile, tuple[str, ...]] | None] = {}
         self._encodings: dict[bytes | None, str] = {}
-        self._headers: dict[tuple[str, str, bool, int, bool], list[tuple[bytes, bytes]]] = {}
+        self._headers: dict[tuple[str, str, bool, int, bool, bool], list[tuple[bytes, bytes]]] = {}
 
     def _public(self, spec) -> bool:  # noqa: ANN001 - LayerSpec
         """May an anonymous caller have this layer's tiles whole? (as gis_api.security.tile_layers)"""
@@ -105,12 +110,15 @@ class CachedTileFront:
             return False
         start = time.perf_counter()
         accept: bytes | None = None
+        inm: bytes | None = None
         has_origin = False
         for name, value in scope["headers"]:
-            if name in (b"if-none-match", b"authorization"):
-                return False  # conditional and authenticated requests take the full path
+            if name == b"authorization":
+                return False  # authenticated requests take the full path (roles, Cache-Control: private)
             if name == b"accept-encoding":
                 accept = value if accept is None else accept + b", " + value
+            elif name == b"if-none-match":
+                inm = value if inm is None else inm + b", " + value
             elif name == b"origin":
                 has_origin = True
         req = self._request(svc, scope["path"])
@@ -118,17 +126,24 @@ class CachedTileFront:
             return False
         specs, tile, ids = req
         encoding = self._encoding(accept)
-        result = svc.cached(specs, tile, encoding, ids)
+        if svc.versions.ttl > 0 and svc.versions.peek() is None:  # past TWIN_TILE_VERSION_TTL_S: one read for all
+            try:
+                await svc.fresh_versions_async()
+            except Exception:  # noqa: BLE001 - the full route answers (and reports) what went wrong
+                return False
+        # a conditional request gets the current version, never the previous one (as the full path)
+        result = svc.cached(specs, tile, encoding, ids, stale_ok=inm is None)
         if result is None:
             return False
+        if inm is not None and etag_matches(inm.decode("latin-1"), tile_etag(result.etag, encoding)):
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": self._headers_for(result.etag, encoding, has_origin, 0, False, not_modified=True)})
+            await send({"type": "http.response.body", "body": b""})
+            self._not_modified.inc()
+            self._latency.observe(time.perf_counter() - start)
+            return True
         body = result.body
-        memo_key = (result.etag, encoding, has_origin, len(body), result.stale)
-        headers = self._headers.get(memo_key)
-        if headers is None:
-            headers = self._build_headers(result.etag, encoding, has_origin, len(body), result.stale)
-            if len(self._headers) >= _MEMO_MAX:
-                self._headers.clear()
-            self._headers[memo_key] = headers
+        headers = self._headers_for(result.etag, encoding, has_origin, len(body), result.stale)
         status = 200 if body else 204
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -136,9 +151,22 @@ class CachedTileFront:
         self._latency.observe(time.perf_counter() - start)
         return True
 
+    def _headers_for(self, key: str, encoding: str, has_origin: bool, size: int, stale: bool, *,
+                     not_modified: bool = False) -> list[tuple[bytes, bytes]]:
+        """:meth:`_build_headers`, memoised per ETag (sent as they are)."""
+        memo_key = (key, encoding, has_origin, size, stale, not_modified)
+        headers = self._headers.get(memo_key)
+        if headers is None:
+            headers = self._build_headers(key, encoding, has_origin, size, stale, not_modified=not_modified)
+            if len(self._headers) >= _MEMO_MAX:
+                self._headers.clear()
+            self._headers[memo_key] = headers
+        return headers
+
     def _build_headers(self, key: str, encoding: str, has_origin: bool, size: int,
-                       stale: bool) -> list[tuple[bytes, bytes]]:
-        """The headers the full stack would send for this tile (kept per ETag: sent as they are)."""
+                       stale: bool, *, not_modified: bool = False) -> list[tuple[bytes, bytes]]:
+        """The headers the full stack would send for this tile; ``not_modified``: for its 304 (no
+        content headers)."""
         settings = self.fastapi_app.state.settings
         cache_control = STALE_CACHE_CONTROL if stale else f"public, max-age={int(settings.tile_max_age_s)}"
         headers = [
@@ -150,7 +178,7 @@ class CachedTileFront:
         if has_origin:  # as the CORS middleware would answer a simple cross-origin request
             headers.append((b"access-control-allow-origin", b"*"))
             headers.append((b"access-control-expose-headers", b"ETag, Content-Crs"))
-        if size:
+        if size and not not_modified:
             headers.append((b"content-type", MVT))
             headers.append((b"content-length", str(size).encode()))
             if encoding != "identity":

@@ -150,6 +150,8 @@ class TileService:
         self._refresh_lock = threading.Lock()
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        #: the version refresh under way for :meth:`fresh_versions_async`, with the loop it runs for
+        self._versions_refresh: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
 
     # --- parts -----------------------------------------------------------------
     @property
@@ -395,6 +397,20 @@ class TileService:
         self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
         self._remember(ids, tile, key, tv, versions)
         return TileResult(body, key, encoding)
+
+    async def fresh_versions_async(self) -> None:
+        """Read the layer versions again if they are past ``version_ttl``, on the render threads;
+        callers arriving meanwhile wait for the same read. The cached-tile front calls this so that
+        the first requests after the TTL — a burst of revalidations from nginx's tile cache, say —
+        are still answered from memory instead of each going down the full route. Raises what the
+        read raises (the caller then leaves the request to the full route)."""
+        if self.versions.peek() is not None:
+            return
+        loop = asyncio.get_running_loop()
+        running = self._versions_refresh
+        if running is None or running[0] is not loop or running[1].done():
+            running = self._versions_refresh = (loop, loop.run_in_executor(self._pool(), self.versions.get))
+        await asyncio.shield(running[1])
 
     async def tile_async(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, *,
                          stale_ok: bool = True) -> TileResult:

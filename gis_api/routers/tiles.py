@@ -74,19 +74,22 @@ async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
     inm = header_values(headers, "if-none-match")
     # a conditional request (a browser revalidating the tile it holds) gets the current version,
     # never the previous one: stale answers are for first sight (TWIN_TILE_STALE_S, docs/tiles.md)
+    # a caller with a token may get layers the public may not: such an answer is for that caller
+    # only (Cache-Control: private), never for a shared cache (nginx, a CDN) to hand to others
+    private = "authorization" in headers
     result = svc.cached(specs, tile, encoding, stale_ok=not inm)
     if result is None:
         if inm:
             key = svc.etag_if_fresh(specs, tile)
             if key is not None and etag_matches(inm, tile_etag(key, encoding)):
-                return _not_modified(key, encoding, app.state.settings)
+                return _not_modified(key, encoding, app.state.settings, private=private)
         result = await svc.tile_async(specs, tile, encoding, stale_ok=not inm)
     etag = tile_etag(result.etag, encoding)
     if etag_matches(inm, etag):
-        return _not_modified(result.etag, encoding, app.state.settings, stale=result.stale)
+        return _not_modified(result.etag, encoding, app.state.settings, stale=result.stale, private=private)
     out = {
         "etag": etag,
-        "cache-control": _cache_control(app.state.settings, stale=result.stale),
+        "cache-control": _cache_control(app.state.settings, stale=result.stale, private=private),
         "vary": "Accept-Encoding",
     }
     if not result.body:
@@ -96,16 +99,18 @@ async def serve_tile(request: Request, layers: str, tile: Tile) -> Response:
     return Response(result.body, media_type=MVT_MEDIA_TYPE, headers=out)
 
 
-def _cache_control(settings, *, stale: bool = False) -> str:  # noqa: ANN001
+def _cache_control(settings, *, stale: bool = False, private: bool = False) -> str:  # noqa: ANN001
     """A tile's Cache-Control; a stale answer (the previous version while the new one renders) must
-    be revalidated before reuse, so the viewer's next request gets the new version."""
-    return STALE_CACHE_CONTROL if stale else f"public, max-age={int(settings.tile_max_age_s)}"
+    be revalidated before reuse, so the viewer's next request gets the new version. An answer to a
+    request with a token is ``private``: browsers keep it, shared caches (nginx, CDNs) must not."""
+    cc = STALE_CACHE_CONTROL if stale else f"public, max-age={int(settings.tile_max_age_s)}"
+    return cc.replace("public", "private", 1) if private else cc
 
 
-
-def _not_modified(key: str, encoding: str, settings, *, stale: bool = False) -> Response:  # noqa: ANN001
+def _not_modified(key: str, encoding: str, settings, *, stale: bool = False,  # noqa: ANN001
+                  private: bool = False) -> Response:
     return Response(status_code=304, headers={
-        "etag": tile_etag(key, encoding), "cache-control": _cache_control(settings, stale=stale),
+        "etag": tile_etag(key, encoding), "cache-control": _cache_control(settings, stale=stale, private=private),
         "vary": "Accept-Encoding"})
 
 

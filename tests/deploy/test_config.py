@@ -5,9 +5,11 @@ the nginx configuration sends it (the rightmost hop no trusted proxy vouches for
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
-@pytest.mark.parametrize("tile_cache", [False, True], ids=["as-shipped", "with-tile-cache"])
+@pytest.mark.parametrize("tile_cache", [True, False], ids=["as-shipped", "tile-cache-off"])
 def test_shipped_nginx_configuration_passes_nginx_t(tmp_path: Path, tile_cache: bool) -> None:
-    """deploy/nginx/nginx.conf with twin-site.conf (TLS, HTTP/2, redirect) as an operator installs it,
-    and with the optional tile cache turned on as its file says; only the certificate, log, pid and
-    cache paths point into a temporary directory."""
+    """deploy/nginx/nginx.conf with twin-site.conf (TLS, HTTP/2, redirect) as an operator installs it
+    (the tile cache on), and with the tile cache turned off as twin-tile-cache.conf says; only the
+    certificate, log, pid and cache paths point into a temporary directory."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is missing: ./run.sh test installs it (setup_nginx)"
     conf = tmp_path / "conf"
@@ -41,17 +43,106 @@ def test_shipped_nginx_configuration_passes_nginx_t(tmp_path: Path, tile_cache: 
         f.write_text(f.read_text().replace("/etc/ssl/twin/", f"{tmp_path}/").replace("/var/log/nginx/", f"{tmp_path}/logs/")
                      .replace("/run/nginx.pid", f"{tmp_path}/nginx.pid"))
     shutil.move(twin_dir / "nginx.conf", conf / "nginx.conf")
-    if tile_cache:
-        http, loc = twin_dir / "twin-http.conf", twin_dir / "twin-locations.conf"
-        assert "# proxy_cache_path /var/cache/nginx/twin-tiles" in http.read_text()
-        http.write_text(http.read_text().replace("# proxy_cache_path /var/cache/nginx/twin-tiles",
-                                                 f"proxy_cache_path {tmp_path}/cache"))
-        assert "# include twin/twin-tile-cache.conf;" in loc.read_text()
-        loc.write_text(loc.read_text().replace("# include twin/twin-tile-cache.conf;", "include twin/twin-tile-cache.conf;"))
+    http, loc = twin_dir / "twin-http.conf", twin_dir / "twin-locations.conf"
+    assert "\nproxy_cache_path /var/cache/nginx/twin-tiles " in http.read_text()  # on, not commented out
+    http.write_text(http.read_text().replace("proxy_cache_path /var/cache/nginx/twin-tiles ", f"proxy_cache_path {tmp_path}/cache "))
+    assert "\n    include twin/twin-tile-cache.conf;" in loc.read_text()
+    if not tile_cache:
+        loc.write_text(loc.read_text().replace("    include twin/twin-tile-cache.conf;", "    # include twin/twin-tile-cache.conf;"))
     r = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf / "nginx.conf"),
                         "-e", str(tmp_path / "logs/error.log")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "test is successful" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def nginx_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """nginx with the shipped twin-http.conf whose one location answers the tile cache's coding
+    ($twin_tile_encoding) for the request's Accept-Encoding."""
+    import socket
+    import time
+
+    import httpx
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    p = tmp_path_factory.mktemp("nginx-echo")
+    (p / "logs").mkdir()
+    conf = p / "conf"
+    shutil.copytree(DEPLOY / "nginx", conf / "twin")
+    http = conf / "twin" / "twin-http.conf"
+    http.write_text(http.read_text().replace("proxy_cache_path /var/cache/nginx/twin-tiles ", f"proxy_cache_path {p}/cache "))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (conf / "nginx.conf").write_text(
+        ("user root;\n" if os.geteuid() == 0 else "")
+        + f"worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\nevents {{}}\n"
+        + "http {\n    include twin/twin-http.conf;\n    access_log off;\n"
+        + "".join(f"    {k}_temp_path {p}/tmp_{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + f"    server {{\n        listen 127.0.0.1:{port};\n        location / {{ return 200 $twin_tile_encoding; }}\n    }}\n}}\n")
+    proc = subprocess.Popen([nginx, "-p", str(p), "-c", str(conf / "nginx.conf"), "-e", str(p / "logs/error.log"),
+                             "-g", "daemon off;"], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _coding_asked(url: str, accept_encoding: str | None) -> str:
+    """GET ``url`` with exactly this Accept-Encoding (None: no such header; http.client adds none)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.request("GET", u.path, headers={} if accept_encoding is None else {"Accept-Encoding": accept_encoding})
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+BROWSERS = ["gzip, deflate, br, zstd", "gzip, deflate, br", "gzip, br", "br, gzip", "gzip, deflate", "br", "gzip", "identity", "",
+            "deflate", "br;q=0, gzip", "gzip;q=0", "gzip;q=0, br;q=0", "BR;Q=1.0, GZIP", "x-gzip", "gzip ;q=0.0, br ;q=1"]
+
+
+@pytest.mark.parametrize("accept_encoding", [None, *BROWSERS])
+def test_the_tile_cache_keys_tiles_by_the_coding_twin_would_send(nginx_echo: str, accept_encoding: str | None) -> None:
+    """The coding in the nginx tile cache's key (twin-http.conf, map $twin_tile_encoding) is the one
+    twin's own negotiation picks for what browsers send."""
+    from gis_api.negotiation import choose_encoding
+
+    assert _coding_asked(nginx_echo, accept_encoding) == choose_encoding(accept_encoding or None)
+
+
+coding = st.sampled_from(["br", "gzip", "deflate", "identity", "zstd", "BR", "Gzip", "x-gzip", "brotli"])
+weight = st.sampled_from(["", ";q=1", ";q=1.0", ";q=0", ";q=0.0", ";q=0.000", " ;q=0", ";q=0.5", ";q=0.001", ";Q=0"])
+separator = st.sampled_from([", ", ",", " , "])
+
+
+@given(elements=st.lists(st.tuples(coding, weight), max_size=5), sep=separator)
+def test_the_tile_cache_never_asks_twin_for_a_refused_coding(nginx_echo: str, elements: list, sep: str) -> None:
+    """Whatever a client sends, the coding nginx asks twin for (and keys the cached body by) is one
+    the client accepts: br or gzip only when named with q > 0, else plain bytes; with no fractional
+    preferences it is exactly twin's choice."""
+    from gis_api.negotiation import accepted_codings, choose_encoding
+
+    header = sep.join(name + w for name, w in elements)
+    got = _coding_asked(nginx_echo, header)
+    assert got in ("br", "gzip", "identity")
+    if got != "identity":
+        assert accepted_codings(header).get(got, 0) > 0, (header, got)
+    if not any(w.strip(" ;").lower() in ("q=0.5", "q=0.001") for _, w in elements):
+        assert got == choose_encoding(header or None), header
 
 
 def test_compose_file_has_the_whole_stack() -> None:

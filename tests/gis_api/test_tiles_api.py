@@ -238,3 +238,22 @@ def test_a_cached_tile_answered_up_front_matches_the_full_answer(api_store, clie
     for name in ("etag", "cache-control", "vary", "content-type", "access-control-allow-origin"):
         assert second.headers.get(name) == first.headers.get(name), name
     assert second.headers.get("content-encoding") == first.headers.get("content-encoding")
+    # a revalidation (a browser, or nginx's tile cache every second) naming the cached version: a 304
+    # from the front too, with the tile's validators and no body
+    before = REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "304")._value.get()
+    again = client.get(path, headers={**hdrs, "If-None-Match": first.headers["etag"]})
+    assert REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "304")._value.get() == before + 1
+    assert again.status_code == 304 and again.content == b""
+    for name in ("etag", "cache-control", "vary", "access-control-allow-origin"):
+        assert again.headers.get(name) == first.headers.get(name), name
+    assert "content-encoding" not in again.headers and "content-type" not in again.headers
+    # past the version TTL (here: forgotten), the front reads the versions once and still answers
+    client.app.state.tiles.versions.invalidate()
+    before = REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "304")._value.get()
+    again = client.get(path, headers={**hdrs, "If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert REQUESTS.labels("/tiles/{layers}/{z}/{x}/{y}.mvt", "GET", "304")._value.get() == before + 1
+    # another coding's tag, or an old one, names another body: the whole tile
+    for tag in (first.headers["etag"].replace(f"-{encoding}", "-gzip" if encoding != "gzip" else "-br"), '"old-gzip"'):
+        whole = client.get(path, headers={**hdrs, "If-None-Match": tag})
+        assert whole.status_code == 200 and whole.content == first.content

@@ -100,6 +100,11 @@ def test_tiles_tilejson_and_style_carry_only_readable_layers(public_client, town
     full = c.get(composite, headers=tok["operator"])
     assert "pipelines" in mapbox_vector_tile.decode(full.content)
     assert anon.headers.get("etag") != full.headers.get("etag")
+    # what a token sees is for that caller only: no shared cache (nginx, a CDN) may hand it to others
+    assert anon.headers["cache-control"].startswith("public")
+    assert full.headers["cache-control"].startswith("private, ")
+    again = c.get(composite, headers={**tok["operator"], "If-None-Match": full.headers["etag"]})
+    assert again.status_code == 304 and again.headers["cache-control"].startswith("private, ")
     tj = c.get("/tiles/roads,pipelines/tilejson.json").json()
     assert [v["id"] for v in tj["vector_layers"]] == ["roads"]
     style = c.get("/styles/twin.json").json()
