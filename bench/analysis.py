@@ -41,7 +41,8 @@ for p in (str(ROOT), str(BENCH)):
 import harness as h  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
-DB_URL = "postgresql://postgres@127.0.0.1:5432/twin_bench_analysis"
+DB_NAME = "twin_bench_analysis"
+DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 GOALS_MS = {"buffer": 50.0, "cross-section": 50.0, "trace": 200.0, "valve-isolation": 200.0,
             "dust-heat": 500.0, "search": 30.0}
 
@@ -65,11 +66,12 @@ def ensure_db(scale: float):  # noqa: ANN201
 
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'twin_bench_analysis'").fetchone():
-            conn.execute("CREATE DATABASE twin_bench_analysis")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     store = SpatialStore.from_url(DB_URL)
     store.migrate()
-    raster_dir = BENCH / "results" / "analysis-home" / "rasters"  # TwinSettings(home=…).raster_dir
+    home = "analysis-home" if DB_NAME == "twin_bench_analysis" else f"analysis-home-{DB_NAME}"
+    raster_dir = BENCH / "results" / home / "rasters"  # TwinSettings(home=…).raster_dir
     with psycopg.connect(DB_URL, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (k text primary key, v text)")
         row = conn.execute("SELECT v FROM bench_meta WHERE k = 'scale'").fetchone()
@@ -280,11 +282,18 @@ def bench_search(store, n: int) -> dict[str, Any]:  # noqa: ANN001
 
 
 def main() -> None:
+    global DB_NAME, DB_URL
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="0.2× town and fewer samples")
     ap.add_argument("--scale", type=float, default=None, help="sample-town scale (default 10, --quick 0.2)")
     ap.add_argument("--n", type=int, default=None, help="samples per analysis (default 200, --quick 20)")
+    ap.add_argument("--db", default=DB_NAME, help="PostGIS database to build and use (default %(default)s; "
+                    "give your own name for a run at another scale, so the 10× database is not rebuilt)")
+    ap.add_argument("--no-doc", action="store_true", help="do not write the table into docs/benchmarks.md")
     args = ap.parse_args()
+    if not args.db.replace("_", "").isalnum():
+        ap.error("--db: letters, digits and _ only")
+    DB_NAME, DB_URL = args.db, f"postgresql://postgres@127.0.0.1:5432/{args.db}"
     scale = args.scale or (0.2 if args.quick else 10.0)
     n = args.n or (20 if args.quick else 200)
     from twin.settings import TwinSettings
@@ -309,7 +318,8 @@ def main() -> None:
     print("search", res["search"], flush=True)
     res["meta"]["load_after"] = h.loadavg()
     path = h.save_json("analysis", res)
-    write_doc(res)
+    if not args.no_doc:
+        write_doc(res)
     print(f"results: {path}")
 
 
