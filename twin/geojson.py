@@ -30,7 +30,7 @@ def polygon_fragment(geom: shapely.Geometry) -> orjson.Fragment:
     if geom.geom_type == "Polygon" and not geom.interiors and not geom.has_z:
         return orjson.Fragment(orjson.dumps({"type": "Polygon", "coordinates": [shapely.get_coordinates(geom)]},
                                             option=OPTS))
-    return geometry_fragments([geom])[0]
+    return geometry_fragments(np.array([geom], dtype=object))[0]
 
 
 def features(ids: list[int], props: list[dict[str, Any]], geoms: np.ndarray) -> list[dict[str, Any]]:

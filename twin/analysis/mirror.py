@@ -127,9 +127,9 @@ class LayerMirror:
             parts.append(fs.take(keep) if len(keep) != len(fs) else fs)
         read = concat(self.layer, parts)
         where = [self._index.get(i) for i in read.ids]
-        for k in where:
-            if k is not None:
-                hit[k] = True
+        for at in where:
+            if at is not None:
+                hit[at] = True
         gone_idx = np.flatnonzero(hit)
         gone = old.take(gone_idx)
         back_at = {k for k in where if k is not None}
@@ -141,14 +141,14 @@ class LayerMirror:
             bounds = bounds.copy()
             add: list[int] = []
             positions = []
-            for j, k in enumerate(where):
-                if k is None:
+            for j, at in enumerate(where):
+                if at is None:
                     add.append(j)
                     positions.append(len(ids) + len(add) - 1)
                 else:
-                    ids[k], props[k], geo[k] = read.ids[j], read.properties[j], read.geometries[j]
-                    bounds[k] = new_bounds[j]
-                    positions.append(k)
+                    ids[at], props[at], geo[at] = read.ids[j], read.properties[j], read.geometries[j]
+                    bounds[at] = new_bounds[j]
+                    positions.append(at)
             extra = read.take(add)
             rows = FeatureSet(self.layer, ids + extra.ids, props + extra.properties,
                               np.concatenate([geo, np.asarray(extra.geometries, dtype=object)]) if add else geo)

@@ -179,11 +179,11 @@ class UtilityNetwork:
         geoms = np.asarray(rows.geometries, dtype=object)
         new_bounds = shapely.bounds(geoms)
         changed: dict[str, Pipe] = {}
-        where: list[int] = []
         for k, (fid, props) in enumerate(zip(rows.ids, rows.properties, strict=True)):
-            code = props.get("code")
+            code, s_, e_ = props.get("code"), props.get("start_node_code"), props.get("end_node_code")
+            if not (isinstance(code, str) and isinstance(s_, str) and isinstance(e_, str)):
+                return None
             old = self.pipes.get(code)
-            s_, e_ = props.get("start_node_code"), props.get("end_node_code")
             if (old is None or code in changed or (old.start, old.end) != (s_, e_) or props.get("utility") != self.utility
                     or self.node_kind.get(s_, "missing") == "missing" or self.node_kind.get(e_, "missing") == "missing"
                     or bool(props.get("gravity")) != old.gravity):
@@ -191,7 +191,6 @@ class UtilityNetwork:
             changed[code] = Pipe(fid, code, self.utility, s_, e_, bool(props.get("gravity")),
                                  float(props.get("diameter_mm") or 0), 0.0,
                                  props.get("start_invert_m"), props.get("end_invert_m"))
-            where.append(pos[code])
             bounds[pos[code]] = new_bounds[k]
         total = (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
         if frame_for(shapely.box(*total)) != self.frame:

@@ -179,7 +179,7 @@ class NetworkService:
         elif len(dp.new):
             pos = dict(pos)
             for k in dp.positions:
-                pos[(pipes.properties[k].get("utility"), pipes.properties[k]["code"])] = k
+                pos[(pipes.properties[k]["utility"], pipes.properties[k]["code"])] = k
         # the pipe trees in use are patched or rebuilt here too, not by the next request
         trees = {}
         for u in changed:

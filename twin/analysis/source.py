@@ -173,7 +173,7 @@ def _raw_fetch(store: SpatialStore, sql: str, params: dict[str, Any]) -> list[tu
 
     raw = store.engine.raw_connection()
     try:
-        conn = raw.driver_connection
+        conn: Any = raw.driver_connection
         conn.autocommit = True
         try:
             return conn.execute(sql, params).fetchall()
