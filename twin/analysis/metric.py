@@ -40,6 +40,8 @@ class LocalFrame:
     def to_metric(self, geoms):  # noqa: ANN001, ANN201 - shapely geometry or array
         """Geometries from lon/lat into this frame (metres)."""
         fwd, _ = _transformers(self.lon0, self.lat0, self.kind)
+        if type(geoms) is shapely.Point and not geoms.has_z and not geoms.is_empty:  # the commonest: one call
+            return shapely.Point(*fwd.transform(geoms.x, geoms.y))
         return shapely.transform(geoms, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
 
     def to_lonlat(self, geoms):  # noqa: ANN001, ANN201
