@@ -33,6 +33,11 @@ def polygon_fragment(geom: shapely.Geometry) -> orjson.Fragment:
     return geometry_fragments(np.array([geom], dtype=object))[0]
 
 
+def ring_polygon_fragment(ring: np.ndarray) -> orjson.Fragment:
+    """A polygon without holes as GeoJSON, from its closed ring's ``(n, 2)`` coordinate array."""
+    return orjson.Fragment(orjson.dumps({"type": "Polygon", "coordinates": [ring]}, option=OPTS))
+
+
 def features(ids: list[int], props: list[dict[str, Any]], geoms: np.ndarray) -> list[dict[str, Any]]:
     frags = geometry_fragments(geoms)
     return [

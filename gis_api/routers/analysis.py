@@ -22,7 +22,7 @@ from gis_api.security import authorize
 from twin import geojson
 from twin.analysis import (
     FeatureSet,
-    buffer_result,
+    buffer_polygon,
     check_distance,
     feature_by_ref,
     features_in_bbox,
@@ -31,6 +31,7 @@ from twin.analysis import (
     parse_geometry,
     search_bbox,
 )
+from twin.analysis.buffer import circle_ring
 from twin.analysis.clearance import check_clearance, clearance_table, section_clearance
 from twin.analysis.ground import ground_model
 from twin.analysis.metric import area_frame_for
@@ -151,16 +152,29 @@ def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) 
     # the hits' geometries come as GeoJSON text straight from PostGIS (nothing to decode and encode again)
     found = [features_within(store, name, geom, distance, box, cap=settings.analysis_max_features,
                              geometry="geojson" if req.include_geometry else "none") for name in layers]
-    res = buffer_result(geom, distance, found, exclude=ref)
+    if geom.geom_type == "Point" and distance > 0:  # the commonest buffer: its ring straight to JSON
+        ring, area = circle_ring(frame_for(geom, "tmerc"), geom.x, geom.y, distance)
+        drawn = geojson.ring_polygon_fragment(ring)
+    else:
+        poly, area = buffer_polygon(geom, distance)
+        drawn = geojson.polygon_fragment(poly)
+    hits = [(float(d[i]), fs.layer, fid, fs.properties[i], fs.geometries[i]) for fs, d in found
+            for i, fid in enumerate(fs.ids) if ref is None or (fs.layer, fid) != ref]
+    if len(found) > 1:  # each layer comes nearest first; all of them together too
+        hits.sort(key=lambda h: h[:3])
+    counts = dict.fromkeys(layers, 0)
+    for h in hits:
+        counts[h[1]] += 1
     return {
         "distance_m": distance,
-        "area_m2": round(res.area_m2, 3),
-        "buffer": geojson.polygon_fragment(res.buffer),
-        "counts": {name: res.counts().get(name, 0) for name in layers},
+        "area_m2": round(area, 3),
+        "buffer": drawn,
+        "counts": counts,
         "features": {
             "type": "FeatureCollection",
-            "features": features_json([(h.layer, h.id, h.properties, h.geometry, {"distance_m": round(h.distance_m, 3)})
-                                       for h in res.hits], req.include_geometry),
+            "features": [{"type": "Feature", "id": fid, "geometry": g,
+                          "properties": {"layer": layer, "distance_m": round(d, 3), **props}}
+                         for d, layer, fid, props, g in hits],
         },
     }
 

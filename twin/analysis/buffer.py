@@ -81,14 +81,22 @@ def _circle(frame: LocalFrame, lon: float, lat: float, r: float, quad_segs: int)
     """What ``shapely.buffer`` of the point makes in ``frame`` — the same ``4 * quad_segs`` vertices,
     clockwise from east — and its area, without the general buffer machinery (a point buffer is a
     sizeable part of a small buffer request)."""
+    ring, area = circle_ring(frame, lon, lat, r, quad_segs)
+    return shapely.polygons(ring), area
+
+
+def circle_ring(frame: LocalFrame, lon: float, lat: float, r: float, quad_segs: int = 16) -> tuple[np.ndarray, float]:
+    """The closed lon/lat ring (an ``(n + 1, 2)`` array) of the buffer of the point ``(lon, lat)`` by
+    ``r`` metres drawn in ``frame``, and its area in m² (the polygon of :func:`buffer_polygon`, without
+    making a geometry of it: an answer only needs its coordinates)."""
     n = 4 * quad_segs
     fwd, inv = _transformers(frame.lon0, frame.lat0, frame.kind)
     cx, cy = fwd.transform(lon, lat)
     cos, sin = _unit_circle(n)
-    ring_lon, ring_lat = inv.transform(cx + r * cos, cy + r * sin)
-    ring_lon[-1], ring_lat[-1] = ring_lon[0], ring_lat[0]  # closed exactly
-    area = 0.5 * n * r * r * np.sin(2 * np.pi / n)  # the regular n-gon's (shoelace of the ring in the frame)
-    return shapely.polygons(np.column_stack([ring_lon, ring_lat])), float(area)
+    ring = np.empty((n + 1, 2))
+    ring[:, 0], ring[:, 1] = inv.transform(cx + r * cos, cy + r * sin)
+    ring[-1] = ring[0]  # closed exactly
+    return ring, float(0.5 * n * r * r * np.sin(2 * np.pi / n))  # the regular n-gon's (shoelace in the frame)
 
 
 @lru_cache(maxsize=8)
@@ -143,5 +151,5 @@ def buffer_result(geom: shapely.Geometry, distance_m: float, found: Sequence[tup
     return BufferResult(distance_m=distance_m, buffer=poly, area_m2=area, hits=hits)
 
 
-__all__ = ["BufferHit", "BufferResult", "buffer_analysis", "buffer_polygon", "buffer_result", "distances_m",
+__all__ = ["BufferHit", "BufferResult", "buffer_analysis", "buffer_polygon", "buffer_result", "circle_ring", "distances_m",
            "search_bbox"]
