@@ -216,7 +216,8 @@ def _raw_fetch(store: SpatialStore, sql: str, params: dict[str, Any]) -> list[tu
         conn: Any = raw.driver_connection
         conn.autocommit = True
         try:
-            return conn.execute(sql, params).fetchall()
+            # binary results: the same Python values, less for the server to format (floats, ids, WKB)
+            return conn.execute(sql, params, binary=True).fetchall()
         finally:
             if not conn.closed:
                 conn.autocommit = False
