@@ -3,6 +3,8 @@ trace and valve isolation (vs pgRouting doing the same traversal), dust-heat rec
 
     .venv/bin/python bench/analysis.py                # 10× sample town (the scale)
     .venv/bin/python bench/analysis.py --quick        # 0.2× town, fewer samples: proves it runs
+    .venv/bin/python bench/analysis.py --scale 2 --n 100 --db twin_bench_analysis_mine --no-doc
+                                                      # a smaller town in a database of your own, no doc update
 
 Everything runs in one process against one PostGIS database (``twin_bench_analysis``, built
 from the sample town at ``--scale`` and reused while the scale matches). Each analysis is timed
