@@ -3,6 +3,8 @@ trace and valve isolation (vs pgRouting doing the same traversal), dust-heat rec
 
     .venv/bin/python bench/analysis.py                # 10× sample town (the issue's scale)
     .venv/bin/python bench/analysis.py --quick        # 0.2× town, fewer samples: proves it runs
+    .venv/bin/python bench/analysis.py --scale 2 --n 100 --db twin_bench_analysis_mine --no-doc
+                                                      # a smaller town in a database of your own, no doc update
 
 Everything runs in one process against one PostGIS database (``twin_bench_analysis``, built
 from the sample town at ``--scale`` and reused while the scale matches). Each analysis is timed
@@ -41,7 +43,8 @@ for p in (str(ROOT), str(BENCH)):
 import harness as h  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
-DB_URL = "postgresql://postgres@127.0.0.1:5432/twin_bench_analysis"
+DB_NAME = "twin_bench_analysis"
+DB_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 GOALS_MS = {"buffer": 50.0, "cross-section": 50.0, "trace": 200.0, "valve-isolation": 200.0,
             "dust-heat": 500.0, "search": 30.0}
 
@@ -65,10 +68,11 @@ def ensure_db(scale: float):  # noqa: ANN201
 
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'twin_bench_analysis'").fetchone():
-            conn.execute("CREATE DATABASE twin_bench_analysis")
-    raster_dir = BENCH / "results" / "analysis-home" / "rasters"  # TwinSettings(home=…).raster_dir
-    if scale == 10.0:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    home = "analysis-home" if DB_NAME == "twin_bench_analysis" else f"analysis-home-{DB_NAME}"
+    raster_dir = BENCH / "results" / home / "rasters"  # TwinSettings(home=…).raster_dir
+    if scale == 10.0 and DB_NAME == "twin_bench_analysis":
         with psycopg.connect(DB_URL, autocommit=True) as conn:
             has = conn.execute("SELECT to_regclass('bench_meta') IS NOT NULL").fetchone()[0]
             row = conn.execute("SELECT v FROM bench_meta WHERE k = 'scale'").fetchone() if has else None
@@ -262,7 +266,7 @@ def bench_after_change(svc, settings, codes: list[str], rng, k: int) -> dict[str
     from gis_api.routers.analysis import FeatureRef
     from gis_api.routers.analysis_network import IsolationRequest, run_isolation
 
-    times, kinds = [], []
+    times, kinds, stale = [], [], 0
     a, b = (svc.network("water_supply").pipes[codes[int(i)]].id for i in rng.integers(0, len(codes), 2))
     edits = [("attribute", "UPDATE pipelines SET diameter_mm = diameter_mm + 1 WHERE id = %s", a),
              ("geometry", "UPDATE pipelines SET geom = ST_Translate(geom, 1e-6, 0) WHERE id = %s", b),
@@ -276,9 +280,10 @@ def bench_after_change(svc, settings, codes: list[str], rng, k: int) -> dict[str
             time.sleep(svc.clock.ttl_s + 0.05)  # the edit is now visible to the next request
             net = svc.network("water_supply")
             start = net.pipes[codes[int(rng.integers(0, len(codes)))]].id
-            ms, _ = timed(run_isolation, svc, settings, IsolationRequest(feature=FeatureRef(layer="pipelines", id=start)))
+            ms, out = timed(run_isolation, svc, settings, IsolationRequest(feature=FeatureRef(layer="pipelines", id=start)))
             times.append(ms)
-    return {**q(times), "edits": kinds}
+            stale += bool(out["data_version"]["stale"])  # answered from the previous version (patch not done in time)
+    return {**q(times), "edits": kinds, "stale": stale}
 
 
 def bench_dust(store, n: int) -> dict[str, Any]:  # noqa: ANN001
@@ -319,11 +324,18 @@ def bench_search(store, n: int) -> dict[str, Any]:  # noqa: ANN001
 
 
 def main() -> None:
+    global DB_NAME, DB_URL
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="0.2× town and fewer samples")
     ap.add_argument("--scale", type=float, default=None, help="sample-town scale (default 10, --quick 0.2)")
     ap.add_argument("--n", type=int, default=None, help="samples per analysis (default 200, --quick 20)")
+    ap.add_argument("--db", default=DB_NAME, help="PostGIS database to build and use (default %(default)s; "
+                    "give your own name for a run at another scale, so the 10× database is not rebuilt)")
+    ap.add_argument("--no-doc", action="store_true", help="do not write the table into docs/benchmarks.md")
     args = ap.parse_args()
+    if not args.db.replace("_", "").isalnum():
+        ap.error("--db: letters, digits and _ only")
+    DB_NAME, DB_URL = args.db, f"postgresql://postgres@127.0.0.1:5432/{args.db}"
     scale = args.scale or (0.2 if args.quick else 10.0)
     n = args.n or (20 if args.quick else 200)
     from twin.settings import TwinSettings
@@ -348,7 +360,8 @@ def main() -> None:
     print("search", res["search"], flush=True)
     res["meta"]["load_after"] = h.loadavg()
     path = h.save_json("analysis", res)
-    write_doc(res)
+    if not args.no_doc:
+        write_doc(res)
     print(f"results: {path}")
 
 
@@ -404,7 +417,9 @@ def write_doc(res: dict[str, Any]) -> None:
         f"(nearest pipe of every building and device) took {net.get('isolation_first_ms', float('nan')):.0f} ms, "
         "both once at start, outside the samples; after that an edit is patched in by the first request that "
         "sees it (the *first after an edit* line: another client edits one water pipe over SQL — its diameter "
-        "or its geometry, by turns — and the next isolation is timed); "
+        "or its geometry, by turns — and the next isolation is timed; "
+        f"{after.get('stale', '?')} of {after.get('n', 0)} of those answers came from the previous version "
+        "because the patch took longer than the request waits); "
         f"search index of {res['search']['entries']:,} texts built in {res['search']['index_build_ms']:.0f} ms "
         "(once per data version).",
     ])

@@ -24,6 +24,20 @@ def geometry_fragments(geoms: np.ndarray, precision: int | None = None) -> list[
     return [orjson.Fragment(s) for s in shapely.to_geojson(geoms)]
 
 
+def polygon_fragment(geom: shapely.Geometry) -> orjson.Fragment:
+    """One geometry's GeoJSON; a polygon without holes (a buffer) straight from its coordinate array
+    by orjson — a quarter of ``shapely.to_geojson``'s time, same numbers (shortest round-trip)."""
+    if geom.geom_type == "Polygon" and not geom.interiors and not geom.has_z:
+        return orjson.Fragment(orjson.dumps({"type": "Polygon", "coordinates": [shapely.get_coordinates(geom)]},
+                                            option=OPTS))
+    return geometry_fragments(np.array([geom], dtype=object))[0]
+
+
+def ring_polygon_fragment(ring: np.ndarray) -> orjson.Fragment:
+    """A polygon without holes as GeoJSON, from its closed ring's ``(n, 2)`` coordinate array."""
+    return orjson.Fragment(orjson.dumps({"type": "Polygon", "coordinates": [ring]}, option=OPTS))
+
+
 def features(ids: list[int], props: list[dict[str, Any]], geoms: np.ndarray) -> list[dict[str, Any]]:
     frags = geometry_fragments(geoms)
     return [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import shapely
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
@@ -21,14 +22,16 @@ from gis_api.security import authorize
 from twin import geojson
 from twin.analysis import (
     FeatureSet,
-    buffer_analysis,
+    buffer_polygon,
     check_distance,
     feature_by_ref,
     features_in_bbox,
+    features_within,
     frame_for,
     parse_geometry,
     search_bbox,
 )
+from twin.analysis.buffer import circle_ring
 from twin.analysis.clearance import check_clearance, clearance_table, section_clearance
 from twin.analysis.ground import ground_model
 from twin.analysis.metric import area_frame_for
@@ -126,9 +129,17 @@ def feature_json(layer: str, fid: int, props: dict[str, Any], geom: Any, extra: 
 def features_json(rows: list[tuple[str, int, dict[str, Any], Any, dict[str, Any]]],
                   include_geometry: bool = True) -> list[dict[str, Any]]:
     """GeoJSON features of ``(layer, id, properties, geometry, extra properties)`` rows; the geometries
-    are encoded in one vectorised call."""
-    frags = geojson.geometry_fragments(np.array([r[3] for r in rows], dtype=object)) if include_geometry and rows \
-        else [None] * len(rows)
+    are encoded in one vectorised call (geometries already GeoJSON — ``orjson.Fragment`` — go as they are)."""
+    frags: list[Any] = [None] * len(rows)
+    if include_geometry and rows:
+        todo = [k for k, r in enumerate(rows) if not isinstance(r[3], orjson.Fragment)]
+        if len(todo) == len(rows):
+            frags = geojson.geometry_fragments(np.array([r[3] for r in rows], dtype=object))
+        else:
+            frags = [r[3] for r in rows]
+            done = geojson.geometry_fragments(np.array([rows[k][3] for k in todo], dtype=object)) if todo else []
+            for k, f in zip(todo, done, strict=True):
+                frags[k] = f
     return [{"type": "Feature", "id": fid, "geometry": g, "properties": {"layer": layer, **extra, **props}}
             for (layer, fid, props, _, extra), g in zip(rows, frags, strict=True)]
 
@@ -138,18 +149,32 @@ def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) 
     distance = check_distance(req.distance, maximum=settings.analysis_max_distance_m)
     layers = check_layers(req.layers)
     box = search_bbox(geom, distance)
-    cands: list[FeatureSet] = [features_in_bbox(store, name, box, cap=settings.analysis_max_features)
-                               for name in layers]
-    res = buffer_analysis(geom, distance, cands, exclude=ref)
+    # the hits' geometries come as GeoJSON text straight from PostGIS (nothing to decode and encode again)
+    found = [features_within(store, name, geom, distance, box, cap=settings.analysis_max_features,
+                             geometry="geojson" if req.include_geometry else "none") for name in layers]
+    if geom.geom_type == "Point" and distance > 0:  # the commonest buffer: its ring straight to JSON
+        ring, area = circle_ring(frame_for(geom, "tmerc"), geom.x, geom.y, distance)
+        drawn = geojson.ring_polygon_fragment(ring)
+    else:
+        poly, area = buffer_polygon(geom, distance)
+        drawn = geojson.polygon_fragment(poly)
+    hits = [(float(d[i]), fs.layer, fid, fs.properties[i], fs.geometries[i]) for fs, d in found
+            for i, fid in enumerate(fs.ids) if ref is None or (fs.layer, fid) != ref]
+    if len(found) > 1:  # each layer comes nearest first; all of them together too
+        hits.sort(key=lambda h: h[:3])
+    counts = dict.fromkeys(layers, 0)
+    for h in hits:
+        counts[h[1]] += 1
     return {
         "distance_m": distance,
-        "area_m2": round(res.area_m2, 3),
-        "buffer": geojson.geometry_fragments([res.buffer])[0],
-        "counts": {name: res.counts().get(name, 0) for name in layers},
+        "area_m2": round(area, 3),
+        "buffer": drawn,
+        "counts": counts,
         "features": {
             "type": "FeatureCollection",
-            "features": features_json([(h.layer, h.id, h.properties, h.geometry, {"distance_m": round(h.distance_m, 3)})
-                                       for h in res.hits], req.include_geometry),
+            "features": [{"type": "Feature", "id": fid, "geometry": g,
+                          "properties": {"layer": layer, "distance_m": round(d, 3), **props}}
+                         for d, layer, fid, props, g in hits],
         },
     }
 

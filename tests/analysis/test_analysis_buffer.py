@@ -63,6 +63,59 @@ def test_buffer_of_buildings_complete_and_exact(town_store):
     assert np.pi * dist**2 * 0.99 < res.area_m2 <= np.pi * dist**2
 
 
+@pytest.mark.parametrize("kind", ["point", "pipe"])
+def test_buffer_endpoint_complete_and_exact(town_client, town_store, kind):
+    """POST /analysis/buffer as a user calls it (PostGIS: one geography query; SpatiaLite: the local
+    frame) against geodesic distances computed here: every building, device and pipe within the
+    distance is there with its ground distance, none beyond, nearest first; the polygon is the circle."""
+    layers = ["buildings", "devices", "pipelines"]
+    pages = {name: features_in_bbox(town_store, name, (-180, -90, 180, 90), cap=100_000) for name in layers}
+    b = pages["buildings"]
+    centre = shapely.centroid(shapely.union_all(b.geometries[:50]))
+    dist = 60.0
+    if kind == "point":
+        body = {"geometry": {"type": "Point", "coordinates": [centre.x, centre.y]}}
+        ref_geom, exclude = centre, None
+    else:
+        p = pages["pipelines"]
+        k = int(np.argmin(shapely.distance(p.geometries, centre)))
+        body = {"feature": {"layer": "pipelines", "id": p.ids[k]}}
+        ref_geom, exclude = p.geometries[k], ("pipelines", p.ids[k])
+    r = town_client.post("/analysis/buffer", json={**body, "distance": dist, "layers": layers})
+    assert r.status_code == 200, r.text
+    res = r.json()
+    got = {(f["properties"]["layer"], f["id"]): f["properties"]["distance_m"] for f in res["features"]["features"]}
+    want: dict[tuple[str, int], float] = {}
+    for name, page in pages.items():
+        for fid, g in zip(page.ids, page.geometries, strict=True):
+            if (name, fid) == exclude:
+                continue
+            if kind == "point":
+                d = geodesic_distance_to(centre.x, centre.y, g)
+            else:  # line to feature: geodesic distance from the pipe's densified vertices (2 cm apart)
+                pts = shapely.get_coordinates(shapely.segmentize(ref_geom, 0.02 / 111_000))
+                near = shapely.distance(shapely.points(pts), g)
+                best = pts[np.argsort(near)[:20]]
+                d = min(geodesic_distance_to(x, y, g) for x, y in best)
+            want[(name, fid)] = d
+    inside = {k for k, d in want.items() if d <= dist - 0.05}
+    outside = {k for k, d in want.items() if d > dist + 0.05}
+    assert inside, "the test should have features around it"
+    assert inside <= set(got), f"missed: {sorted(inside - set(got))[:5]}"
+    assert not (set(got) & outside), f"reported beyond the distance: {sorted(set(got) & outside)[:5]}"
+    for k, d in got.items():
+        assert abs(d - want[k]) < 0.06, (k, d, want[k])
+    assert list(got.values()) == sorted(got.values())
+    assert res["counts"] == {name: sum(1 for k in got if k[0] == name) for name in layers}
+    poly = shapely.from_geojson(__import__("json").dumps(res["buffer"]))
+    assert poly.is_valid and poly.contains(ref_geom)
+    if kind == "point":  # vertices on the circle (geodesic), the area that of the 64-gon
+        ring = shapely.get_coordinates(poly.exterior)
+        _, _, radii = GEOD.inv(np.full(len(ring), centre.x), np.full(len(ring), centre.y), ring[:, 0], ring[:, 1])
+        assert np.max(np.abs(radii - dist)) < 0.001
+        assert res["area_m2"] == pytest.approx(0.5 * 64 * dist**2 * np.sin(2 * np.pi / 64), rel=1e-6)
+
+
 def test_search_bbox_contains_the_true_buffer():
     for lat in (0.0, 31.4, 60.0):
         p = shapely.Point(120.0, lat)

@@ -119,3 +119,65 @@ def test_requests_do_not_wait_for_a_slow_rebuild(town_copy):
     assert svc.freshness() == {"pipelines": store.versions()["pipelines"],
                                "pipe_nodes": store.versions()["pipe_nodes"], "stale": False}
     assert svc.network("water_supply").pipes[code].diameter_mm == 777
+
+
+def test_isolation_after_raw_sql_edits_equals_a_fresh_computation(town_copy, client_for):
+    """Another client edits water pipes by raw SQL — the diameter of a dead-end pipe (it becomes the
+    assumed source's pipe), a detour that triples a pipe's length (flows in its loops turn), a pipe moved
+    40 m (buildings change their nearest pipe) and 10 cm — and after each edit the next valve isolation
+    over HTTP equals the one a new app computes from scratch, for bursts spread over the network; the
+    edits were patched into the network (not a rebuild of it), and the answers say they are current."""
+    store = town_copy
+    client = client_for(store)
+    svc = NetworkService(store)
+    svc.clock.ttl_s = 0
+    svc.wait_s = 60  # a loaded test machine: wait for the patch rather than answer from the previous version
+    client.app.state.networks = svc  # the service the routes use (its clock sees every edit at once)
+    net0 = svc.network("water_supply")
+    codes = sorted(net0.pipes)
+    bursts = [codes[i] for i in np.linspace(0, len(codes) - 1, 8).astype(int)]
+    deg = dict(net0.graph.degree())
+    dead_end = next(c for c in codes if (deg[net0.pipes[c].start] == 1 or deg[net0.pipes[c].end] == 1)
+                    and not {net0.pipes[c].start, net0.pipes[c].end} & set(net0.sources))
+    rows = features_in_bbox(store, "pipelines", WORLD, cap=100_000)
+    geom = {p["code"]: g for p, g in zip(rows.properties, rows.geometries, strict=True) if p["utility"] == "water_supply"}
+    looped, moved = codes[len(codes) // 3], codes[2 * len(codes) // 3]
+    line = geom[looped]
+    a, b = shapely.get_coordinates(line)[[0, -1]]
+    mid = (a + b) / 2 + np.array([-(b - a)[1], (b - a)[0]])  # a vertex well off the line: about 3 times as long
+    detour = shapely.LineString([a, mid, b])
+    ids = {c: net0.pipes[c].id for c in (dead_end, looped, moved)}
+    z = ", 0" if store.dialect.name != "postgis" else ""  # SpatiaLite's ST_Translate takes dz too
+    edits = [
+        ("UPDATE pipelines SET diameter_mm = 5000 WHERE id = :id", {"id": ids[dead_end]}),
+        ("UPDATE pipelines SET geom = ST_GeomFromText(:wkt, 4326) WHERE id = :id", {"id": ids[looped], "wkt": detour.wkt}),
+        (f"UPDATE pipelines SET geom = ST_Translate(geom, 4e-4, 1e-4{z}) WHERE id = :id", {"id": ids[moved]}),
+        (f"UPDATE pipelines SET geom = ST_Translate(geom, 1e-6, 0{z}) WHERE id = :id", {"id": ids[moved]}),
+    ]
+
+    def isolations(c) -> list[dict]:
+        out = []
+        for code in bursts:
+            r = c.post("/analysis/valve-isolation", json={"feature": {"layer": "pipelines", "code": code},
+                                                          "service_m": 300})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["data_version"]["stale"] is False
+            body.pop("data_version")
+            out.append(body)
+        return out
+
+    flows = {c: (p.flow_from, p.flow_to) for c, p in net0.pipes.items()}
+    turned = 0
+    for sql, params in edits:
+        before = svc.network("water_supply")
+        with store.engine.begin() as conn:
+            conn.execute(text(sql), params)
+        got = isolations(client)
+        after = svc.network("water_supply")
+        assert after is not before and after.node_kind is before.node_kind, "the edit was not patched in"
+        assert got == isolations(client_for(store))  # a new app: its own service builds everything anew
+        assert _state(svc) == _fresh(store)
+        turned += sum((p.flow_from, p.flow_to) != flows[c] for c, p in after.pipes.items())
+        flows = {c: (p.flow_from, p.flow_to) for c, p in after.pipes.items()}
+    assert turned, "the edits should turn some flows (else this test does not test the re-orientation)"

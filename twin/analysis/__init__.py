@@ -13,6 +13,7 @@ from twin.analysis.buffer import (
     BufferResult,
     buffer_analysis,
     buffer_polygon,
+    buffer_result,
     distances_m,
     search_bbox,
 )
@@ -24,13 +25,13 @@ from twin.analysis.metric import LocalFrame, area_frame_for, frame_at, frame_for
 from twin.analysis.network import UtilityNetwork, build_networks, pipe_statistics
 from twin.analysis.overlap import overlap_analysis
 from twin.analysis.section import CrossSection, PipeCrossing, cross_section
-from twin.analysis.source import FeatureSet, feature_by_ref, features_in_bbox
+from twin.analysis.source import FeatureSet, feature_by_ref, features_in_bbox, features_within
 
 __all__ = [
     "BufferHit", "BufferResult", "CrossSection", "DustConfig", "DustFactor", "FeatureSet", "LocalFrame",
-    "PipeCrossing", "UtilityNetwork", "area_frame_for", "buffer_analysis", "buffer_polygon", "build_networks",
+    "PipeCrossing", "UtilityNetwork", "area_frame_for", "buffer_analysis", "buffer_polygon", "buffer_result", "build_networks",
     "check_clearance", "check_distance", "check_lonlat", "clearance_table", "cross_section", "distances_m",
-    "feature_by_ref", "features_in_bbox", "frame_at", "frame_for", "grids_at", "heat_grid", "locate_grid",
+    "feature_by_ref", "features_in_bbox", "features_within", "frame_at", "frame_for", "grids_at", "heat_grid", "locate_grid",
     "nearest_features", "nearest_in", "overlap_analysis", "parse_geometry", "parse_point", "pipe_statistics",
     "score_monitors", "search_bbox", "section_clearance",
 ]

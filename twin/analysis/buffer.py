@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import shapely
 
-from twin.analysis.metric import LocalFrame, frame_for, metres_to_degrees_box
+from twin.analysis.metric import LocalFrame, _transformers, frame_for, metres_to_degrees_box
 from twin.analysis.source import FeatureSet
 from twin.dialect import BBox
 
@@ -61,11 +62,49 @@ def search_bbox(geom: shapely.Geometry, distance_m: float) -> BBox:
 def buffer_polygon(geom: shapely.Geometry, distance_m: float, frame: LocalFrame | None = None,
                    quad_segs: int = 16, metric: shapely.Geometry | None = None) -> tuple[shapely.Geometry, float]:
     """The buffer of ``geom`` (lon/lat) by ``distance_m`` metres, as lon/lat, and its area in m²
-    (``metric``: ``geom`` already in ``frame``, to skip projecting it again)."""
-    frame = frame or frame_for(geom)
+    (``metric``: ``geom`` already in ``frame``, to skip projecting it again).
+
+    Drawn by default in a local transverse Mercator frame (:class:`~twin.analysis.metric.LocalFrame`
+    ``tmerc``: conformal, scale within 10⁻⁷ of 1 near its meridian, so the polygon is the true
+    buffer to well under a millimetre per 100 m) — several times cheaper to project back to lon/lat
+    than the azimuthal-equidistant frame the distances use, and the polygon is only drawn, never
+    used to decide what is inside."""
+    frame = frame or frame_for(geom, "tmerc")
+    if metric is None and distance_m > 0 and shapely.get_type_id(geom) == 0:  # a point: the circle directly
+        return _circle(frame, geom.x, geom.y, distance_m, quad_segs)
     metric = frame.to_metric(geom) if metric is None else metric
     buf = shapely.buffer(metric, distance_m, quad_segs=quad_segs) if distance_m > 0 else metric
     return frame.to_lonlat(buf), float(buf.area)
+
+
+def _circle(frame: LocalFrame, lon: float, lat: float, r: float, quad_segs: int) -> tuple[shapely.Geometry, float]:
+    """What ``shapely.buffer`` of the point makes in ``frame`` — the same ``4 * quad_segs`` vertices,
+    clockwise from east — and its area, without the general buffer machinery (a point buffer is a
+    sizeable part of a small buffer request)."""
+    ring, area = circle_ring(frame, lon, lat, r, quad_segs)
+    return shapely.polygons(ring), area
+
+
+def circle_ring(frame: LocalFrame, lon: float, lat: float, r: float, quad_segs: int = 16) -> tuple[np.ndarray, float]:
+    """The closed lon/lat ring (an ``(n + 1, 2)`` array) of the buffer of the point ``(lon, lat)`` by
+    ``r`` metres drawn in ``frame``, and its area in m² (the polygon of :func:`buffer_polygon`, without
+    making a geometry of it: an answer only needs its coordinates)."""
+    n = 4 * quad_segs
+    fwd, inv = _transformers(frame.lon0, frame.lat0, frame.kind)
+    cx, cy = fwd.transform(lon, lat)
+    cos, sin = _unit_circle(n)
+    ring = np.empty((n + 1, 2))
+    ring[:, 0], ring[:, 1] = inv.transform(cx + r * cos, cy + r * sin)
+    ring[-1] = ring[0]  # closed exactly
+    return ring, float(0.5 * n * r * r * np.sin(2 * np.pi / n))  # the regular n-gon's (shoelace in the frame)
+
+
+@lru_cache(maxsize=8)
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    a = -2 * np.pi * np.arange(n + 1) / n
+    cos, sin = np.cos(a), np.sin(a)
+    cos[-1], sin[-1] = cos[0], sin[0]
+    return cos, sin
 
 
 def distances_m(geom: shapely.Geometry, geoms: np.ndarray, frame: LocalFrame | None = None,
@@ -86,13 +125,25 @@ def buffer_analysis(geom: shapely.Geometry, distance_m: float, candidates: Seque
     """
     frame = frame_for(geom)
     metric = frame.to_metric(geom)
-    poly, area = buffer_polygon(geom, distance_m, frame, quad_segs, metric)
-    hits: list[BufferHit] = []
+    found = []
     for fs in candidates:
         if not len(fs):
             continue
         d = distances_m(geom, fs.geometries, frame, metric)
-        for i in np.flatnonzero(d <= distance_m + EPS_M):
+        keep = np.flatnonzero(d <= distance_m + EPS_M)
+        found.append((fs.take(keep), d[keep]))
+    return buffer_result(geom, distance_m, found, exclude, quad_segs)
+
+
+def buffer_result(geom: shapely.Geometry, distance_m: float, found: Sequence[tuple[FeatureSet, np.ndarray]],
+                  exclude: tuple[str, int] | None = None, quad_segs: int = 16) -> BufferResult:
+    """The buffer of ``geom`` and the features already found within it, each with its distance in
+    metres (``(features, distances)`` per layer, as :func:`twin.analysis.source.features_within`
+    reads them), nearest first."""
+    poly, area = buffer_polygon(geom, distance_m, quad_segs=quad_segs)
+    hits: list[BufferHit] = []
+    for fs, d in found:
+        for i in range(len(fs)):
             if exclude is not None and (fs.layer, fs.ids[i]) == exclude:
                 continue
             hits.append(BufferHit(fs.layer, fs.ids[i], float(d[i]), fs.properties[i], fs.geometries[i]))
@@ -100,4 +151,5 @@ def buffer_analysis(geom: shapely.Geometry, distance_m: float, candidates: Seque
     return BufferResult(distance_m=distance_m, buffer=poly, area_m2=area, hits=hits)
 
 
-__all__ = ["BufferHit", "BufferResult", "buffer_analysis", "buffer_polygon", "distances_m", "search_bbox"]
+__all__ = ["BufferHit", "BufferResult", "buffer_analysis", "buffer_polygon", "buffer_result", "circle_ring", "distances_m",
+           "search_bbox"]

@@ -33,6 +33,9 @@ def parse_geometry(obj: Any, *, max_vertices: int = 20_000, kinds: tuple[str, ..
         raise InvalidGeometry(f"{what} must be a GeoJSON geometry object with a 'type'")
     if obj.get("type") not in kinds:
         raise InvalidGeometry(f"{what} type {obj.get('type')!r} is not accepted here", detail={"accepted": list(kinds)})
+    point = _plain_point(obj)
+    if point is not None:  # the commonest input, checked without the general machinery below
+        return point
     try:
         geom = shapely.from_geojson(orjson.dumps(obj))
     except (shapely.errors.GEOSException, ValueError, TypeError, orjson.JSONEncodeError) as exc:
@@ -55,6 +58,26 @@ def parse_geometry(obj: Any, *, max_vertices: int = 20_000, kinds: tuple[str, ..
         raise InvalidGeometry(f"{what} is not a valid geometry: {explain_validity(geom)}",
                               detail={"reason": explain_validity(geom)})
     return geom
+
+
+def _plain_point(obj: dict[str, Any]) -> shapely.Point | None:
+    """A GeoJSON Point of two finite in-range numbers as a shapely point; ``None`` for anything else
+    (which then takes the general path and its error messages)."""
+    if obj.get("type") != "Point" or len(obj) != 2:
+        return None
+    c = obj.get("coordinates")
+    if type(c) is not list or len(c) != 2:
+        return None
+    x, y = c
+    if type(x) not in (float, int) or type(y) not in (float, int):
+        return None
+    try:
+        x, y = float(x), float(y)
+    except OverflowError:
+        return None
+    if not (math.isfinite(x) and math.isfinite(y) and abs(x) <= 180 and abs(y) <= 90):
+        return None
+    return shapely.Point(x, y)
 
 
 def check_distance(value: Any, *, maximum: float, what: str = "distance", allow_zero: bool = True) -> float:

@@ -27,7 +27,10 @@ class LocalFrame:
 
     lon0: float
     lat0: float
-    #: ``aeqd`` (distances exact from the centre) or ``laea`` (areas exact everywhere)
+    #: ``aeqd`` (distances exact from the centre), ``laea`` (areas exact everywhere) or ``tmerc``
+    #: (transverse Mercator: conformal, scale 1 + (x/R)²/2 at x metres from the centre's meridian —
+    #: 10⁻⁷ within a lattice cell, 3·10⁻⁶ at 15 km — and several times cheaper to project back than
+    #: ``aeqd``, whose inverse solves a geodesic per point: used to draw buffer polygons)
     kind: str = "aeqd"
 
     @property
@@ -37,6 +40,8 @@ class LocalFrame:
     def to_metric(self, geoms):  # noqa: ANN001, ANN201 - shapely geometry or array
         """Geometries from lon/lat into this frame (metres)."""
         fwd, _ = _transformers(self.lon0, self.lat0, self.kind)
+        if type(geoms) is shapely.Point and not geoms.has_z and not geoms.is_empty:  # the commonest: one call
+            return shapely.Point(*fwd.transform(geoms.x, geoms.y))
         return shapely.transform(geoms, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
 
     def to_lonlat(self, geoms):  # noqa: ANN001, ANN201
@@ -57,16 +62,20 @@ class LocalFrame:
 
 @lru_cache(maxsize=256)
 def _transformers(lon0: float, lat0: float, kind: str = "aeqd") -> tuple[Transformer, Transformer]:
+    """Forward and inverse transformers of a frame: the projection itself between lon/lat degrees and
+    metres, as an explicit PROJ pipeline (``Transformer.from_crs("EPSG:4326", …)`` makes the same
+    operation with axis swaps and unit steps around it, a third slower on small inputs)."""
     frame = LocalFrame(lon0, lat0, kind)
-    fwd = Transformer.from_crs("EPSG:4326", frame.proj, always_xy=True)
-    inv = Transformer.from_crs(frame.proj, "EPSG:4326", always_xy=True)
+    step = frame.proj.replace(" +no_defs", "")
+    fwd = Transformer.from_pipeline(f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad +step {step}")
+    inv = Transformer.from_pipeline(f"+proj=pipeline +step +inv {step} +step +proj=unitconvert +xy_in=rad +xy_out=deg")
     return fwd, inv
 
 
-def frame_for(geom: shapely.Geometry) -> LocalFrame:
+def frame_for(geom: shapely.Geometry, kind: str = "aeqd") -> LocalFrame:
     """The local frame centred on the middle of ``geom``'s lon/lat bounds."""
     minx, miny, maxx, maxy = geom.bounds
-    return frame_at((minx + maxx) / 2, (miny + maxy) / 2)
+    return frame_at((minx + maxx) / 2, (miny + maxy) / 2, kind)
 
 
 LATTICE_DEG = 0.05
@@ -76,8 +85,8 @@ def _snap(v: float) -> float:
     return round(round(float(v) / LATTICE_DEG) * LATTICE_DEG, 6)
 
 
-def frame_at(lon: float, lat: float) -> LocalFrame:
-    return LocalFrame(_snap(lon), _snap(lat))
+def frame_at(lon: float, lat: float, kind: str = "aeqd") -> LocalFrame:
+    return LocalFrame(_snap(lon), _snap(lat), kind)
 
 
 def area_frame_for(geom: shapely.Geometry) -> LocalFrame:

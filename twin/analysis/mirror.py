@@ -49,6 +49,10 @@ class Delta:
     gone: FeatureSet
     new: FeatureSet
     full: bool = False
+    #: where the rows read back now stand in :attr:`LayerMirror.rows` when every other row kept its
+    #: place (edits and inserts: rows replaced in place, new ones appended); ``None`` when rows moved
+    #: (a delete, a full read)
+    positions: list[int] | None = None
 
 
 def concat(layer: str, parts: list[FeatureSet]) -> FeatureSet:
@@ -87,6 +91,8 @@ class LayerMirror:
         self.cap = cap
         self.version: int | None = None
         self.rows = FeatureSet(layer)
+        self._index: dict[int, int] = {}  # row id → position in rows
+        self._bounds = np.zeros((0, 4))  # each row's lon/lat bounds
 
     def refresh(self, version: int) -> Delta | None:
         """Bring the mirror to ``version`` (the layer's current data version); ``None`` if it already was."""
@@ -97,10 +103,11 @@ class LayerMirror:
             boxes = changed_extents(self.store, self.layer, self.version)
         if boxes is None:
             old, self.rows = self.rows, features_in_bbox(self.store, self.layer, WORLD, cap=self.cap)
+            self._reindex()
             self.version = version
             return Delta(old, self.rows, full=True)
         old = self.rows
-        bounds = shapely.bounds(np.asarray(old.geometries, dtype=object)) if len(old) else np.zeros((0, 4))
+        bounds = self._bounds
         hit = np.zeros(len(old), dtype=bool)
         back: dict[int, int] = {}
         parts: list[FeatureSet] = []
@@ -119,17 +126,59 @@ class LayerMirror:
                 back[fs.ids[k]] = 1
             parts.append(fs.take(keep) if len(keep) != len(fs) else fs)
         read = concat(self.layer, parts)
-        if len(old):
-            hit |= np.isin(np.asarray(old.ids), np.asarray(read.ids, dtype=np.int64))
-        gone = old.take(np.flatnonzero(hit))
-        kept = old.take(np.flatnonzero(~hit))
-        self.rows = concat(self.layer, [kept, read])
-        if len(self.rows) > self.cap:
-            from twin.errors import LimitExceeded
+        where = [self._index.get(i) for i in read.ids]
+        for at in where:
+            if at is not None:
+                hit[at] = True
+        gone_idx = np.flatnonzero(hit)
+        gone = old.take(gone_idx)
+        back_at = {k for k in where if k is not None}
+        positions: list[int] | None = None
+        if all(int(k) in back_at for k in gone_idx):  # nothing deleted: replace in place, append the new rows
+            ids, props = list(old.ids), list(old.properties)
+            geo = geoms.copy()
+            new_bounds = shapely.bounds(np.asarray(read.geometries, dtype=object)) if len(read) else np.zeros((0, 4))
+            bounds = bounds.copy()
+            add: list[int] = []
+            positions = []
+            for j, at in enumerate(where):
+                if at is None:
+                    add.append(j)
+                    positions.append(len(ids) + len(add) - 1)
+                else:
+                    ids[at], props[at], geo[at] = read.ids[j], read.properties[j], read.geometries[j]
+                    bounds[at] = new_bounds[j]
+                    positions.append(at)
+            extra = read.take(add)
+            rows = FeatureSet(self.layer, ids + extra.ids, props + extra.properties,
+                              np.concatenate([geo, np.asarray(extra.geometries, dtype=object)]) if add else geo)
+            if len(rows) > self.cap:
+                from twin.errors import LimitExceeded
 
-            raise LimitExceeded(f"more than {self.cap} {self.layer} features", detail={"max_features": self.cap})
+                raise LimitExceeded(f"more than {self.cap} {self.layer} features", detail={"max_features": self.cap})
+            self.rows = rows
+            self._bounds = np.concatenate([bounds, new_bounds[add]]) if add else bounds
+            if add:
+                self._index = dict(self._index)
+                for n, j in enumerate(add):
+                    self._index[read.ids[j]] = len(old) + n
+        else:
+            kept = old.take(np.flatnonzero(~hit))
+            self.rows = concat(self.layer, [kept, read])
+            if len(self.rows) > self.cap:
+                from twin.errors import LimitExceeded
+
+                raise LimitExceeded(f"more than {self.cap} {self.layer} features", detail={"max_features": self.cap})
+            self._reindex()
         self.version = version
-        return _net_change(self.layer, gone, read)
+        delta = _net_change(self.layer, gone, read)
+        delta.positions = positions
+        return delta
+
+    def _reindex(self) -> None:
+        rows = self.rows
+        self._index = {i: k for k, i in enumerate(rows.ids)}
+        self._bounds = shapely.bounds(np.asarray(rows.geometries, dtype=object)) if len(rows) else np.zeros((0, 4))
 
 
 def _grow(b: BBox, d: float) -> BBox:

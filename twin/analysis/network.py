@@ -29,14 +29,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
 import numpy as np
 import shapely
 
-from twin.analysis.metric import frame_for
+from twin.analysis.metric import LocalFrame, frame_for
 from twin.analysis.source import FeatureSet
 from twin.errors import InvalidParameter
 
@@ -87,6 +87,9 @@ class UtilityNetwork:
     sources: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     directed: nx.MultiDiGraph | None = None
+    #: the metric frame pipe lengths were measured in, and each pipe's lon/lat bounds (pipe-array order)
+    frame: LocalFrame | None = None
+    pipe_bounds: np.ndarray | None = None
 
     # --- flow ---------------------------------------------------------------
     def orient(self, sources: Sequence[str] | None = None) -> None:
@@ -96,27 +99,23 @@ class UtilityNetwork:
             if unknown:
                 raise InvalidParameter(f"source nodes {unknown} are not in the {self.utility} network")
             self.sources = list(sources)
-        dist: dict[str, float] = {}
+        dist = None
         if not self.utility_is_gravity():
             if not self.sources:
                 self.sources = self._assumed_sources()
             if self.sources:
-                dist = _source_distances(list(self.graph.nodes), self.pipes.values(), self.sources)
+                dist = self._distances()
+        nodes, index, codes, a_idx, b_idx = self._arrays()
         d = nx.MultiDiGraph()
         d.add_nodes_from(self.graph.nodes)
         edges = []
-        for p in self.pipes.values():
+        for i, c in enumerate(codes):
+            p = self.pipes[c]
             a, b = p.start, p.end
             if p.gravity:
-                si, ei = p.start_invert_m, p.end_invert_m
-                if si is not None and ei is not None and ei > si:
-                    a, b, p.reverse_graded = b, a, True
-                elif si is not None and ei is not None and ei == si:
-                    p.flat = True
-            else:
-                da, db = dist.get(a, np.inf), dist.get(b, np.inf)
-                if db < da:
-                    a, b = b, a
+                a, b, p.reverse_graded, p.flat = _gravity_flow(p)
+            elif dist is not None and dist[b_idx[i]] < dist[a_idx[i]]:
+                a, b = b, a
             p.flow_from, p.flow_to = a, b
             edges.append((a, b, p.code))
         d.add_edges_from(edges)
@@ -126,24 +125,138 @@ class UtilityNetwork:
         return self.utility in GRAVITY_UTILITIES or (bool(self.pipes) and all(p.gravity for p in self.pipes.values()))
 
     def _assumed_sources(self) -> list[str]:
-        deg = dict(self.graph.degree())
-        ends = [p for p in self.pipes.values() if deg[p.start] == 1 or deg[p.end] == 1]
-        if not ends:
+        """Per connected part, the dead end of its largest (diameter, then code) dead-end pipe; the
+        parts in graph-node order (scipy's connected components on the pipe arrays: C speed)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        nodes, _, codes, a, b = self._arrays()
+        n = len(nodes)
+        deg = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)  # a loop counts twice, as networkx's
+        dead = np.flatnonzero((deg[a] == 1) | (deg[b] == 1))
+        if not len(dead):
             self.findings.append(Finding("no_source", None, None,
                                          f"the {self.utility} network has no source node and no dead end"))
             return []
+        adj = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+        _, labels = connected_components(adj, directed=False)  # labels in order of each part's first node
+        best: dict[int, Pipe] = {}
+        for i in dead.tolist():
+            p = self.pipes[codes[i]]
+            lab = int(labels[a[i]])
+            q = best.get(lab)
+            if q is None or (p.diameter_mm, p.code) > (q.diameter_mm, q.code):
+                best[lab] = p
         out: list[str] = []
-        for comp in nx.connected_components(self.graph):  # one source per disconnected part
-            cand = [p for p in ends if p.start in comp]
-            if not cand:
-                continue
-            best = max(cand, key=lambda p: (p.diameter_mm, p.code))
-            node = best.start if deg[best.start] == 1 else best.end
+        index = self._arrays()[1]
+        for lab in sorted(best):
+            p = best[lab]
+            node = p.start if deg[index[p.start]] == 1 else p.end
             out.append(node)
-            self.findings.append(Finding("assumed_source", best.code, node,
+            self.findings.append(Finding("assumed_source", p.code, node,
                                          f"no source node in this part of the {self.utility} network: assumed "
-                                         f"{node}, the dead end of its largest pipe {best.code} (DN{best.diameter_mm:g})"))
+                                         f"{node}, the dead end of its largest pipe {p.code} (DN{p.diameter_mm:g})"))
         return out
+
+    def _distances(self) -> np.ndarray:
+        """Distance along the pipes (m) from the nearest source to every node (graph-node order; inf where
+        no source reaches)."""
+        nodes, index, codes, a, b = self._arrays()
+        w = np.fromiter((max(self.pipes[c].length_m, 1e-9) for c in codes), dtype=float, count=len(codes))
+        return _source_distances(len(nodes), a, b, w, [index[s] for s in self.sources])
+
+    # --- patching ---------------------------------------------------------------
+    def patched(self, rows: FeatureSet) -> UtilityNetwork | None:
+        """This network with the pipes of ``rows`` (same codes, same end nodes: an edit of their
+        attributes or geometry) put in — equal to building it again from every row — or ``None`` when
+        the change needs a full build (pipes added, removed or re-connected, repaired ends involved,
+        the length frame moved). Nothing shared with this network is changed: readers of it go on."""
+        if self.directed is None or not len(rows) or self.frame is None or self.pipe_bounds is None:
+            return None
+        nodes, index, codes, a, b = self._arrays()
+        pos = self._pipe_index()
+        bounds = self.pipe_bounds.copy()
+        geoms = np.asarray(rows.geometries, dtype=object)
+        new_bounds = shapely.bounds(geoms)
+        changed: dict[str, Pipe] = {}
+        for k, (fid, props) in enumerate(zip(rows.ids, rows.properties, strict=True)):
+            code, s_, e_ = props.get("code"), props.get("start_node_code"), props.get("end_node_code")
+            if not (isinstance(code, str) and isinstance(s_, str) and isinstance(e_, str)):
+                return None
+            old = self.pipes.get(code)
+            if (old is None or code in changed or (old.start, old.end) != (s_, e_) or props.get("utility") != self.utility
+                    or self.node_kind.get(s_, "missing") == "missing" or self.node_kind.get(e_, "missing") == "missing"
+                    or bool(props.get("gravity")) != old.gravity):
+                return None
+            changed[code] = Pipe(fid, code, self.utility, s_, e_, bool(props.get("gravity")),
+                                 float(props.get("diameter_mm") or 0), 0.0,
+                                 props.get("start_invert_m"), props.get("end_invert_m"))
+            bounds[pos[code]] = new_bounds[k]
+        total = (bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max())
+        if frame_for(shapely.box(*total)) != self.frame:
+            return None
+        lengths = shapely.length(self.frame.to_metric(geoms))
+        for p, length in zip(changed.values(), lengths, strict=True):
+            p.length_m = float(length)
+        pipes = dict(self.pipes)  # same order: the pipe arrays stay valid
+        pipes.update(changed)
+        graph = _cow_edges(self.graph, [(p.start, p.end, p.code, {"length": p.length_m}) for p in changed.values()])
+        net = UtilityNetwork(self.utility, graph, pipes, self.node_kind, self.node_id, self.node_xy,
+                             [c for c, k in self.node_kind.items() if k in SOURCE_KINDS],
+                             [f for f in self.findings if f.kind not in ("assumed_source", "no_source")],
+                             frame=self.frame, pipe_bounds=bounds)
+        net.sources.sort()
+        net.__dict__["_arrays_cache"] = (graph, (nodes, index, codes, a, b))
+        net.__dict__["_pipe_index_cache"] = self.__dict__.get("_pipe_index_cache")
+        net._orient_after(self, changed)
+        return net
+
+    def _pipe_index(self) -> dict[str, int]:
+        cached = self.__dict__.get("_pipe_index_cache")
+        if cached is None:
+            cached = self.__dict__["_pipe_index_cache"] = {c: i for i, c in enumerate(self._arrays()[2])}
+        return cached
+
+    def _orient_after(self, old: UtilityNetwork, changed: dict[str, Pipe]) -> None:
+        """:meth:`orient` of a patched network, from ``old``'s: the flow of every pipe is decided again
+        (sources and distances can move with one pipe's length or diameter), but only pipes whose
+        direction changed get new objects and new edges in the directed graph."""
+        nodes, index, codes, a, b = self._arrays()
+        dist = None
+        if not self.utility_is_gravity():
+            if not self.sources:
+                self.sources = self._assumed_sources()
+            if self.sources:
+                dist = self._distances()
+        moved: list[tuple[str, str, str, str, str]] = []  # (code, old from, old to, new from, new to)
+        if dist is not None:
+            grav = np.fromiter((self.pipes[c].gravity for c in codes), dtype=bool, count=len(codes))
+            rev = ~grav & (dist[b] < dist[a])
+            was = np.fromiter((old.pipes[c].flow_from != old.pipes[c].start for c in codes), dtype=bool,
+                              count=len(codes))
+            for i in np.flatnonzero((rev != was) & ~grav).tolist():
+                c = codes[i]
+                if c in changed:
+                    continue
+                p = self.pipes[c] = replace(self.pipes[c])
+                o = old.pipes[c]
+                p.flow_from, p.flow_to = (p.end, p.start) if rev[i] else (p.start, p.end)
+                if (p.flow_from, p.flow_to) != (o.flow_from, o.flow_to):
+                    moved.append((c, o.flow_from, o.flow_to, p.flow_from, p.flow_to))
+        pos = self._pipe_index()
+        for c, p in changed.items():
+            i = pos[c]
+            if p.gravity:
+                p.flow_from, p.flow_to, p.reverse_graded, p.flat = _gravity_flow(p)
+            elif dist is not None and dist[b[i]] < dist[a[i]]:
+                p.flow_from, p.flow_to = p.end, p.start
+            else:
+                p.flow_from, p.flow_to = p.start, p.end
+            o = old.pipes[c]
+            if (p.flow_from, p.flow_to) != (o.flow_from, o.flow_to):
+                moved.append((c, o.flow_from, o.flow_to, p.flow_from, p.flow_to))
+        assert old.directed is not None
+        self.directed = _cow_redirect(old.directed, moved) if moved else old.directed
 
     # --- traversal ------------------------------------------------------------
     def trace(self, pipe_code: str, direction: str) -> tuple[list[str], list[str]]:
@@ -231,25 +344,93 @@ class UtilityNetwork:
         return cut_nodes, cut_pipes
 
 
-def _source_distances(nodes: list[str], pipes: Iterable[Pipe], sources: Sequence[str]) -> dict[str, float]:
-    """Shortest distance along the pipes (metres) from the nearest source to every node reached
-    (scipy's Dijkstra on a sparse matrix: the same answer as networkx's, at C speed)."""
+def _source_distances(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray, sources: Sequence[int]) -> np.ndarray:
+    """Shortest distance along the pipes (metres) from the nearest source to each of ``n`` nodes (inf where
+    none reaches): pipes from node ``a[i]`` to ``b[i]`` of length ``w[i]`` (scipy's Dijkstra on a sparse
+    matrix: the same answer as networkx's, at C speed)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
 
-    index = {n: i for i, n in enumerate(nodes)}
-    ps = list(pipes)
-    a = np.fromiter((index[p.start] for p in ps), dtype=np.int64, count=len(ps))
-    b = np.fromiter((index[p.end] for p in ps), dtype=np.int64, count=len(ps))
-    w = np.fromiter((max(p.length_m, 1e-9) for p in ps), dtype=float, count=len(ps))  # a 0 would be no edge
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     order = np.lexsort((w, hi, lo))  # parallel pipes: keep the shortest (a sparse matrix would add them)
     lo, hi, w = lo[order], hi[order], w[order]
     first = np.ones(len(lo), dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
-    m = coo_matrix((w[first], (lo[first], hi[first])), shape=(len(nodes), len(nodes))).tocsr()
-    dist = dijkstra(m, directed=False, indices=[index[s] for s in sources], min_only=True)
-    return {n: float(dist[i]) for n, i in index.items() if np.isfinite(dist[i])}
+    m = coo_matrix((w[first], (lo[first], hi[first])), shape=(n, n)).tocsr()
+    return np.asarray(dijkstra(m, directed=False, indices=list(sources), min_only=True))
+
+
+def _gravity_flow(p: Pipe) -> tuple[str, str, bool, bool]:
+    """(from, to, reverse_graded, flat) of a gravity pipe, from its inverts."""
+    si, ei = p.start_invert_m, p.end_invert_m
+    if si is not None and ei is not None and ei > si:
+        return p.end, p.start, True, False
+    return p.start, p.end, False, si is not None and ei is not None and ei == si
+
+
+def _cow_edges(g: nx.MultiGraph, edges: list[tuple[str, str, str, dict[str, float]]]) -> nx.MultiGraph:
+    """A copy of the undirected multigraph ``g`` with the data of existing ``edges`` replaced, sharing
+    everything else with ``g`` (only the adjacency of their end nodes is copied)."""
+    h = g.__class__()
+    h.graph = g.graph
+    h._node = g._node
+    adj = dict(g._adj)
+    copied: set[str] = set()
+
+    def own(n: str) -> dict:  # type: ignore[type-arg]
+        if n not in copied:
+            adj[n] = dict(g._adj[n])
+            copied.add(n)
+        return adj[n]
+
+    for u, v, key, data in edges:
+        kd = dict(own(u)[v])
+        kd[key] = dict(data)
+        own(u)[v] = kd
+        own(v)[u] = kd
+    h._adj = adj
+    return h
+
+
+def _cow_redirect(d: nx.MultiDiGraph, moved: list[tuple[str, str, str, str, str]]) -> nx.MultiDiGraph:
+    """A copy of the directed multigraph ``d`` with each ``(key, old u, old v, new u, new v)`` edge turned,
+    sharing everything else with ``d`` (only the adjacency of the nodes involved is copied)."""
+    h = d.__class__()
+    h.graph = d.graph
+    h._node = d._node
+    succ, pred = dict(d._succ), dict(d._pred)
+    own_s: set[str] = set()
+    own_p: set[str] = set()
+
+    def s_(n: str) -> dict:  # type: ignore[type-arg]
+        if n not in own_s:
+            succ[n] = {v: dict(kd) for v, kd in d._succ[n].items()}
+            for v, kd in succ[n].items():  # keep the one key dict per edge both sides share
+                p_(v)[n] = kd
+            own_s.add(n)
+        return succ[n]
+
+    def p_(n: str) -> dict:  # type: ignore[type-arg]
+        if n not in own_p:
+            pred[n] = dict(d._pred[n])
+            own_p.add(n)
+        return pred[n]
+
+    for key, u0, v0, u1, v1 in moved:
+        kd = s_(u0)[v0]
+        del kd[key]
+        if not kd:
+            del succ[u0][v0]
+            del p_(v0)[u0]
+        out = s_(u1)
+        kd = out.get(v1)
+        if kd is None:
+            kd = out[v1] = {}
+            p_(v1)[u1] = kd
+        kd[key] = {}
+    h._succ = h._adj = succ
+    h._pred = pred
+    return h
 
 
 @dataclass
@@ -348,7 +529,11 @@ def _build_one(util: str, pipes: FeatureSet, nodes: FeatureSet, snap_m: float) -
                                props.get("start_invert_m"), props.get("end_invert_m"))
     g.add_edges_from(edges)
     sources = sorted(c for c, k in node_kind.items() if k in SOURCE_KINDS)
-    return UtilityNetwork(util, g, net_pipes, node_kind, node_id, node_xy, sources, findings)
+    bounds = shapely.bounds(geoms) if len(geoms) else np.zeros((0, 4))
+    if len(net_pipes) != len(geoms):  # a code twice: the bounds would not follow the pipes' order
+        bounds, frame = None, None
+    return UtilityNetwork(util, g, net_pipes, node_kind, node_id, node_xy, sources, findings, frame=frame,
+                          pipe_bounds=bounds)
 
 
 def _band(value: float | None, edges: Sequence[float], unit: str) -> str:
