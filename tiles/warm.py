@@ -10,8 +10,8 @@
    extent grown by the tile buffer), at every warm zoom, and at the zoom above for tiles
    a viewer asked for. Repeated touches of a queued tile coalesce; the queue goes before
    the walk, asked-for tiles first (the fast layers' cheap source first, then the most
-   recently asked-for tile) and without rest, then the others at the walk's CPU share
-   (by default every touched tile is kept fresh, so a tile seen for the first time since an
+   recently asked-for tile), then the others, all without rest (by default every touched
+   tile is kept fresh, so a tile seen for the first time since an
    edit is still a hit). With ``demand_window_s`` (``TWIN_TILE_WARM_DEMAND_S``) the slow
    source's touched tiles nobody asked for in that window are dropped and render on
    demand instead — for a machine too small to keep the whole pyramid fresh;
@@ -195,8 +195,8 @@ class TileWarmer:
 
     def _rerender(self, item: tuple[str, Tile]) -> None:
         try:
-            # what viewers look at goes at once; the rest of the pyramid at the walk's CPU share
-            if self.warm_one(*item, rest=not self._wanted(item[1], time.monotonic())):
+            # re-renders do not rest: their amount is set by the edits (what viewers look at first)
+            if self.warm_one(*item, rest=False):
                 self.rerendered += 1
                 self.recent.append(item)
                 WARM_RENDERS.labels("edit").inc()

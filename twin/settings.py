@@ -80,7 +80,7 @@ class TwinSettings(BaseSettings):
         default=0.25, gt=0, le=1, description="Most of one core the warmer may use (it sleeps between renders).")
     tile_warm_demand_s: float = Field(
         default=0.0, ge=0, description="0: the warmer re-renders every warm tile an edit touches (tiles viewers "
-        "asked for first, without rest; the others at the walk's CPU share). N > 0: of the composite source, "
+        "asked for first; re-renders do not rest). N > 0: of the composite source, "
         "only tiles a viewer asked for in the last N seconds are re-rendered; the others render on demand "
         "(for a machine that cannot keep the whole pyramid fresh).")
     first_view_warm: str = Field(
