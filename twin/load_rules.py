@@ -330,7 +330,10 @@ def _plain(v: Any) -> Any:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        return int(v)  # lets '{osm_id:012d}' format an id that the file stores as text
+        try:  # lets '{osm_id:012d}' format an id that the file stores as text
+            return int(v.strip())
+        except ValueError:  # digits int() does not take ('²', '0\x1f' whose separator strip() drops)
+            return v
     return v
 
 

@@ -121,7 +121,8 @@
     map.once("idle", () => {
       const view = map.getBounds();
       if (view.contains([w, so]) && view.contains([e, n])) return;
-      map.fitBounds([[w, so], [e, n]], { padding: 60, maxZoom: map.getZoom(), duration: 600 });
+      // a jump, not a flight: a flight asks for the tiles of every zoom it passes and cancels them
+      map.fitBounds([[w, so], [e, n]], { padding: 60, maxZoom: map.getZoom(), animate: false });
       state.revealed = (state.revealed || 0) + 1;
     });
     map.triggerRepaint();

@@ -132,7 +132,9 @@ def replica_url(primary_url: str) -> str:
 
 
 def _settings(primary_url: str, replica_url: str, home: Path, **kw) -> TwinSettings:  # noqa: ANN003
-    kw = {"replica_check_s": 0.2, "replica_retry_s": 1.0, "replica_max_lag_s": 3600.0, **kw}
+    # no first-view warm-up: it would render the small test town's tiles before the requests that
+    # check where reads go
+    kw = {"replica_check_s": 0.2, "replica_retry_s": 1.0, "replica_max_lag_s": 3600.0, "first_view_warm": "", **kw}
     return TwinSettings(home=home, database_url=primary_url, database_read_urls=replica_url,
                         tile_blocks=False, **kw)
 
