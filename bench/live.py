@@ -158,6 +158,19 @@ def publisher_proc(index: int, host: str, port: int, topic_prefix: str, codes: l
              "late_s": late, "unacked": n - min(n, acks[0]), "cpu_s": cpu})
 
 
+def _client_result(res: dict[int, Any]) -> dict[str, Any]:
+    """A client process's report: per-reading latencies (arrival − send time, one per delivered
+    reading), distinct sequence numbers received per client, and the process's CPU seconds."""
+    lats, received = [], {}
+    for i, (arrivals, counts, found) in res.items():
+        marks_arr = np.array(found, dtype="S32").astype(float).reshape(-1, 2)
+        received[i] = len(np.unique(marks_arr[:, 0]))
+        if len(marks_arr):
+            lats.append(np.repeat(np.asarray(arrivals), counts) - marks_arr[:, 1])
+    lat = np.concatenate(lats).astype(np.float32) if lats else np.array([], dtype=np.float32)
+    return {"lat": lat, "received": received, "cpu_s": sum(os.times()[:2])}
+
+
 def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, stop: Any, out: Any,
                     compression: str | None = None) -> None:
     """Open one WebSocket per bbox, read until ``stop``; report latencies and unique sequence numbers.
@@ -205,14 +218,7 @@ def ws_clients_proc(url: str, bboxes: dict[int, tuple[float, ...]], ready: Any, 
             await asyncio.sleep(0.1)
         await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
         await asyncio.wait(tasks, timeout=30)
-        lats, received = [], {}
-        for i, (arrivals, counts, found) in res.items():
-            marks_arr = np.array(found, dtype="S32").astype(float).reshape(-1, 2)
-            received[i] = len(np.unique(marks_arr[:, 0]))
-            if len(marks_arr):
-                lats.append(np.repeat(np.asarray(arrivals), counts) - marks_arr[:, 1])
-        lat = np.concatenate(lats).astype(np.float32) if lats else np.array([], dtype=np.float32)
-        out.put({"lat": lat, "received": received, "cpu_s": sum(os.times()[:2])})
+        out.put(_client_result(res))
 
     asyncio.run(main())
 
@@ -285,14 +291,7 @@ def mqtt_clients_proc(host: str, port: int, topic_prefix: str, topics: dict[int,
             w.write(b"\xe0\x00")  # DISCONNECT
             w.close()
         await asyncio.wait(tasks, timeout=30)
-        lats, received = [], {}
-        for i, (arrivals, counts, found) in res.items():
-            marks_arr = np.array(found, dtype="S32").astype(float).reshape(-1, 2)
-            received[i] = len(np.unique(marks_arr[:, 0]))
-            if len(marks_arr):
-                lats.append(np.repeat(np.asarray(arrivals), counts) - marks_arr[:, 1])
-        lat = np.concatenate(lats).astype(np.float32) if lats else np.array([], dtype=np.float32)
-        out.put({"lat": lat, "received": received, "cpu_s": sum(os.times()[:2])})
+        out.put(_client_result(res))
 
     asyncio.run(main())
 

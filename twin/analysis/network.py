@@ -99,12 +99,7 @@ class UtilityNetwork:
             if unknown:
                 raise InvalidParameter(f"source nodes {unknown} are not in the {self.utility} network")
             self.sources = list(sources)
-        dist = None
-        if not self.utility_is_gravity():
-            if not self.sources:
-                self.sources = self._assumed_sources()
-            if self.sources:
-                dist = self._distances()
+        dist = self._flow_distances()
         nodes, index, codes, a_idx, b_idx = self._arrays()
         d = nx.MultiDiGraph()
         d.add_nodes_from(self.graph.nodes)
@@ -217,17 +212,21 @@ class UtilityNetwork:
             cached = self.__dict__["_pipe_index_cache"] = {c: i for i, c in enumerate(self._arrays()[2])}
         return cached
 
+    def _flow_distances(self) -> np.ndarray | None:
+        """Distances from the sources that decide a pressure network's flow (the sources assumed
+        when none are given); None for a gravity network (flow follows the inverts)."""
+        if self.utility_is_gravity():
+            return None
+        if not self.sources:
+            self.sources = self._assumed_sources()
+        return self._distances() if self.sources else None
+
     def _orient_after(self, old: UtilityNetwork, changed: dict[str, Pipe]) -> None:
         """:meth:`orient` of a patched network, from ``old``'s: the flow of every pipe is decided again
         (sources and distances can move with one pipe's length or diameter), but only pipes whose
         direction changed get new objects and new edges in the directed graph."""
         nodes, index, codes, a, b = self._arrays()
-        dist = None
-        if not self.utility_is_gravity():
-            if not self.sources:
-                self.sources = self._assumed_sources()
-            if self.sources:
-                dist = self._distances()
+        dist = self._flow_distances()
         moved: list[tuple[str, str, str, str, str]] = []  # (code, old from, old to, new from, new to)
         if dist is not None:
             grav = np.fromiter((self.pipes[c].gravity for c in codes), dtype=bool, count=len(codes))
