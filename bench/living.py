@@ -145,6 +145,8 @@ def scrape(port: int) -> dict[str, float]:
                      r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
+        elif (w := re.match(r'twin_tile_warm_seconds_total\{reason="([a-z]+)",zoom="([0-9]+)"\} ([0-9.e+]+)', line)):
+            out[f"warm_s:{w.group(1)}:z{w.group(2)}"] = float(w.group(3))
         elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ",
                               "twin_tile_warm_pending ")):
             name, value = line.split()[:2]
@@ -284,6 +286,11 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     # by default the two servers take turns (same client seeds, same edit rates): on two cores a
     # server that renders every tile on demand would otherwise take the CPU the other one is measured
     # on; --together runs both at once, as before
+    wanted = [n.strip() for n in args.servers.split(",") if n.strip()]
+    unknown = set(wanted) - set(servers)
+    if unknown or not wanted:
+        raise SystemExit(f"--servers: layer and/or extent, not {args.servers!r}")
+    servers = {name: servers[name] for name in wanted}
     phases = [list(servers)] if args.together else [[name] for name in servers]
     lat: dict[str, list[float]] = {}
     errors: list[str] = []
@@ -330,6 +337,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
         print(f"          requests over 20 ms by zoom: {slow}")
+        spent = {k.split(":", 1)[1]: round(v, 1) for k, v in sorted(d.items()) if k.startswith("warm_s:") and v > 0}
+        if spent:
+            out[name]["warm_seconds"] = spent
+            print(f"          warmer render seconds during the stream by reason and zoom: {spent}")
     out["edits"] = edits
     out["errors"] = errors[:20]
     if errors:
@@ -377,6 +388,8 @@ def main() -> int:
                     help="run both servers at once on the machine (default: one after the other, same stream)")
     ap.add_argument("--paired", action="store_true",
                     help="each client sends every request to both servers (the pace of the slower one)")
+    ap.add_argument("--servers", default="layer,extent",
+                    help="which servers to run: layer, extent or both (default; the report needs both)")
     ap.add_argument("--skip-data", action="store_true", help="use the database as it is (BENCH_DATABASE_URL)")
     ap.add_argument("--db-url", default=DB_URL)
     args = ap.parse_args()
@@ -396,6 +409,9 @@ def main() -> int:
     res = bench(args)
     res["meta"] = meta
     path = h.save_json("living", res)
+    if "layer" not in res or "extent" not in res:  # one server only: its printed lines are the result
+        print(f"saved {path} (one server: no report table)")
+        return 0
     body = report(res, meta)
     print(body)
     if not args.skip_data:

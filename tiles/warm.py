@@ -47,6 +47,8 @@ from twin.dialect import BBox
 log = logging.getLogger("twin.tiles.warm")
 
 WARM_RENDERS = Counter("twin_tile_warm_renders_total", "Tiles rendered by the warmer", ["reason"])
+WARM_SECONDS = Counter("twin_tile_warm_seconds_total",
+                       "Seconds the warmer spent rendering, by reason (walk, edit) and zoom", ["reason", "zoom"])
 WARM_PENDING = Gauge("twin_tile_warm_pending", "Tiles queued for re-rendering after edits")
 WARM_DROPPED = Counter("twin_tile_warm_dropped_total",
                        "Touched tiles not re-rendered after an edit because no viewer asked for them recently "
@@ -196,7 +198,7 @@ class TileWarmer:
     def _rerender(self, item: tuple[str, Tile]) -> None:
         try:
             # re-renders do not rest: their amount is set by the edits (what viewers look at first)
-            if self.warm_one(*item, rest=False):
+            if self.warm_one(*item, rest=False, reason="edit"):
                 self.rerendered += 1
                 self.recent.append(item)
                 WARM_RENDERS.labels("edit").inc()
@@ -223,7 +225,7 @@ class TileWarmer:
             out.extend(level[start:] + level[:start])
         return out
 
-    def warm_one(self, name: str, tile: Tile, *, rest: bool = True) -> bool:
+    def warm_one(self, name: str, tile: Tile, *, rest: bool = True, reason: str = "walk") -> bool:
         """Render ``tile`` of source ``name`` unless it is cached under its current key; True if rendered.
 
         ``rest``: afterwards sleep so the walk uses at most ``cpu_share`` of a core while viewers are
@@ -239,6 +241,7 @@ class TileWarmer:
         started = time.perf_counter()
         self.service.tile(specs, tile, self.encoding, background=True)  # not a viewer's hit or miss
         spent = time.perf_counter() - started
+        WARM_SECONDS.labels(reason, str(tile.z)).inc(spent)
         if rest and time.monotonic() - svc.last_request < IDLE_AFTER_S:
             # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
             self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
