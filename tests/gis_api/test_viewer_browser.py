@@ -174,6 +174,13 @@ def test_bare_url_frames_the_whole_town_in_chinese_with_nothing_failing(browser,
         assert v.eval("document.documentElement.lang") == "zh-CN"
         panel = v.page.inner_text("#panel")
         assert "图层" in panel and "建筑" in panel and "地下管线" in panel, panel
+        # the account line names the role a guest has here (the tests' TWIN_ANONYMOUS_ROLE is operator)
+        who = v.page.text_content("#who")
+        if town_settings.anonymous_role == "public":
+            assert who == "访客（公开图层）", who
+        else:
+            assert who.startswith("访客（未登录）") and "公开图层" not in who, who
+            assert town_settings.anonymous_role != "operator" or "值班员" in who, who
         labels = v.eval("window.twinMap.queryRenderedFeatures({layers: ['grids-label']}).length")
         assert labels > 0, "no grid name label rendered"
         # the canvas is not blank
