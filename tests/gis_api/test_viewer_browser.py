@@ -95,15 +95,13 @@ def _wait_for_glyph_warm_up(town_store, town_settings, timeout_s: float = 180.0)
     returns the seconds waited."""
     import time
 
+    from gis_api.routers.fonts import label_texts
     from tiles.glyphs import GlyphCache, ranges_for
-    from twin.store import FeatureQuery
 
-    texts = [p["name"] for layer in ("grids", "roads")
-             for p in town_store.query(FeatureQuery(layer, limit=10000, properties=["name"])).properties
-             if p.get("name")]
     cache = GlyphCache(town_settings.home / "glyphs")
+    ranges = ranges_for(label_texts(town_store))
     started = time.perf_counter()
-    while not all(cache.path(s, e).is_file() for s, e in ranges_for(texts)):
+    while not all(cache.path(s, e).is_file() for s, e in ranges):
         assert time.perf_counter() - started < timeout_s, "glyph warm-up did not finish"
         time.sleep(0.2)
     return time.perf_counter() - started
