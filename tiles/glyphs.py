@@ -163,6 +163,33 @@ def glyph_range(start: int, end: int, fontstack: str = FONTSTACK) -> bytes:
     return _field_bytes(1, stack)
 
 
+#: MapLibre's ``verticalizedCharacterMap`` (maplibre-gl 5, src/util/verticalize_punctuation.ts):
+#: punctuation and its upright form for vertical text. For a label along a line whose text may be
+#: written vertically (CJK), MapLibre asks for the glyph of both forms of each character.
+_VERTICAL_FROM = '!#$%&()*+,-./:;<=>?@[\\]^_`{|}~¢£¥¦¬¯–—‘’“”…‧₩、。〈〉《》「」『』【】〔〕〖〗！（），－．：；＜＞？［］＿｛｜｝｟｠｡｢｣'
+_VERTICAL_TO = '︕＃＄％＆︵︶＊＋︐︲・／︓︔︿＝﹀︖＠﹇＼﹈＾︳｀︷―︸～￠￡￥￤￢￣︲︱﹃﹄﹁﹂︙・￦︑︒︿﹀︽︾﹁﹂﹃﹄︻︼︹︺︗︘︕︵︶︐︲・︓︔︿﹀︖﹇﹈︳︷―︸︵︶︒﹁﹂'
+VERTICAL_FORMS = dict(zip(_VERTICAL_FROM, _VERTICAL_TO, strict=True))
+
+
+def _upright_in_vertical(ch: str) -> bool:
+    """Whether ``ch`` stays upright in vertical text — MapLibre's ``allowsVerticalWritingMode``,
+    simplified to the scripts a town's names use: CJK ideographs, kana, Hangul, CJK symbols and
+    full-width forms. (A wider test only adds a range the labels might not use.)"""
+    c = ord(ch)
+    return (0x1100 <= c <= 0x11FF or 0x2E80 <= c <= 0x2FDF or 0x3000 <= c <= 0x9FFF or 0xAC00 <= c <= 0xD7AF
+            or 0xF900 <= c <= 0xFAFF or 0xFE10 <= c <= 0xFE4F or 0xFF00 <= c <= 0xFFEF or c >= 0x20000)
+
+
+def vertical_forms(text: str) -> str:
+    """The extra characters MapLibre asks glyphs for when it draws ``text`` along a line
+    (``symbol-placement: line``): the vertical form of each punctuation mark, if the text may be
+    written vertically. Without them a road name with a dash or brackets asks for a range
+    (U+FE00–FEFF above all) that no warm-up rendered."""
+    if not any(_upright_in_vertical(ch) for ch in text):
+        return ""
+    return "".join(VERTICAL_FORMS[ch] for ch in text if ch in VERTICAL_FORMS)
+
+
 def ranges_for(texts: Iterable[str]) -> list[tuple[int, int]]:
     """The glyph ranges (``(start, end)``) that MapLibre asks for to draw ``texts``, in the order
     of the texts (the warm-up renders the first view's labels first)."""
@@ -285,5 +312,5 @@ def prewarm(cache: GlyphCache, texts: Iterable[str], fontstack: str = FONTSTACK,
     return thread
 
 
-__all__ = ["FONTSTACK", "RENDERER_VERSION", "GlyphCache", "GlyphRangeError", "font_key", "font_path",
-           "glyph_range", "parse_range", "prewarm", "ranges_for"]
+__all__ = ["FONTSTACK", "RENDERER_VERSION", "VERTICAL_FORMS", "GlyphCache", "GlyphRangeError", "font_key",
+           "font_path", "glyph_range", "parse_range", "prewarm", "ranges_for", "vertical_forms"]

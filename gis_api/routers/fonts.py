@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,6 +17,9 @@ from fastapi.responses import Response
 from gis_api.negotiation import choose_encoding, etag_matches, header_values
 from tiles.glyphs import GlyphCache, GlyphRangeError, font_key, parse_range, prewarm
 from twin.errors import InvalidParameter
+
+if TYPE_CHECKING:
+    from twin.store import SpatialStore
 
 router = APIRouter(tags=["Tiles"])
 log = logging.getLogger("twin.api.fonts")
@@ -64,32 +67,47 @@ async def glyphs(fontstack: str, glyph_range_: str, request: Request) -> Respons
     return Response(body, media_type="application/x-protobuf", headers=headers)
 
 
-def _label_fields() -> list[tuple[str, str]]:
-    """(source layer, property) of every label of the twin style whose text is ``["get", prop]``."""
+def _label_fields() -> list[tuple[str, str, bool, tuple[str, Any] | None]]:
+    """(source layer, property, along a line, ``(property, value)`` of an ``==`` filter or None) of
+    every label of the twin style whose text is ``["get", prop]``."""
     from tiles.style import twin_style
 
     out = []
     for layer in twin_style("").get("layers", []):
-        field: Any = layer.get("layout", {}).get("text-field")
+        layout = layer.get("layout", {})
+        field: Any = layout.get("text-field")
         if layer.get("type") == "symbol" and isinstance(field, list) and field[:1] == ["get"] and len(field) == 2:
-            out.append((layer["source-layer"], field[1]))
+            flt: Any = layer.get("filter")
+            eq = None  # the style's label filters are ["==", ["get", p], v]; another kind: every feature
+            if isinstance(flt, list) and len(flt) == 3 and flt[0] == "==" and isinstance(flt[1], list) \
+                    and flt[1][:1] == ["get"] and len(flt[1]) == 2:
+                eq = (flt[1][1], flt[2])
+            out.append((layer["source-layer"], field[1], layout.get("symbol-placement") == "line", eq))
     return out
 
 
-def _label_texts(app: FastAPI) -> Iterator[str]:
-    """The texts the town's labels draw, read from the store page by page (in the warm-up thread)."""
+def label_texts(store: SpatialStore) -> Iterator[str]:
+    """The texts the town's labels draw (only the features a label's filter keeps), read from the
+    store page by page (in the warm-up thread); for labels along lines also the vertical forms of
+    their punctuation, which MapLibre asks glyphs for as well (tiles.glyphs.vertical_forms)."""
+    from tiles.glyphs import vertical_forms
     from twin.store import FeatureQuery
 
-    store = app.state.store
-    for layer, prop in _label_fields():
+    for layer, prop, along_line, eq in _label_fields():
+        props = [prop] if eq is None or eq[0] == prop else [prop, eq[0]]
         offset = 0
         while offset < MAX_LABELS:
             try:
-                page = store.query(FeatureQuery(layer, limit=5000, offset=offset, properties=[prop]))
+                page = store.query(FeatureQuery(layer, limit=5000, offset=offset, properties=props))
             except Exception as exc:  # noqa: BLE001 - a layer the twin does not hold: no labels from it
                 log.info("glyph warm-up skips %s.%s: %s", layer, prop, exc)
                 break
-            yield from (str(p[prop]) for p in page.properties if p.get(prop))
+            for p in page.properties:
+                if p.get(prop) and (eq is None or p.get(eq[0]) == eq[1]):
+                    text = str(p[prop])
+                    yield text
+                    if along_line and (extra := vertical_forms(text)):
+                        yield extra
             if len(page.ids) < 5000:
                 break
             offset += 5000
@@ -103,7 +121,7 @@ def label_ranges(app: FastAPI) -> list[tuple[int, int]]:
 
 def _start_prewarm(app: FastAPI) -> None:
     app.state.glyph_ranges = []
-    app.state.glyph_prewarm = prewarm(glyph_cache(app), _label_texts(app), ranges_out=app.state.glyph_ranges)
+    app.state.glyph_prewarm = prewarm(glyph_cache(app), label_texts(app.state.store), ranges_out=app.state.glyph_ranges)
 
 
 def register(app: FastAPI) -> None:

@@ -428,13 +428,13 @@
   }
 
   state.clear = () => clear();
-  // on the map's "load", so the (empty) drawing and result sources are loaded with the first view
-  V.mapCreated.then((m) => {
-    m.once("load", () => {
-      map = m;
-      addLayers();
-      wire();
-      hint();
-    });
+  // once the map's style is parsed (viewer.js, styleLoaded), so the (empty) drawing and result
+  // sources and the highlight layer on the buildings are part of the first view: added after the
+  // tiles, the highlight layer would make MapLibre parse every tile of the twin source again
+  V.styleLoaded.then((m) => {
+    map = m;
+    addLayers();
+    wire();
+    hint();
   });
 })();

@@ -203,20 +203,18 @@
     flushNow: () => { dirty = true; flush(); },
   };
 
-  // on the map's "load" (its style is there; tiles and glyphs still coming): the stream's snapshot
-  // arrives while the tiles load and is part of the first full render
-  V.mapCreated.then((m) => {
-    m.once("load", () => {
-      try {
-        map = m;
-        addLayers();
-        renderCounters();
-        connect(1000);
-        map.on("moveend", followView);
-      } catch (err) {
-        V.errors.push("live: " + err);
-        console.error("twin live:", err);
-      }
-    });
+  // once the map's style is parsed, before its tiles are asked for (viewer.js, styleLoaded): the
+  // layers are part of the first full render, and the stream's snapshot arrives while tiles load
+  V.styleLoaded.then((m) => {
+    try {
+      map = m;
+      addLayers();
+      renderCounters();
+      connect(1000);
+      map.on("moveend", followView);
+    } catch (err) {
+      V.errors.push("live: " + err);
+      console.error("twin live:", err);
+    }
   });
 })();

@@ -8,12 +8,16 @@
   const status = document.getElementById("status");
   const setStatus = (t) => { status.textContent = t; };
 
-  let resolveReady, rejectReady, resolveMap;
+  let resolveReady, rejectReady, resolveMap, resolveStyled;
   const ready = new Promise((res, rej) => { resolveReady = res; rejectReady = rej; });
-  // the map, as soon as it is made (before its style and tiles load): live.js and analysis.js add
-  // their sources on its "load", so they are part of the first full render, not a second one
+  // the map, as soon as it is made (before its style and tiles load)
   const mapCreated = new Promise((res) => { resolveMap = res; });
-  window.twinViewer = { ready, mapCreated, errors: [], base, cardExtras: [] };
+  // the map once its style is parsed ("style.load"), before any tile is asked for: live.js and
+  // analysis.js add their sources and layers then. Not on "load": MapLibre fires that only once
+  // every tile of the view is in, and a layer added to a vector source makes it reload (parse and
+  // draw again) every tile it holds — a second first render.
+  const styleLoaded = new Promise((res) => { resolveStyled = res; });
+  window.twinViewer = { ready, mapCreated, styleLoaded, errors: [], base, cardExtras: [] };
 
   // The panel's groups: twin layer ids (vector source-layers) or raster source ids.
   const GROUPS = [
@@ -49,7 +53,11 @@
     const who = document.getElementById("who");
     const me = await (await api(base + "/auth/me")).json().catch(() => ({ subject: "anonymous" }));
     const loggedIn = me.subject && me.subject !== "anonymous";
-    who.textContent = loggedIn ? me.subject.replace(/^user:/, "") + " · " + (me.roles || []).join(", ") : I.t("auth.anonymous");
+    const roles = (me.roles || []).map((r) => I.t("role." + r).replace(/^role\./, ""));
+    // a guest is "public" unless the server gives anonymous callers another role (TWIN_ANONYMOUS_ROLE)
+    const publicGuest = !roles.length || ((me.roles || []).length === 1 && me.roles[0] === "public");
+    who.textContent = loggedIn ? me.subject.replace(/^user:/, "") + " · " + roles.join(", ")
+      : publicGuest ? I.t("auth.anonymous") : I.t("auth.anonymous_as") + " · " + roles.join(", ");
     document.getElementById("login-open").hidden = loggedIn;
     document.getElementById("logout").hidden = !loggedIn;
   }
@@ -162,6 +170,7 @@
       ...view,
     });
     window.twinMap = map;
+    map.once("style.load", () => resolveStyled(map));
     resolveMap(map);
     window.twinViewer.home = view.bounds || null;
     map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-left");

@@ -95,15 +95,13 @@ def _wait_for_glyph_warm_up(town_store, town_settings, timeout_s: float = 180.0)
     returns the seconds waited."""
     import time
 
+    from gis_api.routers.fonts import label_texts
     from tiles.glyphs import GlyphCache, ranges_for
-    from twin.store import FeatureQuery
 
-    texts = [p["name"] for layer in ("grids", "roads")
-             for p in town_store.query(FeatureQuery(layer, limit=10000, properties=["name"])).properties
-             if p.get("name")]
     cache = GlyphCache(town_settings.home / "glyphs")
+    ranges = ranges_for(label_texts(town_store))
     started = time.perf_counter()
-    while not all(cache.path(s, e).is_file() for s, e in ranges_for(texts)):
+    while not all(cache.path(s, e).is_file() for s, e in ranges):
         assert time.perf_counter() - started < timeout_s, "glyph warm-up did not finish"
         time.sleep(0.2)
     return time.perf_counter() - started
@@ -174,6 +172,13 @@ def test_bare_url_frames_the_whole_town_in_chinese_with_nothing_failing(browser,
         assert v.eval("document.documentElement.lang") == "zh-CN"
         panel = v.page.inner_text("#panel")
         assert "图层" in panel and "建筑" in panel and "地下管线" in panel, panel
+        # the account line names the role a guest has here (the tests' TWIN_ANONYMOUS_ROLE is operator)
+        who = v.page.text_content("#who")
+        if town_settings.anonymous_role == "public":
+            assert who == "访客（公开图层）", who
+        else:
+            assert who.startswith("访客（未登录）") and "公开图层" not in who, who
+            assert town_settings.anonymous_role != "operator" or "值班员" in who, who
         labels = v.eval("window.twinMap.queryRenderedFeatures({layers: ['grids-label']}).length")
         assert labels > 0, "no grid name label rendered"
         # the canvas is not blank

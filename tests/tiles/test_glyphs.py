@@ -6,7 +6,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiles.glyphs import GlyphCache, GlyphRangeError, glyph_range, parse_range, ranges_for
+from tiles.glyphs import (
+    GlyphCache,
+    GlyphRangeError,
+    glyph_range,
+    parse_range,
+    ranges_for,
+    vertical_forms,
+)
 
 
 def _fields(buf: bytes):
@@ -147,8 +154,13 @@ def test_server_start_renders_the_town_label_ranges_in_the_background(town_store
     from twin.store import FeatureQuery
 
     settings = TwinSettings(**{**town_settings.model_dump(), "home": tmp_path})
-    names = [p["name"] for p in town_store.query(FeatureQuery("grids", limit=1000, properties=["name"])).properties]
-    assert any("\u4e00" <= ch <= "\u9fff" for n in names for ch in n)
+    # what the style labels: village grids only (grids-label's filter), and road names along lines
+    grids = town_store.query(FeatureQuery("grids", limit=10000, properties=["name", "level"])).properties
+    villages = [p["name"] for p in grids if p["level"] == "village"]
+    roads = [p["name"] for p in town_store.query(FeatureQuery("roads", limit=10000, properties=["name"])).properties
+             if p.get("name")]
+    names = villages + roads + [vertical_forms(r) for r in roads] + ["0123456789 -.()"]
+    assert any("\u4e00" <= ch <= "\u9fff" for n in villages for ch in n)
     with TestClient(create_app(settings, store=town_store)) as client:
         client.app.state.glyph_prewarm.join(timeout=300)
         assert not client.app.state.glyph_prewarm.is_alive()
@@ -158,8 +170,19 @@ def test_server_start_renders_the_town_label_ranges_in_the_background(town_store
             r = client.get(f"/fonts/Twin Sans/{start}-{end}.pbf")
             assert r.status_code == 200 and r.content == cache.path(start, end).read_bytes()
         # the style names those ranges, so the viewer fetches them along with the tiles
+        # and exactly those: none only the unit and town grids' names use (never drawn), every one
+        # MapLibre asks for (the vertical forms of a road name's punctuation among them)
         listed = client.get("/styles/twin.json").json()["metadata"]["twin:glyph-ranges"]
-        assert {f"{s}-{e}" for s, e in ranges_for(names)} <= set(listed)
+        assert {f"{s}-{e}" for s, e in ranges_for(names)} == set(listed)
+
+
+def test_a_label_along_a_line_needs_the_vertical_forms_of_its_punctuation():
+    """MapLibre asks for the upright (vertical) form of each punctuation mark of a CJK label
+    drawn along a line; a Latin one is never written vertically."""
+    assert vertical_forms("东一路（北段）") == "︵︶"
+    assert vertical_forms("幸福村-3组") == "︲"
+    assert vertical_forms("Main St (N)") == "" and vertical_forms("和平路") == ""
+    assert (65024, 65279) in ranges_for(["幸福村-3组", vertical_forms("幸福村-3组")])
 
 
 def test_glyph_ranges_go_gzipped_from_disk_each_coding_with_its_etag(town_client, monkeypatch):
