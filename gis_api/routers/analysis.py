@@ -26,15 +26,17 @@ from twin.analysis import (
     check_distance,
     feature_by_ref,
     features_in_bbox,
+    features_near_point,
     features_within,
     frame_for,
     parse_geometry,
+    plain_point_xy,
     search_bbox,
 )
 from twin.analysis.buffer import circle_ring
 from twin.analysis.clearance import check_clearance, clearance_table, section_clearance
 from twin.analysis.ground import ground_model
-from twin.analysis.metric import area_frame_for
+from twin.analysis.metric import area_frame_for, metres_to_degrees_box
 from twin.analysis.overlap import overlap_analysis
 from twin.analysis.section import cross_section
 from twin.analysis.section_svg import cross_section_svg
@@ -145,19 +147,36 @@ def features_json(rows: list[tuple[str, int, dict[str, Any], Any, dict[str, Any]
 
 
 def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) -> dict[str, Any]:
-    geom, ref = resolve_geometry(store, settings, req.geometry, req.feature)
     distance = check_distance(req.distance, maximum=settings.analysis_max_distance_m)
+    geometry = "geojson" if req.include_geometry else "none"
+    cap = settings.analysis_max_features
+    xy = plain_point_xy(req.geometry) if req.feature is None and distance > 0 else None
+    if xy is not None:  # the commonest buffer, around a point: no geometry is made on this side
+        layers = check_layers(req.layers)
+        dlon, dlat = metres_to_degrees_box(xy[0], abs(xy[1]), distance)
+        box = (max(xy[0] - dlon, -180.0), max(xy[1] - dlat, -90.0), min(xy[0] + dlon, 180.0), min(xy[1] + dlat, 90.0))
+        found = [features_near_point(store, name, xy[0], xy[1], distance, box, cap=cap, geometry=geometry)
+                 for name in layers]
+        ring, area = circle_ring(None, xy[0], xy[1], distance)
+        return buffer_answer(distance, layers, found, geojson.ring_polygon_fragment(ring), area, None)
+    geom, ref = resolve_geometry(store, settings, req.geometry, req.feature)
     layers = check_layers(req.layers)
     box = search_bbox(geom, distance)
     # the hits' geometries come as GeoJSON text straight from PostGIS (nothing to decode and encode again)
-    found = [features_within(store, name, geom, distance, box, cap=settings.analysis_max_features,
-                             geometry="geojson" if req.include_geometry else "none") for name in layers]
-    if geom.geom_type == "Point" and distance > 0:  # the commonest buffer: its ring straight to JSON
+    found = [features_within(store, name, geom, distance, box, cap=cap, geometry=geometry) for name in layers]
+    if geom.geom_type == "Point" and distance > 0:  # its ring straight to JSON
         ring, area = circle_ring(frame_for(geom, "tmerc"), geom.x, geom.y, distance)
         drawn = geojson.ring_polygon_fragment(ring)
     else:
         poly, area = buffer_polygon(geom, distance)
         drawn = geojson.polygon_fragment(poly)
+    return buffer_answer(distance, layers, found, drawn, area, ref)
+
+
+def buffer_answer(distance: float, layers: list[str], found: list[tuple[FeatureSet, np.ndarray]], drawn: Any,
+                  area: float, ref: tuple[str, int] | None) -> dict[str, Any]:
+    """The buffer's JSON answer: the drawn polygon and every hit of ``found`` (nearest first, but the
+    feature ``ref`` the buffer was drawn around)."""
     hits = [(float(d[i]), fs.layer, fid, fs.properties[i], fs.geometries[i]) for fs, d in found
             for i, fid in enumerate(fs.ids) if ref is None or (fs.layer, fid) != ref]
     if len(found) > 1:  # each layer comes nearest first; all of them together too

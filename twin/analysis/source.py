@@ -138,12 +138,27 @@ DISTANCE_EPS_M = 1e-6
 GEOJSON_DIGITS = 15
 
 
-def _within_of_points(store: SpatialStore, layer: str, geom: shapely.Geometry, distance_m: float, bbox: BBox,
-                      cap: int, geometry: str) -> tuple[FeatureSet, np.ndarray]:
+def features_near_point(store: SpatialStore, layer: str, lon: float, lat: float, distance_m: float, bbox: BBox, *,
+                        cap: int, geometry: str = "shapely") -> tuple[FeatureSet, np.ndarray]:
+    """:func:`features_within` of the point ``(lon, lat)``: the same answer, from the coordinates
+    themselves (on PostGIS no geometry is made or encoded on this side: the query builds the point)."""
+    if store.dialect.name != "postgis":
+        return features_within(store, layer, shapely.Point(lon, lat), distance_m, bbox, cap=cap, geometry=geometry)
+    if geometry not in ("shapely", "geojson", "none"):
+        raise ValueError(f"geometry: 'shapely', 'geojson' or 'none', not {geometry!r}")
+    return _within_of_points(store, layer, None, distance_m, bbox, cap, geometry, xy=(float(lon), float(lat)))
+
+
+def _within_of_points(store: SpatialStore, layer: str, geom: shapely.Geometry | None, distance_m: float, bbox: BBox,
+                      cap: int, geometry: str, xy: tuple[float, float] | None = None) -> tuple[FeatureSet, np.ndarray]:
+    """Hits around ``geom`` (a point or points), or around the single point ``xy`` when given."""
     spec = get_layer(layer)
-    sql, names = _points_sql(spec.id, geometry)
-    params = {"g": shapely.to_wkb(geom), "x0": bbox[0], "y0": bbox[1], "x1": bbox[2], "y1": bbox[3],
-              "m": float(distance_m), "cap": cap + 1}
+    sql, names = _points_sql(spec.id, geometry, xy is not None)
+    params = {"x0": bbox[0], "y0": bbox[1], "x1": bbox[2], "y1": bbox[3], "m": float(distance_m), "cap": cap + 1}
+    if xy is not None:
+        params["px"], params["py"] = xy
+    else:
+        params["g"] = shapely.to_wkb(geom)
     rows = _raw_fetch(store, sql, params)
     if len(rows) > cap:
         raise LimitExceeded(f"more than {cap} {spec.id} features lie within the distance; narrow it",
@@ -159,15 +174,17 @@ def _within_of_points(store: SpatialStore, layer: str, geom: shapely.Geometry, d
 
 
 @lru_cache(maxsize=64)
-def _points_sql(layer: str, geometry: str) -> tuple[str, list[str]]:
-    """The PostGIS query of :func:`features_within` around points: hits and geodesic distances."""
+def _points_sql(layer: str, geometry: str, xy: bool = False) -> tuple[str, list[str]]:
+    """The PostGIS query of :func:`features_within` around points: hits and geodesic distances
+    (``xy``: around the one point ``%(px)s, %(py)s``; else the WKB points ``%(g)s``)."""
     spec = get_layer(layer)
     names = [c.name for c in spec.property_columns]
     cols = "".join(f't."{n}", ' for n in names)
     geom = {"shapely": "ST_AsBinary(t.geom), ", "geojson": f"ST_AsGeoJSON(t.geom, {GEOJSON_DIGITS}), ",
             "none": ""}[geometry]
+    point = "ST_SetSRID(ST_MakePoint(%(px)s, %(py)s), 4326)" if xy else "ST_GeomFromWKB(%(g)s, 4326)"
     sql = (f'SELECT t.id, {cols}{geom}ST_Distance(t.geom::geography, s.q) AS d '
-           f'FROM "{spec.table.name}" t, (SELECT ST_GeomFromWKB(%(g)s, 4326)::geography AS q) s '
+           f'FROM "{spec.table.name}" t, (SELECT {point}::geography AS q) s '
            'WHERE t.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326) '
            'AND ST_DWithin(t.geom::geography, s.q, %(m)s) ORDER BY d, t.id LIMIT %(cap)s')
     return sql, names
@@ -298,4 +315,4 @@ def feature_by_ref(store: SpatialStore, layer: str, *, id: int | None = None, co
     return FeatureSet(spec.id, page.ids, page.properties, page.geometries)
 
 
-__all__ = ["FeatureSet", "VersionClock", "feature_by_ref", "features_in_bbox", "features_within"]
+__all__ = ["FeatureSet", "VersionClock", "feature_by_ref", "features_in_bbox", "features_near_point", "features_within"]
