@@ -145,8 +145,9 @@ def scrape(port: int) -> dict[str, float]:
                      r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
-        elif (w := re.match(r'twin_tile_warm_seconds_total\{reason="([a-z]+)",zoom="([0-9]+)"\} ([0-9.e+]+)', line)):
-            out[f"warm_s:{w.group(1)}:z{w.group(2)}"] = float(w.group(3))
+        elif (w := re.match(r'twin_tile_warm_seconds_total\{reason="([a-z]+)",source="([a-z-]+)",zoom="([0-9]+)"\} ([0-9.e+]+)',
+                                line)):
+            out[f"warm_s:{w.group(1)}:{w.group(2)}:z{w.group(3)}"] = float(w.group(4))
         elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ",
                               "twin_tile_warm_pending ")):
             name, value = line.split()[:2]
@@ -340,7 +341,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         spent = {k.split(":", 1)[1]: round(v, 1) for k, v in sorted(d.items()) if k.startswith("warm_s:") and v > 0}
         if spent:
             out[name]["warm_seconds"] = spent
-            print(f"          warmer render seconds during the stream by reason and zoom: {spent}")
+            print(f"          warmer render seconds during the stream by reason, source and zoom: {spent}")
     out["edits"] = edits
     out["errors"] = errors[:20]
     if errors:

@@ -58,6 +58,8 @@ class LayerPlan:
     margin: int = BUFFER
     #: read from this table instead of the layer's own (``building_blocks`` at z12–z13)
     table: Table | None = None
+    #: ``(column, value)``: features with that value are left out at this zoom (``LayerSpec.tile_from_zoom``)
+    exclude: tuple[tuple[str, str], ...] = ()
 
     @property
     def source(self) -> Table:
@@ -109,6 +111,7 @@ def plan_tile(
                 simplify=simplify,
                 margin=BUFFER if is_point else 0,
                 table=generalised_table(spec, tile.z),
+                exclude=spec.tile_exclusions(tile.z) if spec.tile_from_zoom else (),
             )
         )
     return plans
@@ -123,10 +126,13 @@ def generalised_table(spec: LayerSpec, z: int) -> Table | None:
 
 
 def key_layers(specs: Sequence[LayerSpec], z: int) -> list[str]:
-    """Layers whose changes a tile's key follows: its own, plus the block table where it draws blocks."""
+    """Tables whose changes a tile's key follows: the layers' own, but the block table instead of the
+    buildings where blocks are drawn (a building edit reaches those tiles when the blocks it changes
+    are rewritten — once, not also when the edit itself lands, which would re-render the heaviest
+    tiles of the town twice for one edit)."""
     ids = [s.id for s in specs]
     if "buildings" in ids and z in BLOCK_ZOOMS:
-        ids.append("building_blocks")
+        ids[ids.index("buildings")] = "building_blocks"
     return ids
 
 

@@ -44,7 +44,8 @@ PRESNAPPED_ZOOM = 14
 
 
 def layer_sql(plan: LayerPlan, index: int, projected: bool, feature_cap: int, *, presnapped: bool = False) -> str:
-    """The ``(SELECT ST_AsMVT(...))`` sub-select of one layer; parameters ``z``, ``x``, ``y``, ``aN``, ``lN``, ``sN``.
+    """The ``(SELECT ST_AsMVT(...))`` sub-select of one layer; parameters ``z``, ``x``, ``y``, ``aN``, ``lN``, ``sN``,
+    ``eN_K`` (the values left out at this zoom).
 
     ``presnapped``: the tile is at :data:`PRESNAPPED_ZOOM` and the layer has ``geom_mvt14``; a
     feature wholly inside the tile is then just translated from the global z14 grid into the
@@ -66,6 +67,8 @@ def layer_sql(plan: LayerPlan, index: int, projected: bool, feature_cap: int, *,
         ]
     if "zoom" in tbl.c:  # generalised per zoom (building blocks)
         where.append("t.zoom = %(z)s::int")
+    for k, (col, _) in enumerate(plan.exclude):
+        where.append(f"t.{tbl.c[col].name} IS DISTINCT FROM %(e{index}_{k})s")
     if plan.min_area > 0:
         where.append(f"ST_Area({geom}) >= %(a{index})s::float8")
     if plan.min_length > 0:
@@ -155,7 +158,7 @@ class PostgisTileEncoder:
     # --- encoding --------------------------------------------------------------
     def sql(self, plans: Sequence[LayerPlan], feature_cap: int, z: int = -1) -> str:
         key = (tuple((p.id, p.min_area > 0, p.min_length > 0, p.simplify > 0, p.margin, p.table is not None,
-                      self._presnapped(p, z)) for p in plans), feature_cap)
+                      self._presnapped(p, z), tuple(c for c, _ in p.exclude)) for p in plans), feature_cap)
         text = self._sql_cache.get(key)
         if text is None:
             parts = [layer_sql(p, i, self.projected, feature_cap, presnapped=self._presnapped(p, z))
@@ -167,7 +170,7 @@ class PostgisTileEncoder:
     def encode(self, tile: Tile, plans: Sequence[LayerPlan], feature_cap: int) -> bytes:
         if not plans:
             return b""
-        params: dict[str, float | int] = {"z": tile.z, "x": tile.x, "y": tile.y}
+        params: dict[str, float | int | str] = {"z": tile.z, "x": tile.x, "y": tile.y}
         for i, p in enumerate(plans):
             if p.min_area > 0:
                 params[f"a{i}"] = p.min_area
@@ -175,6 +178,8 @@ class PostgisTileEncoder:
                 params[f"l{i}"] = p.min_length
             if p.simplify > 0:
                 params[f"s{i}"] = p.simplify
+            for k, (_, value) in enumerate(p.exclude):
+                params[f"e{i}_{k}"] = value
         sql = self.sql(plans, feature_cap, tile.z)
         for attempt in (1, 2):
             conn = self._conn()

@@ -89,6 +89,8 @@ class PythonTileEncoder:
         )
         if "zoom" in tbl.c:  # generalised per zoom (building blocks)
             stmt = stmt.where(tbl.c.zoom == tile.z)
+        for col, value in plan.exclude:  # not drawn at this zoom (LayerSpec.tile_from_zoom)
+            stmt = stmt.where(tbl.c[col].is_distinct_from(value))
         rows = conn.execute(stmt).all()
         if not rows:
             return None

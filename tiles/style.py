@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twin.catalog import LAYERS
+from twin.catalog import CLOSED_EVENTS_ZOOM, LAYERS
 
 SOURCE = "twin"
 LIVE_SOURCE = "twin-live"
@@ -152,7 +152,7 @@ def twin_style(base_url: str, *, center: tuple[float, float] | None = None, zoom
         _circle("devices", "devices", _match("status", DEVICE_COLORS, "#2ca25f"), _radius(2.5, 6)),
         _circle("cameras", "cameras", _match("status", CAMERA_COLORS, "#1565c0"), _radius(2.5, 6)),
         # closed events are history: small, faint, close up only; open ones stand out at every zoom
-        _circle("events-closed", "events", EVENT_COLORS["closed"], _radius(1.5, 4), minzoom=15,
+        _circle("events-closed", "events", EVENT_COLORS["closed"], _radius(1.5, 4), minzoom=CLOSED_EVENTS_ZOOM,
                 filter_=["==", ["get", "status"], "closed"], opacity=0.6),
         _circle("events", "events", _match("status", EVENT_COLORS, "#e31a1c"), _radius(4, 8),
                 filter_=["!=", ["get", "status"], "closed"]),

@@ -48,7 +48,8 @@ log = logging.getLogger("twin.tiles.warm")
 
 WARM_RENDERS = Counter("twin_tile_warm_renders_total", "Tiles rendered by the warmer", ["reason"])
 WARM_SECONDS = Counter("twin_tile_warm_seconds_total",
-                       "Seconds the warmer spent rendering, by reason (walk, edit) and zoom", ["reason", "zoom"])
+                       "Seconds the warmer spent rendering, by reason (walk, edit), style source and zoom",
+                       ["reason", "source", "zoom"])
 WARM_PENDING = Gauge("twin_tile_warm_pending", "Tiles queued for re-rendering after edits")
 WARM_DROPPED = Counter("twin_tile_warm_dropped_total",
                        "Touched tiles not re-rendered after an edit because no viewer asked for them recently "
@@ -127,6 +128,8 @@ class TileWarmer:
         zooms: Sequence[int] = self.rerender_zooms
         if layer == "building_blocks":  # drawn as the buildings layer at the block zooms
             layer, zooms = "buildings", [z for z in zooms if z in BLOCK_ZOOMS]
+        elif layer == "buildings":  # the block zooms follow the blocks (tiles.mvt.key_layers)
+            zooms = [z for z in zooms if z not in BLOCK_ZOOMS]
         now = time.monotonic()
         for name, specs in self.specs.items():
             if not any(s.id == layer for s in specs):
@@ -241,7 +244,7 @@ class TileWarmer:
         started = time.perf_counter()
         self.service.tile(specs, tile, self.encoding, background=True)  # not a viewer's hit or miss
         spent = time.perf_counter() - started
-        WARM_SECONDS.labels(reason, str(tile.z)).inc(spent)
+        WARM_SECONDS.labels(reason, name, str(tile.z)).inc(spent)
         if rest and time.monotonic() - svc.last_request < IDLE_AFTER_S:
             # at most cpu_share of one core: rest (1/share − 1) times as long as the render took
             self._stop.wait(spent * (1.0 / self.cpu_share - 1.0))
@@ -284,6 +287,7 @@ class TileWarmer:
                  self.walked, self.total, pct, where, self.rendered, self.rerendered, seconds)
 
     def _run(self) -> None:
+        lower_thread_priority(WARM_NICE)
         self._rewalk.set()  # the first walk
         backoff = self.poll_s
         while not self._stop.is_set():
@@ -328,6 +332,25 @@ class TileWarmer:
         """True when the first walk is done and no re-render is queued."""
         with self._lock:
             return self.passes > 0 and not self._pending and self._busy is None and not self._rewalk.is_set()
+
+
+#: How much lower than the server's the warmer thread's CPU priority is (Linux ``nice`` steps).
+WARM_NICE = 10
+
+
+def lower_thread_priority(steps: int) -> bool:
+    """Lower the calling thread's CPU priority by ``steps`` nice levels (Linux: a thread is a
+    schedulable task of its own, and lowering one's own priority needs no privilege); False where
+    the platform cannot. The warmer's renders then wait for the CPU while the event loop answers
+    viewers, instead of taking turns with it — tiles already cached stay fast on a busy machine."""
+    import os
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + steps, 19))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def _grow(box: BBox, z: int) -> BBox:

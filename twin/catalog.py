@@ -24,7 +24,11 @@ class LayerSpec:
     filters on; ``min_area_px``/``min_length_px`` thin out features below that
     size in pixels at the tile's zoom; ``simplify_px`` is the simplification tolerance
     (pixels) of lines and polygons below zoom 16 — 0 for shapes of a few vertices, such
-    as building outlines, where the tile grid's own snapping is enough.
+    as building outlines, where the tile grid's own snapping is enough. ``tile_from_zoom``
+    holds ``(column, value, zoom)`` rules: features whose ``column`` equals ``value`` are in
+    the layer's vector tiles only from ``zoom`` on (closed events are history, drawn close
+    up only: below z15 they would be nine tenths of every live tile, and every edit
+    would re-render them). The feature service always has every feature.
     """
 
     id: str
@@ -39,6 +43,11 @@ class LayerSpec:
     min_length_px: float = 0.0
     simplify_px: float = 0.5
     keywords: tuple[str, ...] = field(default_factory=tuple)
+    tile_from_zoom: tuple[tuple[str, str, int], ...] = ()
+
+    def tile_exclusions(self, z: int) -> tuple[tuple[str, str], ...]:
+        """``(column, value)`` pairs whose features a tile at zoom ``z`` leaves out (``tile_from_zoom``)."""
+        return tuple((col, value) for col, value, zoom in self.tile_from_zoom if z < zoom)
 
     @property
     def table(self) -> Table:
@@ -49,6 +58,9 @@ class LayerSpec:
         """Every column but ``id`` and ``geom``: the feature's properties."""
         return [c for c in self.table.columns if c.name not in ("id", "geom")]
 
+
+#: Closed events are in vector tiles (and drawn by the style) from this zoom on.
+CLOSED_EVENTS_ZOOM = 15
 
 LAYERS: dict[str, LayerSpec] = {
     s.id: s
@@ -77,7 +89,8 @@ LAYERS: dict[str, LayerSpec] = {
         LayerSpec("cameras", "Cameras", "Video cameras with heading, field of view, range and stream URL.",
                   "Point", 10, 22, ("code", "name", "heading_deg", "fov_deg", "range_m", "status")),
         LayerSpec("events", "Events", "Events from the hotline, city management, grid staff, IoT alarms and public opinion.",
-                  "Point", 10, 22, ("code", "source", "category", "status", "reported_at"), temporal="reported_at"),
+                  "Point", 10, 22, ("code", "source", "category", "status", "reported_at"), temporal="reported_at",
+                  tile_from_zoom=(("status", "closed", CLOSED_EVENTS_ZOOM),)),
         LayerSpec("roads", "Roads", "Road centrelines with class and daily traffic volume.",
                   "LineString", 8, 22, ("code", "name", "road_class", "traffic_volume"), min_length_px=0.5),
         LayerSpec("construction_sites", "Construction sites", "Construction sites with status and dust control.",
