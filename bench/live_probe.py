@@ -12,7 +12,8 @@ the publisher's clock, same machine) at each stage, and write them to ``DIR`` ev
 * ``sent``: ``ws.send_text`` returned for that frame (+ the send path);
 * ``tick_late``: how late each pacer tick ran against its due time (the event loop's lag);
 * ``lag``: a 5 ms timer's lateness on the event loop, sampled all along;
-* ``gc``: each collection's duration and generation (``gc.callbacks``);
+* ``gc``, ``gc_cpu``: each collection's duration (wall, and CPU of the collecting thread) and
+  generation (``gc.callbacks``);
 * ``flush``: each history flush's duration.
 
 Each series is ``(time, value)`` pairs of float64 in ``DIR/<name>.f64``; :func:`summary` reads them.
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SERIES = ("paho", "accept", "published", "framed", "sent", "tick_late", "lag", "gc", "flush", "batch")
+SERIES = ("paho", "accept", "published", "framed", "sent", "tick_late", "lag", "gc", "gc_cpu", "flush", "batch")
 _data: dict[str, array.array] = {k: array.array("d") for k in SERIES}
 _lock = threading.Lock()
 T_SENT = re.compile(rb'"t_sent":([-+0-9.eE]+)')
@@ -145,19 +146,32 @@ def install(out: Path) -> None:
     history.write_batch = _write_batch
 
     # -- garbage collector -------------------------------------------------------------------------
-    started: list[float] = [0.0]
+    started: list[float] = [0.0, 0.0]
 
     def _gc(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            started[0] = time.perf_counter()
+            started[:] = time.perf_counter(), time.thread_time()
         else:
-            _rec("gc", time.time(), (time.perf_counter() - started[0]) + 10 * info["generation"])
+            now = time.time()
+            _rec("gc", now, (time.perf_counter() - started[0]) + 10 * info["generation"])
+            _rec("gc_cpu", now, (time.thread_time() - started[1]) + 10 * info["generation"])
 
     gc.callbacks.append(_gc)
 
     def dump() -> None:
+        k = 0
         while True:
             time.sleep(2)
+            k += 1
+            if k % 10 == 5:  # what the collector scans besides the frozen heap, by type
+                import collections
+
+                objs = gc.get_objects()
+                kinds = collections.Counter(type(o).__name__ for o in objs)
+                mods = collections.Counter(getattr(type(o), "__module__", "?") for o in objs)
+                (out / f"heap-{k}.txt").write_text(f"{len(objs)} tracked, {gc.get_freeze_count()} frozen\n"
+                                                   f"{kinds.most_common(40)}\n{mods.most_common(30)}\n")
+                del objs
             for name, a in list(_data.items()):
                 with open(out / f"{name}.f64.tmp", "wb") as f:
                     a.tofile(f)
@@ -188,7 +202,7 @@ def summary(out: Path, since: float = 0.0, until: float = float("inf")) -> dict[
         if not len(a):
             continue
         v = a[:, 1]
-        if name == "gc":
+        if name in ("gc", "gc_cpu"):
             gen = (v // 10).astype(int)
             res[name] = {f"gen{g}": {"n": int((gen == g).sum()), "total_ms": float((v[gen == g] % 10).sum() * 1000),
                                      "max_ms": float((v[gen == g] % 10).max() * 1000)}
