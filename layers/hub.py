@@ -69,7 +69,7 @@ class Pacer:
     doc), and serialises the changes they send (once per change, shared by every subscriber)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frame_s: float = 0.025, frame_max_s: float = 0.05,
-                 busy_share: float = 0.6, cache_size: int = 4096):
+                 busy_share: float = 0.9, cache_size: int = 4096):
         self.loop = loop
         self.frame_s = frame_s
         self.frame_max_s = max(frame_s, frame_max_s)
@@ -103,6 +103,9 @@ class Pacer:
                 self._mark = None
                 self.interval = self.frame_s
                 return
+        # the frames this tick wakes share one encoding per change; what earlier ticks encoded goes (it only
+        # kept thousands of live objects for the garbage collector's full passes to scan: twin/gc_pauses.py)
+        self._encoded = {}
         for sub in subs:
             if sub._event is not None:
                 sub._event.set()
