@@ -12,8 +12,10 @@ live stream's p99 (docs/benchmarks.md, "Live layers").
 object then alive into the permanent generation (:func:`gc.freeze`): later collections scan
 only what was made since, so a full one costs milliseconds. Frozen objects are still freed by
 reference counting when the last reference goes; only a reference *cycle* among them would
-stay (start-up objects live as long as the process anyway). ``TWIN_GC_FREEZE=false`` leaves
-the collector as Python ships it.
+stay (start-up objects live as long as the process anyway). It happens once per process: a
+process that builds several apps (the tests) freezes only at the first start, so what later
+apps leave behind is still collected. ``TWIN_GC_FREEZE=false`` leaves the collector as Python
+ships it.
 
 :func:`watch` adds ``twin_gc_pause_seconds`` (a histogram per generation) to ``/metrics``.
 """
@@ -33,6 +35,7 @@ PAUSES = Histogram("twin_gc_pause_seconds", "Cyclic garbage collections (every t
                    ["generation"], buckets=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0))
 _started = [0.0]
 _watching = [False]
+_frozen = [False]
 
 
 def _callback(phase: str, info: dict[str, Any]) -> None:
@@ -50,7 +53,11 @@ def watch() -> None:
 
 
 def freeze_startup_heap() -> int:
-    """Collect, then freeze what is alive (see the module doc); returns the number of objects frozen."""
+    """Collect, then freeze what is alive (see the module doc), once per process; returns the number of
+    objects frozen (0 when this process has frozen before)."""
+    if _frozen[0]:
+        return 0
+    _frozen[0] = True
     t0 = time.perf_counter()
     gc.collect()
     gc.freeze()
