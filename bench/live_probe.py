@@ -14,7 +14,9 @@ the publisher's clock, same machine) at each stage, and write them to ``DIR`` ev
 * ``lag``: a 5 ms timer's lateness on the event loop, sampled all along;
 * ``gc``, ``gc_cpu``: each collection's duration (wall, and CPU of the collecting thread) and
   generation (``gc.callbacks``);
-* ``flush``: each history flush's duration.
+* ``flush``: each history flush's duration;
+* with ``TWIN_PROBE_CENSUS=1``, ``heap-N.txt``: the objects the collector still scans, by type
+  (taken every 20 s; it holds the GIL for tens of ms, so not in latency runs).
 
 Each series is ``(time, value)`` pairs of float64 in ``DIR/<name>.f64``; :func:`summary` reads them.
 Diagnostic only: the wrappers cost a few per cent of the server's CPU.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import array
 import asyncio
 import gc
+import os
 import re
 import sys
 import threading
@@ -158,12 +161,14 @@ def install(out: Path) -> None:
 
     gc.callbacks.append(_gc)
 
+    census = bool(os.environ.get("TWIN_PROBE_CENSUS"))
+
     def dump() -> None:
         k = 0
         while True:
             time.sleep(2)
             k += 1
-            if k % 10 == 5:  # what the collector scans besides the frozen heap, by type
+            if census and k % 10 == 5:  # what the collector scans besides the frozen heap, by type (holds the GIL)
                 import collections
 
                 objs = gc.get_objects()
