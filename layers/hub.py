@@ -22,11 +22,11 @@ pacer, not by every publish: the first change after a quiet spell goes out at on
 pacer ticks every ``frame_s`` (25 ms) while changes keep coming and wakes, in one pass, every
 subscriber with something queued — one cross-thread call and one timer per loop and tick, not
 per subscriber and batch. Under load the tick lengthens by itself (up to ``frame_max_s``,
-50 ms): when the worker's threads used more than 60 % of a core since the last tick (they share
+50 ms): when the worker's threads used more than 90 % of a core since the last tick (they share
 one GIL), or the tick itself ran late (the event loop is behind), the next one is half as long
 again, so frames grow and their count falls instead of the worker falling behind; it shrinks
 back as the load goes. A change shared by several subscribers is serialised once
-per loop (:meth:`Pacer.frame`), not once per subscriber.
+per loop and tick (:meth:`Pacer.frame`), not once per subscriber.
 
 Backends (``TWIN_HUB_URL``): in-process for one worker; ``redis://…`` (pub/sub) or
 ``nats://…`` so every worker of ``twin serve --workers N`` and every host sees every

@@ -43,6 +43,9 @@ class TwinSettings(BaseSettings):
         "for clients that keep no read-your-writes cookie)."
     )
     redis_url: str | None = Field(default=None, description="Optional Redis tier for the tile cache.")
+    gc_freeze: bool = Field(
+        default=True, description="Once started, freeze the objects alive (gc.freeze) so the garbage collector's "
+        "full passes skip them: pauses of tens of ms instead of 100+ ms (twin/gc_pauses.py).")
     statement_timeout_ms: int = Field(default=15_000, ge=100, description="Per-statement timeout on PostGIS.")
     max_items_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted by /items.")
     default_items_limit: int = Field(default=100, ge=1)
@@ -240,9 +243,6 @@ class TwinSettings(BaseSettings):
         default=0.05, gt=0, le=5, description="Longest the frame interval grows to while the worker's event loop is "
         "busy (more changes per frame, fewer frames); bounds the latency framing adds."
     )
-    gc_freeze: bool = Field(
-        default=True, description="Once started, freeze the objects alive (gc.freeze) so the garbage collector's "
-        "full passes skip them: pauses of milliseconds instead of 100+ ms (twin/gc_pauses.py).")
     live_retention_days: float = Field(default=90.0, gt=0, description="History older than this is deleted.")
     live_offline_after_s: float = Field(
         default=300.0, gt=0, description="A device with no reading or heartbeat for this long is offline."
