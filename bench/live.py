@@ -411,7 +411,7 @@ def run_phase(kind: str, args: argparse.Namespace, ctx: Any, target: str, topic_
     wall = args.seconds + args.tail
     cpu = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu0}  # cores busy on average
     cpu["publishers"] = sum(s["cpu_s"] for s in sent) / args.seconds
-    return {"sent": n_sent, "rate": n_sent / args.seconds, "publisher_late_s": max(s["late_s"] for s in sent),
+    return {"t_start": start_at, "t_end": start_at + wall, "sent": n_sent, "rate": n_sent / args.seconds, "publisher_late_s": max(s["late_s"] for s in sent),
             "unacked": sum(s["unacked"] for s in sent), "p50_ms": q(lat, 50), "p99_ms": q(lat, 99),
             "max_ms": q(lat, 100), "deliveries": int(len(lat)), "expected": expected, "received": got,
             "loss_pct": 100 * (1 - got / expected) if expected else 0.0, "clients_with_loss": lossy,
@@ -511,7 +511,7 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("the bench's own Mosquitto did not start")
 
 
-def start_server(db: str, mqtt_url: str, prefix: str) -> tuple[subprocess.Popen, int]:
+def start_server(db: str, mqtt_url: str, prefix: str, probe: str | None = None) -> tuple[subprocess.Popen, int]:
     import httpx
 
     http_port = free_port()
@@ -519,7 +519,8 @@ def start_server(db: str, mqtt_url: str, prefix: str) -> tuple[subprocess.Popen,
     env = {**os.environ, "TWIN_DATABASE_URL": db, "TWIN_HOME": str(home), "TWIN_MQTT_URL": mqtt_url,
            "TWIN_MQTT_TOPIC_PREFIX": prefix, "TWIN_MQTT_CLIENT_ID": prefix, "PYTHONPATH": str(ROOT)}
     env.pop("TWIN_HUB_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "gis_api.cli", "serve", "--port", str(http_port)], env=env,
+    cmd = ["-m", "bench.live_probe", "serve", probe] if probe else ["-m", "gis_api.cli"]
+    proc = subprocess.Popen([sys.executable, *cmd, "serve", "--port", str(http_port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(300):
         try:
@@ -552,6 +553,9 @@ def main() -> int:
     ap.add_argument("--shared-broker", action="store_true",
                     help="use the broker at --mqtt instead of starting the bench's own Mosquitto (deep queues)")
     ap.add_argument("--phases", default="A,B,C", help="which of A (WS), B (WS + stalled), C (Mosquitto) to run")
+    ap.add_argument("--probe", metavar="DIR",
+                    help="run twin with bench/live_probe.py's stage stamps (written to DIR) and print where each "
+                    "phase's latency came from; diagnostic, costs the server a few per cent")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     ap.add_argument("--write-doc", action="store_true",
                     help="put this run's table into docs/benchmarks.md (between the live-run markers)")
@@ -609,7 +613,7 @@ def run(args: argparse.Namespace, broker_proc: subprocess.Popen | None) -> int:
     result: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(), "args": vars(args),
                               "loadavg_start": os.getloadavg(), "hub_only": hub}
     if phases & {"A", "B"}:
-        proc, http_port = start_server(db, args.mqtt, prefix)
+        proc, http_port = start_server(db, args.mqtt, prefix, args.probe)
         url = f"ws://127.0.0.1:{http_port}"
         try:
             server = psutil.Process(proc.pid)
@@ -632,6 +636,12 @@ def run(args: argparse.Namespace, broker_proc: subprocess.Popen | None) -> int:
                 r["frame_interval_ms_mean"] = 1000 * (tick_s1 - tick_s0) / max(1.0, tick_n1 - tick_n0)
                 r["server_cpu_ms_per_reading"] = 1000 * (sum(server.cpu_times()[:2]) - cpu0) / max(1.0, taken)
                 print(f"{name} {key}:", json.dumps(r), flush=True)
+                if args.probe:
+                    from bench.live_probe import summary
+
+                    time.sleep(2.5)  # the probe writes its series every 2 s
+                    r["probe"] = summary(Path(args.probe), r["t_start"], r["t_end"])
+                    print(f"{name} probe (ms):", json.dumps(r["probe"]), flush=True)
                 if len(rounds) == 0 or len(rounds[-1]) == 2:
                     rounds.append({})
                 rounds[-1][name] = r

@@ -20,6 +20,7 @@ from gis_api.negotiation import NegotiatedGZipMiddleware
 from gis_api.routers import features, landing, ops
 from gis_api.static_files import GzipStaticFiles
 from gis_api.tile_front import CachedTileFront
+from twin import gc_pauses
 from twin.settings import TwinSettings, get_settings
 from twin.store import SpatialStore
 
@@ -64,6 +65,9 @@ def create_app(settings: TwinSettings | None = None, store: SpatialStore | None 
             from gis_api.routers.tiles import start_background
 
             start_background(app)  # building blocks, warm pyramid
+        gc_pauses.watch()
+        if settings.gc_freeze:  # the collector's full passes then skip the start-up heap (twin/gc_pauses.py)
+            gc_pauses.freeze_startup_heap()
         yield
         for name in ("first_view_warm", "tile_warmer", "block_maintainer", "tiles", "raster_tile_cache", "scenes", "terrain", "live"):
             service = getattr(app.state, name, None)

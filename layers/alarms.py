@@ -84,6 +84,13 @@ class AlarmEngine:
         self._open_loaded = -math.inf
         self._last_ts: dict[tuple[str, str], dt.datetime] = {}
 
+    def warm(self) -> None:
+        """Load the devices now (at start-up), not on the first reading's way through the ingest: that
+        query and 2,000 shapely points held the MQTT worker for tens of ms with every reading behind it."""
+        with self._lock:
+            self._refresh_devices()
+            self._devices_checked = time.monotonic()
+
     # --- the interface the live ingest calls ---------------------------------------------
     def on_reading(self, layer: str, device_code: str, ts: dt.datetime, values: dict[str, Any]) -> list[dict]:
         """Grade one reading; return the ``events`` feature changes it caused (often none)."""

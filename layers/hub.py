@@ -22,11 +22,11 @@ pacer, not by every publish: the first change after a quiet spell goes out at on
 pacer ticks every ``frame_s`` (25 ms) while changes keep coming and wakes, in one pass, every
 subscriber with something queued — one cross-thread call and one timer per loop and tick, not
 per subscriber and batch. Under load the tick lengthens by itself (up to ``frame_max_s``,
-50 ms): when the worker's threads used more than 60 % of a core since the last tick (they share
+50 ms): when the worker's threads used more than 90 % of a core since the last tick (they share
 one GIL), or the tick itself ran late (the event loop is behind), the next one is half as long
 again, so frames grow and their count falls instead of the worker falling behind; it shrinks
 back as the load goes. A change shared by several subscribers is serialised once
-per loop (:meth:`Pacer.frame`), not once per subscriber.
+per loop and tick (:meth:`Pacer.frame`), not once per subscriber.
 
 Backends (``TWIN_HUB_URL``): in-process for one worker; ``redis://…`` (pub/sub) or
 ``nats://…`` so every worker of ``twin serve --workers N`` and every host sees every
@@ -69,7 +69,7 @@ class Pacer:
     doc), and serialises the changes they send (once per change, shared by every subscriber)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frame_s: float = 0.025, frame_max_s: float = 0.05,
-                 busy_share: float = 0.6, cache_size: int = 4096):
+                 busy_share: float = 0.9, cache_size: int = 4096):
         self.loop = loop
         self.frame_s = frame_s
         self.frame_max_s = max(frame_s, frame_max_s)
@@ -103,6 +103,9 @@ class Pacer:
                 self._mark = None
                 self.interval = self.frame_s
                 return
+        # the frames this tick wakes share one encoding per change; what earlier ticks encoded goes (it only
+        # kept thousands of live objects for the garbage collector's full passes to scan: twin/gc_pauses.py)
+        self._encoded = {}
         for sub in subs:
             if sub._event is not None:
                 sub._event.set()
@@ -114,7 +117,8 @@ class Pacer:
             late = wall - self._due
             if busy > self.busy_share or late > self.interval / 4:
                 self.interval = min(self.frame_max_s, self.interval * 1.5)
-            elif busy < self.busy_share / 2 and late < self.interval / 10:
+            elif busy < self.busy_share * 0.75 and late < self.interval / 10:  # (was busy_share / 2: a worker at
+                # half a core, as at 2,000 readings/s, never shrank back after one late tick and stayed at frame_max_s)
                 self.interval = max(self.frame_s, self.interval / 1.5)
         self._mark = (wall, cpu)
         self._due = wall + self.interval

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ CONNECTS = Counter("twin_live_mqtt_connects_total", "Successful (re)connections 
 BATCH = 1000
 BATCH_WINDOW_S = 0.01  # shortest time between two batches handed to the hub (adds ≤ 10 ms under load)
 QUEUE_MAX = 50_000
+PUBACK = 0x40  # MQTT control packet type (high nibble)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
@@ -52,13 +54,80 @@ def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
     return u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883), u.username, u.password, tls
 
 
+class BatchedReadClient(mqtt.Client):
+    """paho's client, reading its socket in large chunks and acknowledging a read's messages at once.
+
+    paho reads one packet per ``select()`` with three or four ``recv()`` calls (the command byte,
+    the length bytes, the rest) and sends one PUBACK per QoS 1 message, after a byte to its
+    wake-up socket pair: ~7 system calls per reading. Each releases the GIL, and while another
+    thread of the worker runs Python (the event loop sending a tick's frames, the ingest batch,
+    the history writer) the network thread waits up to the interpreter's switch interval (5 ms)
+    to take it back — per call. At 2,000 readings/s that hand-off, not the broker, is where
+    readings queue up whenever the other threads are busy.
+
+    Here one ``recv()`` takes whatever has arrived (up to 256 KiB) into a buffer paho's packet
+    reader then consumes without system calls, every whole packet in it is handled before paho
+    goes back to ``select()``, and the PUBACKs of those packets go out as one write. Everything
+    else (connect, subscribe, keepalive, reconnect, QoS 1 semantics) is paho's own; the overrides
+    are of paho 2's private ``_sock_recv``, ``loop_read`` and ``_send_puback``, checked at start
+    (a paho without them gets the plain client)."""
+
+    RECV_BYTES = 1 << 18
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._rbuf = bytearray()
+        self._acks = bytearray()
+        self._batching = False
+
+    @staticmethod
+    def usable() -> bool:
+        return all(hasattr(mqtt.Client, name) for name in ("_sock_recv", "loop_read", "_send_puback",
+                                                           "_packet_queue"))
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        self._rbuf.clear()  # bytes of the old connection
+        self._acks.clear()  # their messages come again (QoS 1, persistent session)
+        return super().reconnect()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not self._rbuf:
+            data = super()._sock_recv(self.RECV_BYTES)  # BlockingIOError when nothing has arrived
+            if not data:
+                return data  # connection closed
+            self._rbuf += data
+        out = bytes(self._rbuf[:bufsize])
+        del self._rbuf[:bufsize]
+        return out
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        self._batching = True
+        try:
+            rc = super().loop_read(max_packets)
+            while rc == mqtt.MQTT_ERR_SUCCESS and self._rbuf and self._sock is not None:
+                rc = super().loop_read(max_packets)  # whole packets already read: no select() in between
+        finally:
+            self._batching = False
+            if self._acks:
+                acks, self._acks = bytes(self._acks), bytearray()
+                self._packet_queue(PUBACK, acks, 0, 0)  # one write for the read's messages
+        return rc
+
+    def _send_puback(self, mid: int) -> mqtt.MQTTErrorCode:
+        if not self._batching:
+            return super()._send_puback(mid)
+        self._acks += struct.pack("!BBH", PUBACK, 2, mid)
+        return mqtt.MQTT_ERR_SUCCESS
+
+
 class MqttIngest:
     def __init__(self, service: LiveService, settings: Any):
         self.service = service
         self.prefix = settings.mqtt_topic_prefix.rstrip("/")
         self.host, self.port, user, password, tls = parse_mqtt_url(settings.mqtt_url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
-                                  clean_session=False, protocol=mqtt.MQTTv311)
+        cls = BatchedReadClient if BatchedReadClient.usable() else mqtt.Client
+        self.client = cls(CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
+                          clean_session=False, protocol=mqtt.MQTTv311)
         if user:
             self.client.username_pw_set(user, password)
         if tls:

@@ -51,10 +51,15 @@ def _alarm_engine(store: SpatialStore, settings: TwinSettings) -> Any:
     except ImportError:
         return None
     try:
-        return AlarmEngine(store, settings)
+        engine = AlarmEngine(store, settings)
     except Exception:
         log.exception("alarm engine failed to start; readings flow without alarms")
         return None
+    try:
+        engine.warm()
+    except Exception:  # the database is slow to answer: the first reading loads them instead
+        log.exception("alarm engine: loading the devices at start failed; the first reading will")
+    return engine
 
 
 class LiveService:

@@ -43,6 +43,9 @@ class TwinSettings(BaseSettings):
         "for clients that keep no read-your-writes cookie)."
     )
     redis_url: str | None = Field(default=None, description="Optional Redis tier for the tile cache.")
+    gc_freeze: bool = Field(
+        default=True, description="Once started, freeze the objects alive (gc.freeze) so the garbage collector's "
+        "full passes skip them: pauses of tens of ms instead of 100+ ms (twin/gc_pauses.py).")
     statement_timeout_ms: int = Field(default=15_000, ge=100, description="Per-statement timeout on PostGIS.")
     max_items_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted by /items.")
     default_items_limit: int = Field(default=100, ge=1)

@@ -250,3 +250,37 @@ def test_unknown_hub_url_is_refused() -> None:
 
     with pytest.raises(InvalidParameter):
         make_hub("amqp://x")
+
+
+def test_pacer_shrinks_back_while_the_worker_uses_half_a_core_and_its_ticks_are_on_time(monkeypatch) -> None:
+    """At 2,000 readings/s a worker uses about half a core: after one late tick stretched it, the tick must
+    come back down (it used to stay at frame_max_s for good)."""
+    import layers.hub as hub_module
+
+    class Loop:  # the tick's timer is not what is tested here
+        def call_later(self, *a: object) -> None: ...
+
+    clock = {"wall": 0.0, "cpu": 0.0}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock["wall"]
+
+        @staticmethod
+        def process_time() -> float:
+            return clock["cpu"]
+
+    monkeypatch.setattr(hub_module, "time", FakeTime)
+    pacer = Pacer(Loop(), frame_s=0.025, frame_max_s=0.05)  # type: ignore[arg-type]
+    sub = Hub().subscribe()
+    intervals = []
+    for k in range(12):
+        pacer._ready.add(sub)
+        late = 0.02 if k == 1 else 0.0  # one late tick
+        clock["wall"] = pacer._due + late if k else 0.0
+        pacer._tick()
+        clock["cpu"] += 0.5 * (pacer.interval + late)  # half a core until the next tick
+        intervals.append(pacer.interval)
+    assert max(intervals) > 0.025  # the late tick stretched it…
+    assert intervals[-1] == pytest.approx(0.025)  # …and half a core lets it shrink back

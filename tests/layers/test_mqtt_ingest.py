@@ -156,3 +156,49 @@ def test_readiness_reports_the_broker_of_the_ingesting_worker(live_server, own_b
         assert r.status_code == 503 and r.json()["checks"]["mqtt"] == "disconnected"
         own_broker.start()
         assert wait_for(lambda: httpx.get(f"{srv.url}/readyz").status_code == 200, timeout=40)
+
+
+def test_batched_read_client_takes_and_acknowledges_every_message_of_a_burst(own_broker) -> None:
+    """The ingest's paho client reads many packets per recv() and acknowledges them in one write: every
+    message of a burst arrives once, and the broker holds none of them for a redelivery."""
+    from layers.mqtt import BatchedReadClient
+
+    assert BatchedReadClient.usable()
+    cid, topic, n = unique("batched"), unique("twin/devices") + "/D1", 3000
+    got: list[bytes] = []
+    subscribed = []
+
+    def client() -> BatchedReadClient:
+        c = BatchedReadClient(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False,
+                              protocol=mqtt.MQTTv311)
+        c.on_message = lambda cl, u, msg: got.append(msg.payload)
+        c.on_connect = lambda cl, u, f, r, p: cl.subscribe(topic, qos=1)
+        c.on_subscribe = lambda *a: subscribed.append(1)
+        c.connect("127.0.0.1", own_broker.port)
+        c.loop_start()
+        return c
+
+    sub = client()
+    assert wait_for(lambda: subscribed)
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique("pub"), protocol=mqtt.MQTTv311)
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", own_broker.port)
+    pub.loop_start()
+    infos = [pub.publish(topic, b"%d" % i, qos=1) for i in range(n)]
+    for info in infos:
+        info.wait_for_publish(timeout=30)
+    pub.disconnect()
+    pub.loop_stop()
+    assert wait_for(lambda: len(got) >= n, timeout=30)
+    assert sorted(int(p) for p in got) == list(range(n))  # each once, none lost
+    assert sub._rbuf == bytearray() and sub._acks == bytearray()  # nothing left over between reads
+    sub.disconnect()
+    sub.loop_stop()
+    got.clear()
+    subscribed.clear()
+    again = client()  # the same persistent session: a message without its PUBACK would come again now
+    assert wait_for(lambda: subscribed)
+    time.sleep(1.0)
+    again.disconnect()
+    again.loop_stop()
+    assert got == []
