@@ -145,6 +145,8 @@ def scrape(port: int) -> dict[str, float]:
                      r'\{[a-z]+="([a-z]+)"\} ([0-9.e+]+)', line)
         if m:
             out[f"{m.group(1)}:{m.group(2)}"] = float(m.group(3))
+        elif (g := re.match(r'twin_gc_pause_seconds_(sum|count)\{generation="([0-9])"\} ([0-9.e+]+)', line)):
+            out[f"gc_{g.group(1)}:gen{g.group(2)}"] = float(g.group(3))
         elif (w := re.match(r'twin_tile_warm_seconds_total\{reason="([a-z]+)",source="([a-z-]+)",zoom="([0-9]+)"\} ([0-9.e+]+)',
                                 line)):
             out[f"warm_s:{w.group(1)}:{w.group(2)}:z{w.group(3)}"] = float(w.group(4))
@@ -338,6 +340,11 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
         print(f"          requests over 20 ms by zoom: {slow}")
+        gcs = {k.split(":", 1)[1]: (int(d.get(f"gc_count:{k.split(':', 1)[1]}", 0)), round(v, 3))
+               for k, v in sorted(d.items()) if k.startswith("gc_sum:") and v > 0}
+        if gcs:
+            out[name]["gc_pauses"] = gcs
+            print(f"          garbage collections during the stream (count, seconds) by generation: {gcs}")
         spent = {k.split(":", 1)[1]: round(v, 1) for k, v in sorted(d.items()) if k.startswith("warm_s:") and v > 0}
         if spent:
             out[name]["warm_seconds"] = spent

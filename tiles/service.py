@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -138,6 +138,9 @@ class TileService:
         # layers' global versions known when it was rendered (what bounds when it became stale)
         self._latest: dict[tuple[tuple[str, ...], Tile], tuple[str, tuple[int, ...], tuple[int, ...]]] = {}
         self._refreshing: set[tuple[tuple[str, ...], Tile, str]] = set()
+        # per tile address: (monotonic end of its last render, what that render cost in seconds) —
+        # paces the re-renders of a tile that edits keep touching (:meth:`rerender_due`)
+        self._renders: dict[tuple[tuple[str, ...], Tile], tuple[float, float]] = {}
         # (layer, tile) → the earliest moment an edit this process has not re-rendered the tile for
         # can have committed (set by the change feed's listener, dropped when the tile is rendered)
         self._stale_since: dict[tuple[str, Tile], float] = {}
@@ -302,7 +305,8 @@ class TileService:
         return TileResult(body, prev[0], encoding, stale=True)
 
     def _refresh(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str, ids: tuple[str, ...]) -> None:
-        """Render the current version of ``tile`` on the render threads, once at a time per address."""
+        """Render the current version of ``tile`` on the render threads, once at a time per address,
+        and not before :meth:`rerender_due` (until then viewers keep getting the previous version)."""
         item = (ids, tile, encoding)
         with self._refresh_lock:
             if item in self._refreshing:
@@ -317,7 +321,36 @@ class TileService:
                 with self._refresh_lock:
                     self._refreshing.discard(item)
 
-        self._pool().submit(work)
+        wait = self.rerender_due(ids, tile) - time.monotonic()
+        if wait > 0:
+            timer = threading.Timer(wait, lambda: self._submit(work, item))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._submit(work, item)
+
+    def _submit(self, work: Callable[[], None], item: tuple[tuple[str, ...], Tile, str]) -> None:
+        try:
+            self._pool().submit(work)
+        except RuntimeError:  # shut down meanwhile
+            with self._refresh_lock:
+                self._refreshing.discard(item)
+
+    def rerender_due(self, ids: tuple[str, ...], tile: Tile) -> float:
+        """Monotonic time from which the tile at this address may be rendered again after an edit.
+
+        A tile that edits keep touching (the town centre's coarse tiles, say, under events changing
+        every second) would otherwise be rendered once per edit, each time in full. Its re-renders are
+        paced so that it takes at most :data:`RERENDER_SHARE` of a core: after a render that cost
+        ``c`` seconds the next waits ``c / RERENDER_SHARE``, but never longer than half the stale
+        window, so a viewer still gets a version at most ``stale_s`` old and never waits for it. A
+        cheap tile (a few ms) is hardly delayed; without a stale window nothing is.
+        """
+        last = self._renders.get((ids, tile))
+        if last is None or self.stale_s <= 0:
+            return 0.0
+        end, cost = last
+        return end + min(cost / RERENDER_SHARE, self.stale_s / 2)
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -383,6 +416,7 @@ class TileService:
             if not background:
                 _HIT.inc()
             raw = gunzip_bytes(canonical) if canonical else b""
+            body = compress(raw, encoding)
         else:
             if stale_ok:
                 stale = self._stale(specs, tile, encoding, ids, tv)
@@ -390,13 +424,22 @@ class TileService:
                     return stale
             if not background:
                 _MISS.inc()
+            started = time.monotonic()
             raw = self.render(specs, tile, versions)
             if encoding != "gzip":
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
-        body = compress(raw, encoding)
+            body = compress(raw, encoding)
+            self._note_render(ids, tile, started)
         self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
         self._remember(ids, tile, key, tv, versions)
         return TileResult(body, key, encoding)
+
+    def _note_render(self, ids: tuple[str, ...], tile: Tile, started: float) -> None:
+        renders = self._renders
+        if len(renders) > 200_000:  # bounded: a forgotten tile's next re-render is simply not paced
+            renders.clear()
+        end = time.monotonic()
+        renders[(ids, tile)] = (end, end - started)
 
     async def fresh_versions_async(self) -> None:
         """Read the layer versions again if they are past ``version_ttl``, on the render threads;
@@ -430,4 +473,8 @@ class TileService:
         self.cache.close()
 
 
-__all__ = ["ENCODINGS", "MAX_LAYERS_PER_TILE", "STALE_CACHE_CONTROL", "TileResult", "TileService", "compress"]
+#: Most of one core the re-renders of one tile address may take while edits keep touching it
+#: (:meth:`TileService.rerender_due`).
+RERENDER_SHARE = 0.05
+
+__all__ = ["ENCODINGS", "RERENDER_SHARE", "MAX_LAYERS_PER_TILE", "STALE_CACHE_CONTROL", "TileResult", "TileService", "compress"]

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 
 from prometheus_client import Counter, Gauge
 
+from tiles.mvt import key_layers
 from tiles.service import TileService
 from tiles.style import FAST_LAYERS
 from tiles.tilejson import union_extent
@@ -92,6 +93,8 @@ class TileWarmer:
         #: queued re-renders after edits: (source, tile) → when queued (one entry per tile)
         self._pending: dict[tuple[str, Tile], float] = {}
         self._busy: tuple[str, Tile] | None = None
+        #: when the first queued tile held back by re-render pacing is due (None: none held back)
+        self.next_due: float | None = None
         #: seconds a viewer's request keeps a tile on the re-render queue (None: queue every touched tile)
         self.demand_window_s = demand_window_s
         #: the zooms edits re-render: the walked ones, and the one above them for tiles viewers asked for
@@ -168,9 +171,11 @@ class TileWarmer:
         Order: tiles viewers asked for within the window before the others; among those, the
         fast layers' source (events, devices, cameras: cheap tiles) first, then the most recently
         asked for; unrequested tiles (kept only with ``demand_window_s=None``) oldest edit first.
-        Tiles whose demand ran out while queued are dropped.
+        Tiles whose demand ran out while queued are dropped; a tile re-rendered moments ago waits
+        until :meth:`TileService.rerender_due` (``next_due`` then says when the first one is due).
         """
         with self._lock:
+            self.next_due = None
             if not self._pending:
                 return None
             now = time.monotonic()
@@ -183,6 +188,10 @@ class TileWarmer:
                     del self._pending[item]
                     self.dropped += 1
                     WARM_DROPPED.inc()
+                    continue
+                due = self.service.rerender_due(tuple(key_layers(self.specs[item[0]], item[1].z)), item[1])
+                if due > now:  # rendered moments ago and costly: paced (TileService.rerender_due)
+                    self.next_due = due if self.next_due is None else min(self.next_due, due)
                     continue
                 rank = (wanted, item[0] in self.fast_sources, seen if wanted and seen is not None else -queued)
                 if best_rank is None or rank > best_rank:
@@ -299,7 +308,8 @@ class TileWarmer:
                 self.service.versions.get()
                 touched = self._next_touched()
                 if touched is None:
-                    self._stop.wait(self.poll_s)
+                    due = self.next_due
+                    self._stop.wait(self.poll_s if due is None else min(self.poll_s, max(due - time.monotonic(), 0.01)))
                 else:
                     self._rerender(touched)
                 backoff = self.poll_s

@@ -83,3 +83,27 @@ def test_stale_answers_off(events_store, client_for):
     time.sleep(0.1)
     after = get(client, P)
     assert after.headers["etag"] != before.headers["etag"] and statuses(after) == ["handled"]
+
+
+def test_a_tile_edits_keep_touching_is_re_rendered_at_a_paced_rate(events_store, client_for, monkeypatch):
+    """Re-renders of one tile are paced by what it costs (tiles.service.RERENDER_SHARE), never beyond
+    half the stale window: made so costly here that the pace is that cap (1 s of a 2 s window), an
+    edit right after a render is answered stale (never waited for) until the pace allows, then fresh."""
+    import tiles.service
+
+    monkeypatch.setattr(tiles.service, "RERENDER_SHARE", 1e-9)
+    client = client_for(events_store, tile_version_ttl_s=0.05, tile_stale_s=2.0)
+    before = get(client, P)  # rendered now
+    rendered_at = time.monotonic()
+    other_connection_update(events_store, "UPDATE events SET status = 'verified' WHERE id = 1", spatial=False)
+    time.sleep(0.1)
+    answers = []
+    while time.monotonic() - rendered_at < 3.0:
+        r = get(client, P)
+        answers.append((time.monotonic() - rendered_at, r.headers["etag"] != before.headers["etag"], statuses(r)))
+        time.sleep(0.05)
+    fresh_at = [t for t, new, _ in answers if new]
+    assert fresh_at, "the new version came within the stale window"
+    assert fresh_at[0] >= 1.0, f"re-rendered {fresh_at[0]:.2f} s after the last render: not paced"
+    assert all(s == ["reported"] for t, new, s in answers if not new)
+    assert all(s == ["verified"] for t, new, s in answers if new)
