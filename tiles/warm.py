@@ -44,6 +44,7 @@ from tiles.tms import BUFFER, EXTENT, Tile, tiles_for_bbox
 from twin.blocks import BLOCK_ZOOMS
 from twin.catalog import LayerSpec
 from twin.dialect import BBox
+from twin.priority import BACKGROUND_NICE, lower_thread_priority
 
 log = logging.getLogger("twin.tiles.warm")
 
@@ -296,7 +297,7 @@ class TileWarmer:
                  self.walked, self.total, pct, where, self.rendered, self.rerendered, seconds)
 
     def _run(self) -> None:
-        lower_thread_priority(WARM_NICE)
+        lower_thread_priority(BACKGROUND_NICE)
         self._rewalk.set()  # the first walk
         backoff = self.poll_s
         while not self._stop.is_set():
@@ -342,25 +343,6 @@ class TileWarmer:
         """True when the first walk is done and no re-render is queued."""
         with self._lock:
             return self.passes > 0 and not self._pending and self._busy is None and not self._rewalk.is_set()
-
-
-#: How much lower than the server's the warmer thread's CPU priority is (Linux ``nice`` steps).
-WARM_NICE = 10
-
-
-def lower_thread_priority(steps: int) -> bool:
-    """Lower the calling thread's CPU priority by ``steps`` nice levels (Linux: a thread is a
-    schedulable task of its own, and lowering one's own priority needs no privilege); False where
-    the platform cannot. The warmer's renders then wait for the CPU while the event loop answers
-    viewers, instead of taking turns with it — tiles already cached stay fast on a busy machine."""
-    import os
-
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + steps, 19))
-        return True
-    except (AttributeError, OSError):
-        return False
 
 
 def _grow(box: BBox, z: int) -> BBox:

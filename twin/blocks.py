@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from twin.changes import row_box
 from twin.geometry import coerce_array
+from twin.priority import BACKGROUND_NICE, lower_thread_priority
 from twin.schema import Building, BuildingBlock
 from twin.versioning import bulk_change
 
@@ -100,14 +101,28 @@ def merge_buildings(footprints: np.ndarray, uses: list[str], heights: list[float
     """
     if len(footprints) == 0:
         return []
+    merc = _to_3857(np.asarray(footprints, dtype=object))
+    return blocks_of_parts(block_parts(merc, zoom), merc, uses, heights)
+
+
+def block_parts(merc: np.ndarray, zoom: int) -> list[shapely.Geometry]:
+    """The block outlines (EPSG:3857) of footprints ``merc`` (EPSG:3857) at ``zoom``: the costly half of
+    :func:`merge_buildings` (buffer, dissolve, shrink, simplify), which depends on the shapes only."""
+    if len(merc) == 0:
+        return []
     px = pixel_m(zoom)
     grow = 0.5 * px  # gaps under one pixel close
-    merc = _to_3857(np.asarray(footprints, dtype=object))
     merged = shapely.union_all(shapely.buffer(merc, grow, quad_segs=2, join_style="mitre"))
     shrunk = shapely.buffer(merged, -0.8 * grow, quad_segs=2, join_style="mitre")
     simple = shapely.simplify(shrunk, 0.5 * px, preserve_topology=True)
     parts = [g for g in shapely.get_parts(np.array([simple], dtype=object)) if not g.is_empty]
-    parts = [g for g in parts if g.area >= px * px]
+    return [g for g in parts if g.area >= px * px]
+
+
+def blocks_of_parts(parts: list[shapely.Geometry], merc: np.ndarray, uses: list[str], heights: list[float]) -> list[Block]:
+    """Blocks from their outlines (:func:`block_parts`) and the footprints (EPSG:3857) with their
+    ``use`` and ``height_m``: the dominant use, the mean height and the count of the buildings each
+    outline meets (cheap: an edit of attributes only needs this half)."""
     if not parts:
         return []
     tree = shapely.STRtree(merc)
@@ -123,13 +138,33 @@ def merge_buildings(footprints: np.ndarray, uses: list[str], heights: list[float
     return blocks
 
 
-def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, built_from: int) -> int:
-    """Replace the blocks of ``cells`` (``None`` = every cell) from the current buildings; blocks written."""
+#: Per cell, what the last recompute in this process saw: a fingerprint of the cell's footprints
+#: (ids and shapes) and the block outlines per zoom (:class:`BlockMaintainer`'s memory).
+CellMemo = dict[tuple[int, int], tuple[bytes, dict[int, list[shapely.Geometry]]]]
+
+
+def _fingerprint(ids: list[int], wkbs: list[bytes]) -> bytes:
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(ids, dtype=np.int64).tobytes())
+    for w in wkbs:
+        h.update(w)
+    return h.digest()
+
+
+def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, built_from: int,
+                    memo: CellMemo | None = None) -> int:
+    """Replace the blocks of ``cells`` (``None`` = every cell) from the current buildings; blocks written.
+
+    ``memo`` (kept by the caller between calls): a cell whose footprints are the same as at its last
+    recompute — an edit of a height or a use, the commonest in a living town — reuses its block
+    outlines and only recounts their attributes, about a tenth of the work of merging it again."""
     b: Table = Building.__table__  # type: ignore[assignment]
     bb: Table = BuildingBlock.__table__  # type: ignore[assignment]
     if cells is None:
         conn.execute(delete(bb))
-        rows = conn.execute(select(b.c.use, b.c.height_m, func.ST_AsBinary(b.c.geom))).all()
+        rows = conn.execute(select(b.c.use, b.c.height_m, func.ST_AsBinary(b.c.geom), b.c.id).order_by(b.c.id)).all()
         wanted = None
     else:
         wanted = set(cells)
@@ -142,7 +177,8 @@ def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, b
         from twin.dialect import dialect_for
 
         clause = dialect_for(conn).bbox_clause(b, (west, south, east, north))
-        rows = conn.execute(select(b.c.use, b.c.height_m, func.ST_AsBinary(b.c.geom)).where(clause)).all()
+        rows = conn.execute(select(b.c.use, b.c.height_m, func.ST_AsBinary(b.c.geom), b.c.id).where(clause)
+                            .order_by(b.c.id)).all()
     if not rows:
         if wanted is not None:
             for x, y in wanted:
@@ -157,8 +193,17 @@ def recompute_cells(conn: Connection, cells: Iterable[tuple[int, int]] | None, b
             by_cell.setdefault(c, []).append(i)
     out = []
     for (cx, cy), idx in sorted(by_cell.items()):
+        merc = _to_3857(np.asarray(geoms[idx], dtype=object))
+        uses, heights = [rows[i][0] for i in idx], [rows[i][1] for i in idx]
+        seen = memo.get((cx, cy)) if memo is not None else None
+        fp = _fingerprint([rows[i][3] for i in idx], [bytes(rows[i][2]) for i in idx]) if memo is not None else b""
+        outlines = seen[1] if seen is not None and seen[0] == fp else {z: block_parts(merc, z) for z in BLOCK_ZOOMS}
+        if memo is not None:
+            if len(memo) > 100_000:
+                memo.clear()
+            memo[(cx, cy)] = (fp, outlines)
         for z in BLOCK_ZOOMS:
-            for blk in merge_buildings(geoms[idx], [rows[i][0] for i in idx], [rows[i][1] for i in idx], z):
+            for blk in blocks_of_parts(outlines[z], merc, uses, heights):
                 out.append({"zoom": z, "cell_x": cx, "cell_y": cy, "use": blk.use, "height_m": blk.height_m,
                             "building_count": blk.building_count, "built_from": built_from,
                             "geom": shapely.to_wkb(blk.geom)})
@@ -223,6 +268,8 @@ class BlockMaintainer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refreshed_cells = 0
+        #: the cells' footprints and block outlines as last recomputed (an attribute edit reuses them)
+        self.memo: CellMemo = {}
         feed.listeners.append(self._on_change)
 
     def _on_change(self, layer: str | None, box: tuple[float, float, float, float] | None) -> None:
@@ -271,7 +318,7 @@ class BlockMaintainer:
                     with bulk_change(conn, "building_blocks"):
                         n = recompute_cells(conn, None, int(version or 0))
                 else:
-                    n = recompute_cells(conn, cells, int(version or 0))
+                    n = recompute_cells(conn, cells, int(version or 0), self.memo)
         except Exception:
             self._requeue(everything, cells)
             raise
@@ -286,6 +333,7 @@ class BlockMaintainer:
             self._cells |= cells
 
     def _run(self) -> None:
+        lower_thread_priority(BACKGROUND_NICE)  # derived data: viewers first
         backoff = self.poll_s
         first = True
         while not self._stop.is_set():

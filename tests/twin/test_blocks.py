@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import math
+import time
 
 import mapbox_vector_tile
 import numpy as np
 import pytest
+import shapely
+import shapely.affinity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, box
@@ -135,3 +138,61 @@ def test_two_workers_recomputing_at_once_leave_one_set_of_blocks(blocks_store):
     with store.engine.connect() as conn:
         per_zoom = dict(conn.execute(text("SELECT zoom, count(*) FROM building_blocks GROUP BY zoom")).all())
     assert per_zoom == {z: 1 for z in BLOCK_ZOOMS}
+
+
+def test_an_attribute_edit_reuses_the_outlines_and_a_shape_edit_merges_again(blocks_store, monkeypatch):
+    """A height edit (the commonest in a living town) recounts the block's attributes from the outlines
+    remembered for its cell; a moved building merges the cell again. Both end as a full recompute would."""
+    import twin.blocks
+
+    store = blocks_store
+    svc = TileService(store, cache=TileCache(2**20), version_ttl=0.05)
+    maint = BlockMaintainer(store, svc.versions.feed)
+    merges: list[int] = []
+    real = twin.blocks.block_parts
+    monkeypatch.setattr(twin.blocks, "block_parts", lambda merc, z: merges.append(z) or real(merc, z))
+
+    def blocks() -> list[tuple]:
+        with store.engine.connect() as conn:
+            return sorted(conn.execute(text("SELECT zoom, use, height_m, building_count, ST_AsText(geom) FROM building_blocks")).all())
+
+    try:
+        maint.catch_up()
+        maint.run_once()
+        maint.memo.clear()
+        svc.versions.get()  # the feed's first read: later edits reach the maintainer
+        with store.engine.begin() as conn:  # one taller, by SQL as another program would
+            conn.execute(text("UPDATE buildings SET height_m = 45 WHERE id = 1"))
+        time.sleep(0.1)  # past the version TTL
+        svc.versions.get()
+        merges.clear()
+        assert maint.run_once() > 0
+        assert merges == list(BLOCK_ZOOMS), "the first recompute of a cell in this process merges it"
+        first = blocks()
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE buildings SET height_m = 99 WHERE id = 2"))
+        time.sleep(0.1)  # past the version TTL
+        svc.versions.get()
+        merges.clear()
+        assert maint.run_once() > 0
+        assert merges == [], "a height edit reuses the cell's outlines"
+        after_height = blocks()
+        assert [b[4] for b in after_height] == [b[4] for b in first]
+        assert all(b[2] > f[2] for b, f in zip(after_height, first, strict=True)), "the mean height follows the edit"
+        with store.engine.begin() as conn:  # the reference: every cell merged from scratch
+            twin.blocks.recompute_cells(conn, None, 0)
+        assert [b[:4] for b in blocks()] == [b[:4] for b in after_height]
+
+        moved = rows(cluster(LON, LAT), 1)[0]
+        moved["geom"] = shapely.affinity.translate(moved["geom"], xoff=0.01)  # ~1 km east: leaves the block
+        with store.engine.begin() as conn:
+            conn.execute(text("DELETE FROM buildings WHERE id = 1"))
+            store.write_features("buildings", [moved], conn=conn)
+        time.sleep(0.1)  # past the version TTL
+        svc.versions.get()
+        merges.clear()
+        maint.run_once()
+        assert merges, "a moved building merges its cells again"
+    finally:
+        maint.stop()
+        svc.close()
