@@ -376,8 +376,8 @@ def start_first_view_warm(app: FastAPI) -> FirstViewWarm | None:
     from tiles.first_view import parse_sizes
 
     sizes = parse_sizes(app.state.settings.first_view_warm)
-    if not sizes:
-        return None
+    if not sizes or not tile_service(app).cache.enabled:  # no tile cache (TWIN_TILE_CACHE_MB=0, no Redis):
+        return None  # nothing would keep the renders, so warming would only take the CPU from the first visitor
     app.state.first_view_warm = FirstViewWarm(app, sizes).start()
     return app.state.first_view_warm
 

@@ -77,3 +77,19 @@ def test_the_warm_up_is_off_with_no_sizes(town_store, town_settings):
         assert getattr(client.app.state, "first_view_warm", None) is None
     with pytest.raises(ValueError):
         TwinSettings(first_view_warm="1600 by 1080")
+
+
+def test_no_first_view_warm_up_without_a_tile_cache(town_store, town_settings):
+    """With TWIN_TILE_CACHE_MB=0 and no Redis nothing would keep the renders: the warm-up does not run
+    (it would only take the CPU from the first visitor), and /readyz does not report it."""
+    from fastapi.testclient import TestClient
+
+    from gis_api.app import create_app
+    from twin.settings import TwinSettings
+
+    settings = TwinSettings(**{**town_settings.model_dump(), "first_view_warm": "1600x1080", "tile_cache_mb": 0,
+                               "redis_url": None})
+    with TestClient(create_app(settings, store=town_store)) as client:
+        assert getattr(client.app.state, "first_view_warm", None) is None
+        checks = client.get("/readyz").json()["checks"]
+        assert "first view tiles" not in checks
