@@ -33,10 +33,10 @@ from twin.analysis import (
     plain_point_xy,
     search_bbox,
 )
-from twin.analysis.buffer import circle_ring
+from twin.analysis.buffer import bounds_search_bbox, circle_ring
 from twin.analysis.clearance import check_clearance, clearance_table, section_clearance
 from twin.analysis.ground import ground_model
-from twin.analysis.metric import area_frame_for, metres_to_degrees_box
+from twin.analysis.metric import area_frame_for
 from twin.analysis.overlap import overlap_analysis
 from twin.analysis.section import cross_section
 from twin.analysis.section_svg import cross_section_svg
@@ -153,8 +153,7 @@ def run_buffer(store: SpatialStore, settings: TwinSettings, req: BufferRequest) 
     xy = plain_point_xy(req.geometry) if req.feature is None and distance > 0 else None
     if xy is not None:  # the commonest buffer, around a point: no geometry is made on this side
         layers = check_layers(req.layers)
-        dlon, dlat = metres_to_degrees_box(xy[0], abs(xy[1]), distance)
-        box = (max(xy[0] - dlon, -180.0), max(xy[1] - dlat, -90.0), min(xy[0] + dlon, 180.0), min(xy[1] + dlat, 90.0))
+        box = bounds_search_bbox((xy[0], xy[1], xy[0], xy[1]), distance)
         found = [features_near_point(store, name, xy[0], xy[1], distance, box, cap=cap, geometry=geometry)
                  for name in layers]
         ring, area = circle_ring(None, xy[0], xy[1], distance)

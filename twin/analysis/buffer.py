@@ -60,7 +60,12 @@ class BufferResult:
 
 def search_bbox(geom: shapely.Geometry, distance_m: float) -> BBox:
     """A lon/lat box that contains every point within ``distance_m`` of ``geom`` (for the index)."""
-    minx, miny, maxx, maxy = geom.bounds
+    return bounds_search_bbox(geom.bounds, distance_m)
+
+
+def bounds_search_bbox(bounds: BBox, distance_m: float) -> BBox:
+    """:func:`search_bbox` of lon/lat ``bounds`` (a point's are ``(lon, lat, lon, lat)``)."""
+    minx, miny, maxx, maxy = bounds
     lat = max(abs(miny), abs(maxy))
     dlon, dlat = metres_to_degrees_box((minx + maxx) / 2, lat, distance_m)
     return (max(minx - dlon, -180.0), max(miny - dlat, -90.0), min(maxx + dlon, 180.0), min(maxy + dlat, 90.0))
