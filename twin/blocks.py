@@ -14,6 +14,11 @@ thousand buildings at most: a fraction of a second with shapely) and stored in
 ``building_blocks``. :class:`BlockMaintainer` keeps them in step with ``buildings``
 through the change log: an edit recomputes the cells it touches, a bulk load every
 cell. The table is itself logged, so tile keys follow the refreshed blocks.
+
+An edit of attributes only (``change_log.shape = 0``: a height, a use — the commonest edit in a
+living town) cannot move an outline: it only recounts the use, mean height and count of the
+blocks it touches (:func:`recount_blocks`), a few milliseconds, mostly in the database, instead of
+merging its whole cell again (0.1–0.5 s of CPU in the serving process).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 import shapely
 from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from twin.changes import row_box
 from twin.geometry import coerce_array
@@ -247,6 +253,54 @@ def _insert(conn: Connection, rows: list[dict]) -> None:
     )
 
 
+def recount_blocks(conn: Connection, boxes: Iterable[tuple[float, float, float, float]], built_from: int) -> int:
+    """Attribute edits inside lon/lat ``boxes``: recount the dominant use, mean height and count of the
+    blocks (every zoom) that meet a box, from the buildings of the block's cell that meet its outline
+    — what :func:`blocks_of_parts` counts — and update the blocks whose numbers changed; the number
+    updated. The outlines stay: they depend on the footprints only, which an attribute edit keeps.
+
+    Members are found by the database (``ST_Intersects`` with the stored lon/lat outline, where the
+    full recompute tests its EPSG:3857 outline: the same up to rounding far below a millimetre) and
+    assigned to cells by their point on surface in Python, exactly as the full recompute does."""
+    from twin.dialect import dialect_for
+
+    b: Table = Building.__table__  # type: ignore[assignment]
+    bb: Table = BuildingBlock.__table__  # type: ignore[assignment]
+    d = dialect_for(conn)
+    seen: set[int] = set()
+    updated = 0
+    for box in boxes:
+        cells = cells_touching(box)
+        hits = conn.execute(select(bb.c.id, bb.c.cell_x, bb.c.cell_y, bb.c.use, bb.c.height_m, bb.c.building_count,
+                                   func.ST_AsBinary(bb.c.geom)).where(d.bbox_clause(bb, box))).all()
+        for bid, cx, cy, use, height, count, wkb in hits:
+            if bid in seen or (cx, cy) not in cells:
+                continue
+            seen.add(bid)
+            outline = select(bb.c.geom).where(bb.c.id == bid).scalar_subquery()
+            meets: ColumnElement[bool] = func.ST_Intersects(b.c.geom, outline)
+            if conn.dialect.name != "postgresql":
+                meets = func.ST_Intersects(b.c.geom, outline) == 1  # SpatiaLite: 1, 0 or -1 (error)
+            members = conn.execute(
+                select(b.c.use, b.c.height_m, func.ST_AsBinary(b.c.geom))
+                .where(d.bbox_clause(b, shapely.from_wkb(bytes(wkb)).bounds), meets)
+                .order_by(b.c.id)).all()
+            if not members:
+                continue  # the block lost every building: only a shape change does that, and merges the cell
+            pts = shapely.point_on_surface(shapely.from_wkb([bytes(m[2]) for m in members]))
+            mine = [m for m, x, y in zip(members, shapely.get_x(pts), shapely.get_y(pts), strict=True)
+                    if cell_of(float(x), float(y)) == (cx, cy)]
+            if not mine:
+                continue
+            new_use = Counter(m[0] for m in mine).most_common(1)[0][0]
+            new_height = round(float(np.mean([m[1] for m in mine])), 1)
+            if (new_use, new_height, len(mine)) != (use, height, count):
+                conn.execute(bb.update().where(bb.c.id == bid).values(
+                    use=new_use, height_m=new_height, building_count=len(mine), built_from=built_from))
+                updated += 1
+    return updated
+
+
 def cells_touching(box: tuple[float, float, float, float]) -> set[tuple[int, int]]:
     """Cells whose blocks a change inside lon/lat ``box`` can alter: a building belongs to the cell of
     its point on surface, which lies inside its extent, so the cells the extent meets."""
@@ -263,74 +317,95 @@ class BlockMaintainer:
         self.feed = feed
         self.poll_s = poll_s
         self._cells: set[tuple[int, int]] = set()
+        #: extents of attribute-only edits (their blocks are recounted, not merged again)
+        self._boxes: list[tuple[float, float, float, float]] = []
         self._all = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refreshed_cells = 0
+        self.recounted_blocks = 0
         #: the cells' footprints and block outlines as last recomputed (an attribute edit reuses them)
         self.memo: CellMemo = {}
-        feed.listeners.append(self._on_change)
+        feed.edit_listeners.append(self._on_change)
 
-    def _on_change(self, layer: str | None, box: tuple[float, float, float, float] | None) -> None:
+    def _on_change(self, layer: str | None, box: tuple[float, float, float, float] | None, shape: bool = True) -> None:
         if layer not in ("buildings", None):
             return
         with self._lock:
             if box is None:
                 self._all = True
-            else:
+            elif shape:
                 self._cells |= cells_touching(box)
+            else:
+                self._boxes.append(box)
 
     def catch_up(self) -> None:
         """At start: recompute everything if the blocks are missing or older than the last bulk change,
         else the cells edited since they were built."""
         with self.store.engine.connect() as conn:
             built = conn.execute(select(func.max(BuildingBlock.built_from))).scalar()
-            rows = conn.execute(text("SELECT minx, miny, maxx, maxy, mbr FROM change_log WHERE layer = 'buildings' "
-                                     "AND version > :v"), {"v": built or 0}).all()
+            rows = conn.execute(text("SELECT minx, miny, maxx, maxy, mbr, shape FROM change_log "
+                                     "WHERE layer = 'buildings' AND version > :v"), {"v": built or 0}).all()
             count = conn.execute(select(func.count()).select_from(Building.__table__)).scalar_one()
         with self._lock:
             if built is None:
                 self._all = count > 0
             for r in rows:
-                box = row_box(*r)
+                box = row_box(*r[:5])
                 if box is None:
                     self._all = True
+                elif r[5] == 0:
+                    self._boxes.append(box)
                 else:
                     self._cells |= cells_touching(box)
 
     def run_once(self) -> int:
-        """Recompute what is queued; the number of cells (or -1 for all)."""
+        """Recompute what is queued; the number of cells merged again plus attribute edits recounted
+        (-1: every cell)."""
         with self._lock:
-            everything, cells = self._all, self._cells
-            self._all, self._cells = False, set()
-        if not everything and not cells:
+            everything, cells, boxes = self._all, self._cells, self._boxes
+            self._all, self._cells, self._boxes = False, set(), []
+        # an attribute edit inside a cell merged again anyway needs nothing more
+        boxes = [bx for bx in boxes if not cells_touching(bx) <= cells]
+        if not everything and not cells and not boxes:
             return 0
+        recounted = 0
         try:
             with self.store.engine.begin() as conn:
                 if conn.dialect.name == "postgresql" and not conn.execute(
                         text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY}).scalar():
                     # another worker is recomputing (it saw the same changes); try again next round
-                    self._requeue(everything, cells)
+                    self._requeue(everything, cells, boxes)
                     return 0
                 version = conn.execute(text("SELECT version FROM layer_versions WHERE layer = 'buildings'")).scalar()
                 if everything:  # one whole-layer change for the tiles, not one per block
                     with bulk_change(conn, "building_blocks"):
                         n = recompute_cells(conn, None, int(version or 0))
                 else:
-                    n = recompute_cells(conn, cells, int(version or 0), self.memo)
+                    n = recompute_cells(conn, cells, int(version or 0), self.memo) if cells else 0
+                    recounted = recount_blocks(conn, boxes, int(version or 0)) if boxes else 0
         except Exception:
-            self._requeue(everything, cells)
+            self._requeue(everything, cells, boxes)
             raise
-        done = -1 if everything else len(cells)
-        self.refreshed_cells += len(cells) if not everything else 1
-        log.info("building blocks: %s recomputed, %d blocks", "all cells" if everything else f"{len(cells)} cells", n)
-        return done
+        if everything:
+            self.refreshed_cells += 1
+            log.info("building blocks: all cells recomputed, %d blocks", n)
+            return -1
+        self.refreshed_cells += len(cells)
+        self.recounted_blocks += recounted
+        if cells:
+            log.info("building blocks: %d cells recomputed, %d blocks", len(cells), n)
+        else:
+            log.debug("building blocks: %d attribute edits, %d blocks recounted", len(boxes), recounted)
+        return len(cells) + len(boxes)
 
-    def _requeue(self, everything: bool, cells: set[tuple[int, int]]) -> None:
+    def _requeue(self, everything: bool, cells: set[tuple[int, int]],
+                 boxes: Iterable[tuple[float, float, float, float]] = ()) -> None:
         with self._lock:
             self._all = self._all or everything
             self._cells |= cells
+            self._boxes.extend(boxes)
 
     def _run(self) -> None:
         lower_thread_priority(BACKGROUND_NICE)  # derived data: viewers first
@@ -360,8 +435,8 @@ class BlockMaintainer:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if self._on_change in self.feed.listeners:
-            self.feed.listeners.remove(self._on_change)
+        if self._on_change in self.feed.edit_listeners:
+            self.feed.edit_listeners.remove(self._on_change)
 
     close = stop
 
@@ -377,4 +452,4 @@ def ensure_blocks(store) -> int:  # noqa: ANN001 - a SpatialStore
 
 
 __all__ = ["BLOCK_ZOOMS", "Block", "BlockMaintainer", "CELL_ZOOM", "ensure_blocks", "merge_buildings",
-           "recompute_cells"]
+           "recompute_cells", "recount_blocks"]

@@ -238,6 +238,9 @@ class ChangeFeed:
         #: called with ``(layer, box)`` for each new change (box ``None`` = whole layer), and with
         #: ``(None, None)`` after a reload, when any place may have a new key
         self.listeners: list[Callable[[str | None, BBox | None], None]] = []
+        #: as :attr:`listeners`, with a third argument: ``False`` when the change is an update of
+        #: attributes only (``change_log.shape = 0``: the geometry is the same), else ``True``
+        self.edit_listeners: list[Callable[[str | None, BBox | None, bool], None]] = []
 
     def refresh(self) -> dict[str, int]:
         """Bring the index up to date; the current data version of every layer."""
@@ -265,7 +268,7 @@ class ChangeFeed:
                         self._learn(name, v, now)
                 self._seen = dict(versions)
                 if not first:
-                    self._notify(None, None)
+                    self._notify(None, None, True)
             else:
                 for name, v in versions.items():
                     if v > self._seen.get(name, 0):
@@ -306,35 +309,41 @@ class ChangeFeed:
         return learned[1][i] if i < len(learned[1]) else None
 
     @staticmethod
-    def _rows_into(index: ChangeIndex, rows: Sequence) -> list[tuple[str, BBox | None]]:  # noqa: ANN001
+    def _rows_into(index: ChangeIndex, rows: Sequence) -> list[tuple[str, BBox | None, bool]]:  # noqa: ANN001
         out = []
-        for layer, version, minx, miny, maxx, maxy, mbr in rows:
+        for layer, version, minx, miny, maxx, maxy, mbr, shape in rows:
             box = row_box(minx, miny, maxx, maxy, mbr)
             index.add(layer, version, box)
-            out.append((layer, box))
+            out.append((layer, box, shape != 0))
         return out
 
     def _load_all(self, conn: Connection) -> ChangeIndex:
         t = ChangeLogEntry.__table__
         index = ChangeIndex()
         self._rows_into(index, conn.execute(
-            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr).order_by(t.c.id)).all())
+            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr, t.c.shape)
+            .order_by(t.c.id)).all())
         return index
 
     def _read_layer(self, conn: Connection, layer: str, above: int) -> None:
         t = ChangeLogEntry.__table__
         rows = conn.execute(
-            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr)
+            select(t.c.layer, t.c.version, t.c.minx, t.c.miny, t.c.maxx, t.c.maxy, t.c.mbr, t.c.shape)
             .where(t.c.layer == layer, t.c.version > above)
         ).all()
-        for name, box in self._rows_into(self.index, rows):
-            self._notify(name, box)
+        for name, box, shape in self._rows_into(self.index, rows):
+            self._notify(name, box, shape)
 
-    def _notify(self, layer: str | None, box: BBox | None) -> None:
+    def _notify(self, layer: str | None, box: BBox | None, shape: bool) -> None:
         for fn in list(self.listeners):
             try:
                 fn(layer, box)
             except Exception:  # a listener's failure must not stop the feed
+                log.exception("change listener failed")
+        for efn in list(self.edit_listeners):
+            try:
+                efn(layer, box, shape)
+            except Exception:
                 log.exception("change listener failed")
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     text,
@@ -90,6 +91,9 @@ class ChangeLogEntry(Base):
     #: SQLite: the extent as the 32 MBR bytes of the SpatiaLite geometry blob (read by twin), so
     #: the triggers need no SpatiaLite function and a client without it can still edit attributes
     mbr: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: 0: an update of attributes only (the geometry is byte for byte the same); 1: the shape or
+    #: place changed; NULL: not known (inserts, deletes, whole-layer and compacted rows)
+    shape: Mapped[int | None] = mapped_column(SmallInteger)
     __table_args__ = (Index("ix_change_log_layer_version", "layer", "version"),)
 
 

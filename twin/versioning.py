@@ -119,23 +119,68 @@ BEGIN
 END $$ LANGUAGE plpgsql
 """
 
+_PG_LOG_FUNCTION_SHAPE = f"""
+CREATE OR REPLACE FUNCTION twin_log_change() RETURNS trigger AS $$
+DECLARE v integer; n bigint;
+BEGIN
+  INSERT INTO layer_versions (layer, version, updated_at) VALUES (TG_TABLE_NAME, 2, {_UTC_NOW_PG})
+  ON CONFLICT (layer) DO UPDATE SET version = layer_versions.version + 1, updated_at = EXCLUDED.updated_at
+  RETURNING version INTO v;
+  IF coalesce(current_setting('twin.bulk_load', true), '') = 'on' THEN
+    RETURN NULL;  -- bulk_change() logs the whole layer once at its end
+  END IF;
+  IF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO change_log (layer, version) VALUES (TG_TABLE_NAME, v);
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'INSERT' THEN SELECT count(*) INTO n FROM new_rows; ELSE SELECT count(*) INTO n FROM old_rows; END IF;
+  IF n = 0 THEN
+    RETURN NULL;
+  ELSIF n > {BULK_ROWS} THEN
+    INSERT INTO change_log (layer, version) VALUES (TG_TABLE_NAME, v);
+  ELSIF TG_OP = 'INSERT' THEN
+    INSERT INTO change_log (layer, version, minx, miny, maxx, maxy)
+    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM new_rows;
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO change_log (layer, version, minx, miny, maxx, maxy)
+    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM old_rows;
+  ELSE
+    -- shape = 0: the row's geometry is byte for byte what it was (an attribute edit), so what is
+    -- derived from shapes alone (building-block outlines) stays; otherwise 1
+    INSERT INTO change_log (layer, version, minx, miny, maxx, maxy, shape)
+    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom), shape
+    FROM (SELECT o.geom, CASE WHEN ST_AsEWKB(o.geom) = ST_AsEWKB(n.geom) THEN 0 ELSE 1 END AS shape
+          FROM old_rows o LEFT JOIN new_rows n ON n.id = o.id
+          UNION ALL
+          SELECT n.geom, CASE WHEN ST_AsEWKB(o.geom) = ST_AsEWKB(n.geom) THEN 0 ELSE 1 END
+          FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id) r;
+  END IF;
+  RETURN NULL;
+END $$ LANGUAGE plpgsql
+"""
 
-def _sqlite_log_row(name: str, ref: str) -> str:
+
+def _sqlite_log_row(name: str, ref: str, shape: str | None = None) -> str:
     # bytes 7..38 of a SpatiaLite geometry blob are its MBR (four doubles): plain substr(), no
     # SpatiaLite function, so clients without the extension can still update attributes
+    cols, val = (", shape", f", {shape}") if shape is not None else ("", "")
     return (
-        f"INSERT INTO change_log (layer, version, mbr) "
-        f"SELECT '{name}', version, CAST(substr({ref}.geom, 2, 1) || substr({ref}.geom, 7, 32) AS BLOB) "
+        f"INSERT INTO change_log (layer, version, mbr{cols}) "
+        f"SELECT '{name}', version, CAST(substr({ref}.geom, 2, 1) || substr({ref}.geom, 7, 32) AS BLOB){val} "
         f"FROM layer_versions WHERE layer = '{name}' "
         f"AND (SELECT bulk FROM change_log_state WHERE id = 1) = 0"
     )
 
 
-def change_log_triggers_sql(dialect: str, layers: Iterable[str]) -> list[str]:
-    """DDL replacing the version triggers of 0002 by triggers that bump the version and log the extent."""
+def change_log_triggers_sql(dialect: str, layers: Iterable[str], *, shape: bool = True) -> list[str]:
+    """DDL replacing the version triggers of 0002 by triggers that bump the version and log the extent.
+
+    ``shape`` (migration 0009 on): an update also says whether the geometry changed
+    (``change_log.shape``: 0 = attributes only, 1 = the shape or place; NULL = not known: inserts,
+    deletes, whole-layer and compacted rows). Migration 0006 installs the triggers without it."""
     layers = list(layers)
     if dialect == "postgresql":
-        stmts = [_PG_LOG_FUNCTION]
+        stmts = [_PG_LOG_FUNCTION_SHAPE if shape else _PG_LOG_FUNCTION]
         for n in layers:
             stmts += [
                 f"DROP TRIGGER IF EXISTS trg_{n}_version ON {n}",
@@ -159,8 +204,10 @@ def change_log_triggers_sql(dialect: str, layers: Iterable[str]) -> list[str]:
                 f"CREATE TRIGGER trg_{n}_log_insert AFTER INSERT ON {n} BEGIN {bump}; {_sqlite_log_row(n, 'NEW')}; END",
                 f"CREATE TRIGGER trg_{n}_log_delete AFTER DELETE ON {n} BEGIN {bump}; {_sqlite_log_row(n, 'OLD')}; END",
                 # the old place always, the new one only when the geometry moved
-                f"CREATE TRIGGER trg_{n}_log_update AFTER UPDATE ON {n} BEGIN {bump}; {_sqlite_log_row(n, 'OLD')}; "
-                f"{_sqlite_log_row(n, 'NEW')} AND substr(OLD.geom, 7, 32) IS NOT substr(NEW.geom, 7, 32); END",
+                f"CREATE TRIGGER trg_{n}_log_update AFTER UPDATE ON {n} BEGIN {bump}; "
+                f"{_sqlite_log_row(n, 'OLD', 'OLD.geom IS NOT NEW.geom' if shape else None)}; "
+                f"{_sqlite_log_row(n, 'NEW', '1' if shape else None)} "
+                f"AND substr(OLD.geom, 7, 32) IS NOT substr(NEW.geom, 7, 32); END",
             ]
         return stmts
     raise ValueError(f"no change-log triggers for dialect {dialect!r}")

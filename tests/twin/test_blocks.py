@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import shapely
 import shapely.affinity
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, box
 from sqlalchemy import text
@@ -124,7 +124,7 @@ def test_two_workers_recomputing_at_once_leave_one_set_of_blocks(blocks_store):
             m.catch_up()
             for _ in range(20):  # a worker that found the other busy retries on its next round
                 m.run_once()
-                if not (m._all or m._cells):
+                if not (m._all or m._cells or m._boxes):
                     break
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -141,8 +141,8 @@ def test_two_workers_recomputing_at_once_leave_one_set_of_blocks(blocks_store):
 
 
 def test_an_attribute_edit_reuses_the_outlines_and_a_shape_edit_merges_again(blocks_store, monkeypatch):
-    """A height edit (the commonest in a living town) recounts the block's attributes from the outlines
-    remembered for its cell; a moved building merges the cell again. Both end as a full recompute would."""
+    """A height edit (the commonest in a living town) recounts the attributes of the blocks it touches
+    and never merges the cell; a moved building merges the cell again. Both end as a full recompute would."""
     import twin.blocks
 
     store = blocks_store
@@ -167,7 +167,8 @@ def test_an_attribute_edit_reuses_the_outlines_and_a_shape_edit_merges_again(blo
         svc.versions.get()
         merges.clear()
         assert maint.run_once() > 0
-        assert merges == list(BLOCK_ZOOMS), "the first recompute of a cell in this process merges it"
+        assert merges == [], "an attribute edit (change_log.shape = 0) recounts the block, never merges the cell"
+        assert maint.recounted_blocks == len(BLOCK_ZOOMS)
         first = blocks()
         with store.engine.begin() as conn:
             conn.execute(text("UPDATE buildings SET height_m = 99 WHERE id = 2"))
@@ -196,3 +197,74 @@ def test_an_attribute_edit_reuses_the_outlines_and_a_shape_edit_merges_again(blo
     finally:
         maint.stop()
         svc.close()
+
+
+def test_the_change_log_says_whether_an_update_changed_the_geometry(blocks_store):
+    """``change_log.shape``: 0 for an attribute edit, 1 for a geometry edit (even inside the same
+    extent), by any writer (plain SQL here), on both backends."""
+    store = blocks_store
+    from twin.changes import ChangeFeed
+
+    feed = ChangeFeed(store.engine)
+    feed.refresh()
+    heard: list[tuple[str | None, bool]] = []
+    feed.edit_listeners.append(lambda layer, box, shape: heard.append((layer, shape)))
+    setter = "ST_GeomFromText" if store.engine.dialect.name == "postgresql" else "GeomFromText"
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE buildings SET height_m = height_m + 1 WHERE id = 3"))
+    time.sleep(0.01)
+    feed.refresh()
+    assert heard == [("buildings", False)]
+    heard.clear()
+    with store.engine.begin() as conn:  # the same extent, one vertex pulled in: a new shape
+        wkt = conn.execute(text("SELECT ST_AsText(geom) FROM buildings WHERE id = 3")).scalar_one()
+        g = shapely.from_wkt(wkt)
+        poly = g.geoms[0]
+        (x0, y0, x1, y1) = poly.bounds
+        notch = MultiPolygon([shapely.Polygon([(x0, y0), (x1, y0), ((x0 + x1) / 2, (y0 + y1) / 2), (x1, y1), (x0, y1)])])
+        conn.execute(text(f"UPDATE buildings SET geom = {setter}(:w, 4326) WHERE id = 3"), {"w": notch.wkt})
+    feed.refresh()
+    assert heard and all(layer == "buildings" and shape for layer, shape in heard)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(1, 36), st.sampled_from(["height", "use", "floors"]),
+                                st.floats(3, 120, allow_nan=False)), min_size=1, max_size=6))
+def test_recounted_blocks_equal_a_full_recompute(blocks_store, edits):
+    """Whatever attribute edits land, the recounted blocks are what merging every cell again gives."""
+    import twin.blocks
+
+    store = blocks_store
+    from twin.changes import ChangeFeed
+
+    feed = ChangeFeed(store.engine)
+    maint = BlockMaintainer(store, feed)
+
+    def blocks() -> list[tuple]:
+        with store.engine.connect() as conn:
+            return sorted(conn.execute(text("SELECT zoom, cell_x, cell_y, use, height_m, building_count, "
+                                            "ST_AsText(geom) FROM building_blocks")).all())
+
+    try:
+        maint.catch_up()
+        maint.run_once()
+        feed.refresh()
+        with store.engine.begin() as conn:
+            for bid, what, value in edits:
+                if what == "height":
+                    conn.execute(text("UPDATE buildings SET height_m = :v WHERE id = :i"), {"v": round(value, 2), "i": bid})
+                elif what == "use":
+                    conn.execute(text("UPDATE buildings SET use = :v WHERE id = :i"),
+                                 {"v": ["residential", "commercial", "industrial"][int(value) % 3], "i": bid})
+                else:
+                    conn.execute(text("UPDATE buildings SET floors = :v WHERE id = :i"), {"v": int(value) % 30 + 1, "i": bid})
+        time.sleep(0.01)
+        feed.refresh()
+        maint.run_once()
+        assert not maint._cells and not maint._all, "attribute edits never queue a cell merge"
+        recounted = blocks()
+        with store.engine.begin() as conn:
+            twin.blocks.recompute_cells(conn, None, 0)
+        assert [b[:6] for b in blocks()] == [b[:6] for b in recounted]
+    finally:
+        maint.stop()

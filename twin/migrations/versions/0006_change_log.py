@@ -87,7 +87,7 @@ def upgrade() -> None:
                    f"({MVT14_EXPR}) STORED")
     # the blocks are logged like a layer, so tiles drawing them change when they are refreshed
     op.execute("INSERT INTO layer_versions (layer, version) VALUES ('building_blocks', 1)")
-    for stmt in change_log_triggers_sql(dialect, (*LAYERS, "building_blocks")):
+    for stmt in change_log_triggers_sql(dialect, (*LAYERS, "building_blocks"), shape=False):
         op.execute(stmt)
 
 
