@@ -54,6 +54,17 @@ _LOCK_KEY = 0x7477696E626C6B
 _R = 6378137.0
 
 
+#: Block heights are kept to whole metres. At z12–z13 a pixel is 19–38 m, so a tenth of a metre of
+#: mean height is never seen, and a finer value changed the block (and re-rendered its heavy z12
+#: tile) on most height edits of any of its buildings.
+BLOCK_HEIGHT_STEP_M = 1.0
+
+
+def block_height(mean_m: float) -> float:
+    """A block's mean building height as stored: to :data:`BLOCK_HEIGHT_STEP_M`."""
+    return float(round(mean_m / BLOCK_HEIGHT_STEP_M) * BLOCK_HEIGHT_STEP_M)
+
+
 def pixel_m(z: int) -> float:
     """One 256-px display pixel at zoom ``z`` in EPSG:3857 metres."""
     return _WORLD / (256 * (1 << z))
@@ -140,7 +151,7 @@ def blocks_of_parts(parts: list[shapely.Geometry], merc: np.ndarray, uses: list[
         use = Counter(uses[i] for i in idx).most_common(1)[0][0]
         height = float(np.mean([heights[i] for i in idx]))
         geom = coerce_array(_to_lonlat(np.array([part], dtype=object)), "MultiPolygon")[0]
-        blocks.append(Block(geom, use, round(height, 1), len(idx)))
+        blocks.append(Block(geom, use, block_height(height), len(idx)))
     return blocks
 
 
@@ -293,7 +304,7 @@ def recount_blocks(conn: Connection, boxes: Iterable[tuple[float, float, float, 
             if not mine:
                 continue
             new_use = Counter(m[0] for m in mine).most_common(1)[0][0]
-            new_height = round(float(np.mean([m[1] for m in mine])), 1)
+            new_height = block_height(float(np.mean([m[1] for m in mine])))
             if (new_use, new_height, len(mine)) != (use, height, count):
                 conn.execute(bb.update().where(bb.c.id == bid).values(
                     use=new_use, height_m=new_height, building_count=len(mine), built_from=built_from))
