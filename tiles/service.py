@@ -22,7 +22,7 @@ from functools import partial
 
 from prometheus_client import Counter
 
-from tiles.cache import LayerVersions, TileCache, tile_key
+from tiles.cache import LayerVersions, MemoryTileCache, TileCache, tile_key
 from tiles.mvt import (
     DEFAULT_FEATURE_CAP,
     ENCODING_VERSION,
@@ -31,6 +31,7 @@ from tiles.mvt import (
     key_layers,
     plan_tile,
 )
+from tiles.mvt_parts import split_layers
 from tiles.tms import BUFFER, EXTENT, Tile, parse_layer_list, tiles_for_bbox
 from twin.catalog import LayerSpec, get_layer
 from twin.changes import BUFFER_FRACTION
@@ -151,6 +152,10 @@ class TileService:
         if stale_s > 0 and invalidation == "extent":
             self.versions.feed.listeners.append(self._on_change)
         self._refresh_lock = threading.Lock()
+        #: per layer of a composite tile re-rendered after an edit: its bytes as last rendered at that
+        #: address under its own version, so the next re-render encodes only the layers that changed
+        #: (:meth:`render`); a quarter of the tile cache's memory budget
+        self._parts = MemoryTileCache(self.cache.memory.max_bytes // 4)
         self._workers = workers or max(4, 2 * (os.cpu_count() or 2))
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         #: the version refresh under way for :meth:`fresh_versions_async`, with the loop it runs for
@@ -358,13 +363,37 @@ class TileService:
         return self._executor
 
     # --- rendering ---------------------------------------------------------------
-    def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None) -> bytes:
-        """Uncompressed MVT of ``tile`` (``b""`` when empty), bypassing the cache."""
+    def render(self, specs: Sequence[LayerSpec], tile: Tile, versions: dict[str, int] | None = None,
+               layer_versions: tuple[int, ...] | None = None, *, again: bool = False) -> bytes:
+        """Uncompressed MVT of ``tile`` (``b""`` when empty), bypassing the tile cache.
+
+        ``layer_versions`` (the per-layer versions of the tile's key, in ``key_layers`` order) and
+        ``again`` (this address was rendered before: an edit moved its key): each layer's bytes are
+        kept under the layer's own version, and a layer whose version did not move is taken from
+        there instead of being encoded again — when one event changes, the live tile re-encodes the
+        events, not the thousands of devices and cameras beside them. The result is byte for byte
+        a full render (an MVT is its layers concatenated; see :mod:`tiles.mvt_parts`). Parts are
+        kept only for addresses rendered more than once, the ones edits keep touching.
+        """
         versions = versions if versions is not None else self.versions.get()
         plans = plan_tile(tile, specs, self.extents(specs, versions))
         if not plans:
             return b""
-        return self.encoder.encode(tile, plans, self.feature_cap)
+        if layer_versions is None or len(plans) < 2 or self._parts.max_bytes == 0:
+            return self.encoder.encode(tile, plans, self.feature_cap)
+        own = dict(zip((s.id for s in specs), zip(key_layers(specs, tile.z), layer_versions, strict=True), strict=True))
+        keys = {p.spec.id: f"{p.spec.id}:{own[p.spec.id][0]}.{own[p.spec.id][1]}:{tile.z}/{tile.x}/{tile.y}"
+                             f":{self.feature_cap}:{ENCODING_VERSION}" for p in plans}
+        parts = {name: self._parts.get(k) for name, k in keys.items()}
+        todo = [p for p in plans if parts[p.spec.id] is None]
+        if todo and (again or len(todo) < len(plans)):
+            fresh = split_layers(self.encoder.encode(tile, todo, self.feature_cap))
+            for p in todo:
+                parts[p.spec.id] = part = fresh.get(p.spec.id, b"")
+                self._parts.set(keys[p.spec.id], part)
+        elif todo:  # a first render: nothing kept (most addresses are never edited)
+            return self.encoder.encode(tile, plans, self.feature_cap)
+        return b"".join(parts[p.spec.id] or b"" for p in plans)
 
     def cached(self, specs: Sequence[LayerSpec], tile: Tile, encoding: str,
                ids: tuple[str, ...] | None = None, *, stale_ok: bool = True) -> TileResult | None:
@@ -425,7 +454,7 @@ class TileService:
             if not background:
                 _MISS.inc()
             started = time.monotonic()
-            raw = self.render(specs, tile, versions)
+            raw = self.render(specs, tile, versions, tv, again=(ids, tile) in self._latest)
             if encoding != "gzip":
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
             body = compress(raw, encoding)
