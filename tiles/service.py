@@ -423,7 +423,7 @@ class TileService:
         """The tile compressed for ``encoding``: memory → Redis → render, filling the tiers on the way.
 
         gzip is the form shared through Redis; other encodings are made from it (or from
-        the fresh render) and kept in this process only. With no cache at all nothing is
+        the fresh render, or from another encoding in memory) and kept in this process only. With no cache at all nothing is
         compressed that the client did not ask for. ``stale_ok``: the previous version may
         answer (see :meth:`_stale`) instead of a render. ``background``: no client is waiting
         (the warmer, a stale refresh), so the lookup is not counted as a hit or miss.
@@ -440,12 +440,11 @@ class TileService:
                 _HIT.inc()
             self._remember(ids, tile, key, tv, versions)
             return TileResult(body, key, encoding)
-        canonical = self.cache.get(f"{key}:gzip") if encoding != "gzip" else None
-        if canonical is not None:
+        raw_cached = self._raw_from_other_encoding(key, encoding)
+        if raw_cached is not None:
             if not background:
                 _HIT.inc()
-            raw = gunzip_bytes(canonical) if canonical else b""
-            body = compress(raw, encoding)
+            body = compress(raw_cached, encoding)
         else:
             if stale_ok:
                 stale = self._stale(specs, tile, encoding, ids, tv)
@@ -455,13 +454,29 @@ class TileService:
                 _MISS.inc()
             started = time.monotonic()
             raw = self.render(specs, tile, versions, tv, again=(ids, tile) in self._latest)
-            if encoding != "gzip":
+            if encoding != "gzip" and self.cache.redis is not None:  # the form other workers read
                 self.cache.set(f"{key}:gzip", gzip_bytes(raw) if raw else b"")
             body = compress(raw, encoding)
             self._note_render(ids, tile, started)
         self.cache.set(f"{key}:{encoding}", body, shared=encoding == "gzip")
         self._remember(ids, tile, key, tv, versions)
         return TileResult(body, key, encoding)
+
+    def _raw_from_other_encoding(self, key: str, encoding: str) -> bytes | None:
+        """The uncompressed tile under ``key`` from a form already cached in another encoding (gzip
+        from memory or Redis; br or identity from memory), or ``None``. The gzip form is made at
+        render time only when Redis shares it: a re-render for br-only clients (every browser)
+        then costs one compression, not two; a gzip client is served by decompressing the br form."""
+        if encoding != "gzip":
+            canonical = self.cache.get(f"{key}:gzip")
+            if canonical is not None:
+                return gunzip_bytes(canonical) if canonical else b""
+        for other in ("br", "identity"):
+            if other != encoding:
+                body = self.cache.get_memory(f"{key}:{other}")
+                if body is not None:
+                    return brotli.decompress(body) if other == "br" and body else body
+        return None
 
     def _note_render(self, ids: tuple[str, ...], tile: Tile, started: float) -> None:
         renders = self._renders

@@ -112,3 +112,26 @@ def test_an_event_edit_re_encodes_the_events_only_and_the_tile_is_a_full_render(
         assert encoded == [["events"]], "from the second re-render on, only the changed layer is encoded"
     finally:
         svc.close()
+
+
+def test_a_tile_rendered_for_br_is_a_hit_for_gzip_and_identity_clients(live_town):
+    """Without Redis a render makes only the encoding asked for (browsers ask for br); a gzip or an
+    identity client is then served from it, the same tile, without a render."""
+    import brotli
+
+    svc = TileService(live_town, cache=TileCache(2**22), version_ttl=0.05)
+    try:
+        specs = svc.layer_specs("events,devices,cameras")
+        t = tile_at(LON, LAT, Z)
+        br = svc.tile(specs, t, "br")
+        assert svc.cache.get_memory(f"{br.etag}:gzip") is None, "no gzip copy made for nobody"
+        rendered: list[int] = []
+        real = svc.render
+        svc.render = lambda *a, **k: rendered.append(1) or real(*a, **k)  # type: ignore[method-assign]
+        gz = svc.tile(specs, t, "gzip")
+        plain = svc.tile(specs, t, "identity")
+        assert rendered == []
+        assert gz.etag == br.etag == plain.etag
+        assert gzip.decompress(gz.body) == brotli.decompress(br.body) == plain.body
+    finally:
+        svc.close()

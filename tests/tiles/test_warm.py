@@ -61,7 +61,7 @@ def test_the_walk_leaves_every_tile_of_the_pyramid_cached(warmer):
     assert tiles and warmer.walked == len(tiles)
     svc = warmer.service
     svc.versions.get()
-    assert all(svc.cache.get_memory(f"{svc.etag(warmer.specs[name], t)}:gzip") is not None for name, t in tiles)
+    assert all(svc.cache.get_memory(f"{svc.etag(warmer.specs[name], t)}:{warmer.encoding}") is not None for name, t in tiles)
     assert warmer.rendered == len(tiles)
     warmer.run_pass()  # a second walk finds everything cached: nothing rendered again
     assert warmer.rendered == len(tiles)
