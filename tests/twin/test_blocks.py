@@ -227,7 +227,7 @@ def test_the_change_log_says_whether_an_update_changed_the_geometry(blocks_store
     assert heard and all(layer == "buildings" and shape for layer, shape in heard)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.integers(1, 36), st.sampled_from(["height", "use", "floors"]),
                                 st.floats(3, 120, allow_nan=False)), min_size=1, max_size=6))
 def test_recounted_blocks_equal_a_full_recompute(blocks_store, edits):
