@@ -131,7 +131,7 @@ def test_paced_consumer_gets_the_first_change_at_once_and_the_rest_of_a_burst_in
     async def main() -> tuple[float, list, list]:
         loop = asyncio.get_running_loop()
         hub = Hub()
-        hub.frame_s, hub.frame_max_s = 0.2, 0.2  # long ticks, so the burst surely lands within one
+        hub.frame_s, hub.frame_max_s = 3.0, 3.0  # long ticks, so the burst surely lands within one
         sub = hub.subscribe(loop=loop)
         t0 = time.perf_counter()
         await loop.run_in_executor(None, hub.publish, "devices", change("x", 0, 0))
@@ -148,7 +148,7 @@ def test_paced_consumer_gets_the_first_change_at_once_and_the_rest_of_a_burst_in
 
     took, first, second = asyncio.run(main())
     assert [c["feature"]["id"] for c in first] == ["x"]
-    assert took < 0.15  # after a quiet spell: no wait for a tick
+    assert took < 1.5  # after a quiet spell: no wait for the 3-s tick (half of it is room for a busy machine)
     assert [c["feature"]["id"] for c in second] == [f"f{i}" for i in range(50)]  # one frame, in order
 
 
