@@ -150,6 +150,8 @@ def scrape(port: int) -> dict[str, float]:
         elif (w := re.match(r'twin_tile_warm_seconds_total\{reason="([a-z]+)",source="([a-z-]+)",zoom="([0-9]+)"\} ([0-9.e+]+)',
                                 line)):
             out[f"warm_s:{w.group(1)}:{w.group(2)}:z{w.group(3)}"] = float(w.group(4))
+        elif (mz := re.match(r'twin_tile_misses_total\{zoom="([0-9]+)"\} ([0-9.e+]+)', line)):
+            out[f"miss_z:z{mz.group(1)}"] = float(mz.group(2))
         elif line.startswith(("twin_tile_warm_walk_done_ratio ", "twin_tile_warm_dropped_total ",
                               "twin_tile_warm_pending ")):
             name, value = line.split()[:2]
@@ -340,6 +342,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for z in range(12, 18)}
         out[name]["over_20ms_by_zoom"] = slow
         print(f"          requests over 20 ms by zoom: {slow}")
+        miss_z = {k.split(":", 1)[1]: int(v) for k, v in sorted(d.items()) if k.startswith("miss_z:") and v > 0}
+        out[name]["misses_by_zoom"] = miss_z
+        print(f"          misses (rendered while the client waited) by zoom: {miss_z}")
         gcs = {k.split(":", 1)[1]: (int(d.get(f"gc_count:{k.split(':', 1)[1]}", 0)), round(v, 3))
                for k, v in sorted(d.items()) if k.startswith("gc_sum:") and v > 0}
         if gcs:

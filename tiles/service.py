@@ -47,6 +47,8 @@ TILE_LOOKUPS = Counter("twin_tile_cache_lookups_total",
                        "TWIN_TILE_STALE_S of the edit, while it re-renders) or miss (rendered while the client waited)",
                        ["result"])
 _HIT, _MISS, _STALE = TILE_LOOKUPS.labels("hit"), TILE_LOOKUPS.labels("miss"), TILE_LOOKUPS.labels("stale")
+MISSES_BY_ZOOM = Counter("twin_tile_misses_total", "Vector tile requests rendered while the client waited, by zoom",
+                         ["zoom"])
 BACKGROUND_RENDERS = Counter("twin_tile_background_renders_total",
                              "Vector tiles rendered with no client waiting: the warmer's walk and edits, "
                              "and refreshes of tiles answered stale", ["reason"])
@@ -452,6 +454,7 @@ class TileService:
                     return stale
             if not background:
                 _MISS.inc()
+                MISSES_BY_ZOOM.labels(str(tile.z)).inc()
             started = time.monotonic()
             raw = self.render(specs, tile, versions, tv, again=(ids, tile) in self._latest)
             if encoding != "gzip" and self.cache.redis is not None:  # the form other workers read
