@@ -144,6 +144,7 @@ class MqttIngest:
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="twin-live-mqtt-ingest", daemon=True)
         self.connected = threading.Event()
+        self._gone = threading.Event()  # set by on_disconnect (close() waits for it)
 
     def start(self) -> None:
         self._worker.start()
@@ -151,7 +152,12 @@ class MqttIngest:
         self.client.loop_start()  # paho's network thread; it retries the first connection too
 
     def close(self) -> None:
-        self.client.disconnect()
+        # paho writes what it has queued (the last read's PUBACKs, then DISCONNECT) on its own
+        # thread: stopping that thread at once could drop the acknowledgements of readings already
+        # taken, which the broker would then deliver again on the next start (duplicates)
+        self._gone.clear()
+        if self.client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
+            self._gone.wait(5.0)
         self.client.loop_stop()
         self._stop.set()
         self._worker.join(timeout=10)
@@ -183,6 +189,7 @@ class MqttIngest:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         CONNECTED.set(0)
         self.connected.clear()
+        self._gone.set()
         if not self._stop.is_set():
             log.warning("MQTT broker connection lost (%s); reconnecting with backoff", reason)
 

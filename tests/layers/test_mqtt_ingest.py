@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 import time
 
 import orjson
@@ -193,7 +194,10 @@ def test_batched_read_client_takes_and_acknowledges_every_message_of_a_burst(own
     assert wait_for(lambda: len(got) >= n, timeout=30)
     assert sorted(int(p) for p in got) == list(range(n))  # each once, none lost
     assert sub._rbuf == bytearray() and sub._acks == bytearray()  # nothing left over between reads
-    sub.disconnect()
+    gone = threading.Event()
+    sub.on_disconnect = lambda *a: gone.set()
+    sub.disconnect()  # graceful: the queued PUBACKs go out before the DISCONNECT
+    assert gone.wait(30)
     sub.loop_stop()
     got.clear()
     subscribed.clear()
