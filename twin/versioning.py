@@ -85,7 +85,7 @@ def layer_versions(conn: Connection) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- change log
-_PG_LOG_FUNCTION = f"""
+_PG_LOG_TEMPLATE = f"""
 CREATE OR REPLACE FUNCTION twin_log_change() RETURNS trigger AS $$
 DECLARE v integer; n bigint;
 BEGIN
@@ -110,43 +110,21 @@ BEGIN
   ELSIF TG_OP = 'DELETE' THEN
     INSERT INTO change_log (layer, version, minx, miny, maxx, maxy)
     SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM old_rows;
-  ELSE
-    INSERT INTO change_log (layer, version, minx, miny, maxx, maxy)
-    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)
-    FROM (SELECT geom FROM old_rows UNION ALL SELECT geom FROM new_rows) r;
-  END IF;
+{{update}}  END IF;
   RETURN NULL;
 END $$ LANGUAGE plpgsql
 """
 
-_PG_LOG_FUNCTION_SHAPE = f"""
-CREATE OR REPLACE FUNCTION twin_log_change() RETURNS trigger AS $$
-DECLARE v integer; n bigint;
-BEGIN
-  INSERT INTO layer_versions (layer, version, updated_at) VALUES (TG_TABLE_NAME, 2, {_UTC_NOW_PG})
-  ON CONFLICT (layer) DO UPDATE SET version = layer_versions.version + 1, updated_at = EXCLUDED.updated_at
-  RETURNING version INTO v;
-  IF coalesce(current_setting('twin.bulk_load', true), '') = 'on' THEN
-    RETURN NULL;  -- bulk_change() logs the whole layer once at its end
-  END IF;
-  IF TG_OP = 'TRUNCATE' THEN
-    INSERT INTO change_log (layer, version) VALUES (TG_TABLE_NAME, v);
-    RETURN NULL;
-  END IF;
-  IF TG_OP = 'INSERT' THEN SELECT count(*) INTO n FROM new_rows; ELSE SELECT count(*) INTO n FROM old_rows; END IF;
-  IF n = 0 THEN
-    RETURN NULL;
-  ELSIF n > {BULK_ROWS} THEN
-    INSERT INTO change_log (layer, version) VALUES (TG_TABLE_NAME, v);
-  ELSIF TG_OP = 'INSERT' THEN
+#: the UPDATE branch of migration 0006: the old and the new extent
+_PG_UPDATE_0006 = """  ELSE
     INSERT INTO change_log (layer, version, minx, miny, maxx, maxy)
-    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM new_rows;
-  ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO change_log (layer, version, minx, miny, maxx, maxy)
-    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom) FROM old_rows;
-  ELSE
-    -- shape = 0: the row's geometry is byte for byte what it was (an attribute edit), so what is
-    -- derived from shapes alone (building-block outlines) stays; otherwise 1
+    SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)
+    FROM (SELECT geom FROM old_rows UNION ALL SELECT geom FROM new_rows) r;
+"""
+#: the UPDATE branch from migration 0009 on: each extent with ``shape`` (0: the geometry is byte for
+#: byte what it was — an attribute edit — so what is derived from shapes alone, the building-block
+#: outlines, stays; 1: it changed; rows are paired by ``id``)
+_PG_UPDATE_SHAPE = """  ELSE
     INSERT INTO change_log (layer, version, minx, miny, maxx, maxy, shape)
     SELECT DISTINCT TG_TABLE_NAME, v, ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom), shape
     FROM (SELECT o.geom, CASE WHEN ST_AsEWKB(o.geom) = ST_AsEWKB(n.geom) THEN 0 ELSE 1 END AS shape
@@ -154,10 +132,11 @@ BEGIN
           UNION ALL
           SELECT n.geom, CASE WHEN ST_AsEWKB(o.geom) = ST_AsEWKB(n.geom) THEN 0 ELSE 1 END
           FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id) r;
-  END IF;
-  RETURN NULL;
-END $$ LANGUAGE plpgsql
 """
+
+
+def _pg_log_function(shape: bool) -> str:
+    return _PG_LOG_TEMPLATE.replace("{update}", _PG_UPDATE_SHAPE if shape else _PG_UPDATE_0006)
 
 
 def _sqlite_log_row(name: str, ref: str, shape: str | None = None) -> str:
@@ -180,7 +159,7 @@ def change_log_triggers_sql(dialect: str, layers: Iterable[str], *, shape: bool 
     deletes, whole-layer and compacted rows). Migration 0006 installs the triggers without it."""
     layers = list(layers)
     if dialect == "postgresql":
-        stmts = [_PG_LOG_FUNCTION_SHAPE if shape else _PG_LOG_FUNCTION]
+        stmts = [_pg_log_function(shape)]
         for n in layers:
             stmts += [
                 f"DROP TRIGGER IF EXISTS trg_{n}_version ON {n}",
