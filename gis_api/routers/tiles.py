@@ -159,11 +159,14 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
     ortho = await run_in_threadpool(_ortho_extent, request.app.state.settings)
     style = twin_style(base, center=center, zoom=14, bounds=box, ortho=ortho)
-    from gis_api.routers.fonts import label_ranges
+    from gis_api.routers.fonts import current_label_glyphs, glyphs_url
 
-    ranges = label_ranges(request.app)
-    if ranges:  # the glyph ranges the town's labels use: a client may fetch them with the tiles
-        style["metadata"]["twin:glyph-ranges"] = [f"{a}-{b}" for a, b in ranges]
+    labels = await run_in_threadpool(current_label_glyphs, request.app)
+    if labels is not None:
+        # glyph ranges holding only the labels' characters (a key names the set), and the list
+        # of those ranges: a client may fetch them with the tiles
+        style["glyphs"] = glyphs_url(base, labels)
+        style["metadata"]["twin:glyph-ranges"] = [f"{a}-{b}" for a, b in labels.ranges]
     return JSONResponse(restrict_style(style, set(readable_layers(request, LAYERS))),
                         headers={"Vary": "Authorization"})
 
