@@ -215,6 +215,25 @@
       setStatus(I.t("status.loaded"));
     });
     map.once("idle", () => resolveReady(true));
+    watchLabelGlyphs(map);
+  }
+
+  /** The style's glyph ranges hold only the characters the town's labels drew when it was made
+   *  (?labels=<key>). A label added later with a new character gets a new key on the server; a page
+   *  open for days asks for the current key after a move (at most once a minute, the moves that
+   *  bring new tiles) and switches to it, so the new label's glyphs are fetched. */
+  const LABEL_CHECK_MS = 60000;
+  function watchLabelGlyphs(map) {
+    let last = Date.now();
+    map.on("moveend", async () => {
+      if (Date.now() - last < LABEL_CHECK_MS || !/[?&]labels=/.test(map.getGlyphs() || "")) return;
+      last = Date.now();
+      try {
+        const now = await (await api(base + "/fonts/labels.json")).json();
+        if (now.glyphs && now.glyphs !== map.getGlyphs()) map.setGlyphs(now.glyphs);
+      } catch (err) { /* checked again after the next move */ }
+    });
+    window.twinViewer.checkLabelGlyphsSoon = () => { last = 0; };  // tests: the next move checks
   }
 
   // twin layer id (the vector tile source-layer, or the raster source) -> style layer ids drawing it
