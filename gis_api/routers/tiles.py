@@ -167,8 +167,33 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
         # of those ranges: a client may fetch them with the tiles
         style["glyphs"] = glyphs_url(base, labels)
         style["metadata"]["twin:glyph-ranges"] = [f"{a}-{b}" for a, b in labels.ranges]
-    return JSONResponse(restrict_style(style, set(readable_layers(request, LAYERS))),
+    return JSONResponse(inline_tilejson(restrict_style(style, set(readable_layers(request, LAYERS))), extents),
                         headers={"Vary": "Authorization"})
+
+
+#: the TileJSON fields MapLibre reads from a source's ``url`` (the rest is for other clients)
+SOURCE_FIELDS = ("tiles", "bounds", "minzoom", "maxzoom", "attribution", "scheme")
+
+
+def inline_tilejson(style: dict, extents: dict) -> dict:
+    """Each twin vector source with its TileJSON fields (``tiles``, ``bounds``, zooms) in place of
+    its ``url``, as a MapLibre user writes a source by hand: a client makes the map from the
+    style alone, without one more round trip per source before its first tile request. The
+    TileJSON stays at ``/tiles/{layers}/tilejson.json``, named in ``metadata["twin:tilejson"]``."""
+    sources: dict = {}
+    links: dict = {}
+    for name, src in style["sources"].items():
+        url = src.get("url", "")
+        if src.get("type") == "vector" and "/tiles/" in url and url.endswith("/tilejson.json"):
+            head, _, tail = url.partition("/tiles/")
+            ids = tail.partition("/")[0].split(",")
+            tj = tilejson([LAYERS[i] for i in ids], f"{head}/tiles/{','.join(ids)}/{{z}}/{{x}}/{{y}}.mvt",
+                          {i: extents.get(i) for i in ids})
+            src = {"type": "vector", **{k: tj[k] for k in SOURCE_FIELDS if k in tj},
+                   **{k: v for k, v in src.items() if k not in ("type", "url")}}
+            links[name] = url
+        sources[name] = src
+    return {**style, "sources": sources, "metadata": {**style.get("metadata", {}), "twin:tilejson": links}}
 
 
 def restrict_style(style: dict, allowed: set[str]) -> dict:

@@ -115,25 +115,6 @@
     return { center: [0, 0], zoom: 1 };
   }
 
-  /** Fetch each vector source's TileJSON as soon as the style is there and put it in the style
-   *  (as field.js does): MapLibre asks for tiles without that round trip. A TileJSON that does
-   *  not come is left to MapLibre to fetch (and report). */
-  async function inlineTileJSON(style) {
-    await Promise.all(Object.values(style.sources || {}).map(async (src) => {
-      if (!src.url || !sameOrigin(src.url)) return;
-      try {
-        const r = await api(src.url);
-        if (!r.ok) return;
-        const tj = await r.json();
-        if (!Array.isArray(tj.tiles)) return;
-        delete src.url;
-        for (const k of ["tiles", "bounds", "minzoom", "maxzoom", "attribution", "scheme"]) {
-          if (tj[k] !== undefined && src[k] === undefined) src[k] = tj[k];
-        }
-      } catch (err) { /* MapLibre fetches it itself */ }
-    }));
-  }
-
   // index.html loads this script before maplibre-gl.js, so the style is asked for while the
   // library downloads; the map is made once the document's scripts have run
   const scriptsRun = document.readyState === "loading"
@@ -154,7 +135,8 @@
     wireLogin();
     const style = await (await styleRequest).json();
     prefetchGlyphs(style);
-    await inlineTileJSON(style);
+    // the style's vector sources carry their TileJSON fields (tiles, bounds, zooms): the map is
+    // made now and asks for tiles at once, with no TileJSON round trip
     const hasHash = /^#\d/.test(window.location.hash);
     const view = hasHash ? {} : initialView(style);
     const map = new maplibregl.Map({
