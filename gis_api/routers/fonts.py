@@ -183,8 +183,8 @@ def current_label_glyphs(app: FastAPI) -> LabelGlyphs | None:
     if getattr(app.state, "label_glyphs", None) is None:
         return None
     with _refresh_lock:
-        versions = _label_versions(app)
-        if versions != app.state.label_versions:
+        versions = _label_versions_or_none(app)
+        if versions is not None and versions != app.state.label_versions:
             app.state.label_glyphs = label_glyphs(label_texts(app.state.store))
             app.state.label_versions = versions
             log.info("label characters changed: glyph key %s", app.state.label_glyphs.key)
@@ -193,23 +193,22 @@ def current_label_glyphs(app: FastAPI) -> LabelGlyphs | None:
 
 def _start_prewarm(app: FastAPI) -> None:
     app.state.label_glyphs = None
-    try:  # read before the texts: an edit while they are read makes the set stale, never missed
-        versions = _label_versions(app)
-    except Exception as exc:  # noqa: BLE001 - no version log: the set is read once, at start
-        log.info("label versions not known: %s", exc)
-        versions = None
+    # read before the texts: an edit while they are read makes the set stale, never missed
+    versions = _label_versions_or_none(app)
 
     def known(labels: LabelGlyphs) -> None:
-        app.state.label_versions = versions if versions is not None else _label_versions_or_none(app)
+        app.state.label_versions = versions
         app.state.label_glyphs = labels
 
     app.state.glyph_prewarm = prewarm(glyph_cache(app), label_texts(app.state.store), FONTSTACK, on_labels=known)
 
 
 def _label_versions_or_none(app: FastAPI) -> tuple[int, ...] | None:
+    """The labelled layers' versions, or None when they cannot be read (the set is then kept)."""
     try:
         return _label_versions(app)
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a store without the change log: the set read at start stays
+        log.info("label versions not known: %s", exc)
         return None
 
 
