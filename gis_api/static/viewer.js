@@ -201,21 +201,41 @@
   }
 
   /** The style's glyph ranges hold only the characters the town's labels drew when it was made
-   *  (?labels=<key>). A label added later with a new character gets a new key on the server; a page
-   *  open for days asks for the current key after a move (at most once a minute, the moves that
-   *  bring new tiles) and switches to it, so the new label's glyphs are fetched. */
+   *  (?labels=<key>). A label added later with a new character gets a new key on the server, and a
+   *  range MapLibre has loaded is never asked for again: a page open for days asks for the current
+   *  key when tiles come in (after a move, or when MapLibre reloads expired tiles), at most once a
+   *  minute, and switches to it — MapLibre then lays its labels out again with the new glyphs. */
   const LABEL_CHECK_MS = 60000;
   function watchLabelGlyphs(map) {
     let last = Date.now();
-    map.on("moveend", async () => {
-      if (Date.now() - last < LABEL_CHECK_MS || !/[?&]labels=/.test(map.getGlyphs() || "")) return;
+    let timer = null;
+    async function check() {
+      timer = null;
       last = Date.now();
+      if (!/[?&]labels=/.test(map.getGlyphs() || "")) return;
       try {
         const now = await (await api(base + "/fonts/labels.json")).json();
-        if (now.glyphs && now.glyphs !== map.getGlyphs()) map.setGlyphs(now.glyphs);
-      } catch (err) { /* checked again after the next move */ }
+        if (now.glyphs && now.glyphs !== map.getGlyphs()) switchGlyphs(now.glyphs);
+      } catch (err) { /* checked again with the next tiles */ }
+    }
+    function switchGlyphs(url) {
+      map.setGlyphs(url);
+      // MapLibre 5.6 applies a new glyph URL only with another change of the style (setGlyphs does
+      // not mark the style changed): a label layer's layout set and set back makes its tiles laid
+      // out again, asking for the glyphs from the new URL
+      for (const l of map.getStyle().layers) {
+        if (l.type !== "symbol") continue;
+        const w = map.getLayoutProperty(l.id, "text-max-width");
+        map.setLayoutProperty(l.id, "text-max-width", (typeof w === "number" ? w : 10) + 1);
+        map.setLayoutProperty(l.id, "text-max-width", w);
+      }
+    }
+    map.on("data", (e) => {
+      if (e.dataType !== "source" || !e.tile || timer) return;
+      timer = setTimeout(check, Math.max(0, last + LABEL_CHECK_MS - Date.now()));
     });
-    window.twinViewer.checkLabelGlyphsSoon = () => { last = 0; };  // tests: the next move checks
+    // tests: the next tile that comes in checks at once
+    window.twinViewer.checkLabelGlyphsSoon = () => { last = 0; if (timer) { clearTimeout(timer); timer = null; } };
   }
 
   // twin layer id (the vector tile source-layer, or the raster source) -> style layer ids drawing it
