@@ -61,6 +61,7 @@ VARIANTS = {
              "ls['grids']['paint']['line-color'] = ['match', ['get', 'level'], 'town', '#283593', 'village', '#3f51b5', '#5c6bc0']\n"
              "ls['control_lines']['paint']['line-width'] = ['match', ['get', 'kind'], 'ecological_red_line', 3, 2.5]\n"
              "ls['events-closed']['paint']['circle-color'] = ls['events']['paint']['circle-color']\n",
+    "noprefetch": "style['metadata'].pop('twin:glyph-ranges', None)",
     "nobg": "style['layers'] = [l for l in style['layers'] if l['id'] != 'background']",
 }
 
