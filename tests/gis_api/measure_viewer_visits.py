@@ -9,7 +9,8 @@ last ones move much less with the machine's load than the wall time. Options (en
   the style rewritten in the browser by Playwright routing;
 - ``MEASURE_TIMELINE=1``: when the map was made, each frame, ``load``/``idle``, requests by kind;
 - ``MEASURE_PROFILE=1``: a CPU profile of the renderer main thread, self time by function;
-- ``MEASURE_PROGRAMS=1``: the WebGL programs MapLibre compiled.
+- ``MEASURE_PROGRAMS=1``: the WebGL programs MapLibre compiled;
+- ``MEASURE_FRESH=1``: a new browser for every visit (each a cold first visit, as the test's).
 
     .venv/bin/python -m pytest -s -n 0 -p no:randomly tests/gis_api/measure_viewer_visits.py
 """
@@ -108,6 +109,9 @@ def test_measure(live_url, town_store, town_settings):
         variants = [v for v in os.environ.get("MEASURE_VARIANTS", "").split(";") if v] or [""]
         for i in range(N * len(variants)):  # variants alternate, visit by visit
             variant = variants[i % len(variants)]
+            if os.environ.get("MEASURE_FRESH") and i:  # every visit a cold browser, as the test's
+                b.close()
+                b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             ctx = b.new_context(locale="zh-CN", viewport={"width": 1920, "height": 1080})
             page = ctx.new_page()
             if variant:
