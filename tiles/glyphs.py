@@ -27,7 +27,8 @@ import os
 import tempfile
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -149,14 +150,16 @@ def _glyph(face, code: int) -> bytes | None:  # noqa: ANN001
 
 
 @functools.lru_cache(maxsize=256)
-def glyph_range(start: int, end: int, fontstack: str = FONTSTACK) -> bytes:
-    """The PBF for code points ``start..end`` (an empty stack when no font is installed)."""
+def glyph_range(start: int, end: int, fontstack: str = FONTSTACK, codes: frozenset[int] | None = None) -> bytes:
+    """The PBF for code points ``start..end`` (an empty stack when no font is installed); with
+    ``codes``, only those of them (a label subset)."""
     stack = _field_bytes(1, fontstack.encode()) + _field_bytes(2, f"{start}-{end}".encode())
     path = font_path()
+    wanted = range(start, end + 1) if codes is None else sorted(c for c in codes if start <= c <= end)
     if path is not None:
         with _lock:  # a FreeType face is not thread-safe
             face = _face(str(path))
-            for code in range(start, end + 1):
+            for code in wanted:
                 g = _glyph(face, code)
                 if g is not None:
                     stack += _field_bytes(3, g)
@@ -197,6 +200,34 @@ def ranges_for(texts: Iterable[str]) -> list[tuple[int, int]]:
     return [(s, s + 255) for s in starts]
 
 
+@dataclass(frozen=True)
+class LabelGlyphs:
+    """The characters the town's labels draw (code points up to U+FFFF, as MapLibre asks for
+    them), the ranges they fall in (in the order of the texts) and the key that names the set
+    together with the font (:func:`font_key`): another set of characters or another font is
+    another key, so a subset cached under a key is always the one it names."""
+
+    key: str
+    codes: frozenset[int]
+    ranges: tuple[tuple[int, int], ...]
+
+    def in_range(self, start: int, end: int) -> frozenset[int]:
+        return frozenset(c for c in self.codes if start <= c <= end)
+
+
+def label_glyphs(texts: Iterable[str]) -> LabelGlyphs:
+    """The :class:`LabelGlyphs` of ``texts`` (read once: ``texts`` may be a generator)."""
+    seen: dict[int, None] = {}
+    for text in texts:
+        for ch in text:
+            if ord(ch) <= 0xFFFF:
+                seen.setdefault(ord(ch))
+    codes = frozenset(seen)
+    ranges = tuple((s, s + 255) for s in dict.fromkeys(c & ~0xFF for c in seen))
+    digest = hashlib.sha256(f"{font_key()}|{','.join(map(str, sorted(codes)))}".encode()).hexdigest()[:16]
+    return LabelGlyphs(digest, codes, ranges)
+
+
 def font_key(path: Path | None = None) -> str:
     """Names one rendering: the font file (path, size, mtime), the glyph size and the renderer version."""
     path = path if path is not None else font_path()
@@ -226,13 +257,18 @@ class GlyphCache:
         self._pending: dict[Path, threading.Lock] = {}
         self._pending_lock = threading.Lock()
 
-    def path(self, start: int, end: int, fontstack: str = FONTSTACK) -> Path:
+    def path(self, start: int, end: int, fontstack: str = FONTSTACK, labels: LabelGlyphs | None = None) -> Path:
+        """Where the range is kept; a label subset in its own folder, ``labels-<key>``."""
         stack = hashlib.sha256(fontstack.encode()).hexdigest()[:12]
-        return self.directory / font_key() / stack / f"{start}-{end}.pbf"
+        folder = self.directory / font_key() / stack
+        if labels is not None:
+            folder = folder / f"labels-{labels.key}"
+        return folder / f"{start}-{end}.pbf"
 
-    def get(self, start: int, end: int, fontstack: str = FONTSTACK) -> bytes:
-        """The range's PBF: from disk when it was rendered before, else rendered now and stored."""
-        target = self.path(start, end, fontstack)
+    def get(self, start: int, end: int, fontstack: str = FONTSTACK, labels: LabelGlyphs | None = None) -> bytes:
+        """The range's PBF (only the labels' characters with ``labels``): from disk when it was
+        rendered before, else rendered now and stored."""
+        target = self.path(start, end, fontstack, labels)
         try:
             return target.read_bytes()
         except OSError:
@@ -243,24 +279,24 @@ class GlyphCache:
             try:
                 return target.read_bytes()
             except OSError:
-                return self._render(start, end, fontstack, target)
+                return self._render(start, end, fontstack, target, labels)
 
-    def get_gzip(self, start: int, end: int, fontstack: str = FONTSTACK) -> bytes:
+    def get_gzip(self, start: int, end: int, fontstack: str = FONTSTACK, labels: LabelGlyphs | None = None) -> bytes:
         """The range's PBF gzip-compressed (level 9), compressed once and kept next to it on disk:
         a range is ~200 kB of SDF bitmaps (~65 kB gzipped), and compressing 27 of them on every
         first view cost the server more than reading them."""
-        target = self.path(start, end, fontstack)
+        target = self.path(start, end, fontstack, labels)
         packed = target.with_name(target.name + ".gz")
         try:
             return packed.read_bytes()
         except OSError:
             pass
-        body = gzip_bytes(self.get(start, end, fontstack))
+        body = gzip_bytes(self.get(start, end, fontstack, labels))
         self._write(packed, body, f"glyph range {start}-{end} (gzip)")
         return body
 
-    def _render(self, start: int, end: int, fontstack: str, target: Path) -> bytes:
-        body = glyph_range(start, end, fontstack)
+    def _render(self, start: int, end: int, fontstack: str, target: Path, labels: LabelGlyphs | None) -> bytes:
+        body = glyph_range(start, end, fontstack, None if labels is None else labels.in_range(start, end))
         self._write(target, body, f"glyph range {start}-{end}")
         self._write(target.with_name(target.name + ".gz"), gzip_bytes(body), f"glyph range {start}-{end} (gzip)")
         return body
@@ -277,33 +313,37 @@ class GlyphCache:
             log.warning("%s not kept on disk: %s", what, exc)
 
     def prewarm(self, ranges: Iterable[tuple[int, int]], fontstack: str = FONTSTACK,
-                stop: threading.Event | None = None) -> int:
-        """Render (or load) every range not on disk yet; returns how many were rendered now."""
+                stop: threading.Event | None = None, labels: LabelGlyphs | None = None) -> int:
+        """Render (or load) every range not on disk yet (the label subsets with ``labels``);
+        returns how many were rendered now."""
         rendered = 0
         for start, end in ranges:
             if stop is not None and stop.is_set():
                 break
-            path = self.path(start, end, fontstack)
+            path = self.path(start, end, fontstack, labels)
             if not path.is_file():
-                self.get(start, end, fontstack)
+                self.get(start, end, fontstack, labels)
                 rendered += 1
             if not path.with_name(path.name + ".gz").is_file():  # ranges rendered by an older twin
-                self.get_gzip(start, end, fontstack)
+                self.get_gzip(start, end, fontstack, labels)
         return rendered
 
 
 def prewarm(cache: GlyphCache, texts: Iterable[str], fontstack: str = FONTSTACK,
-            ranges_out: list[tuple[int, int]] | None = None) -> threading.Thread:
-    """Pre-render, in a daemon thread, the ranges ``texts`` use (Latin first, as a first view needs it).
-    ``ranges_out`` receives those ranges once they are known (the style names them for the viewer)."""
+            on_labels: Callable[[LabelGlyphs], None] | None = None) -> threading.Thread:
+    """Pre-render, in a daemon thread, the ranges ``texts`` use (Latin first, as a first view needs it):
+    the label subsets first (what the style's viewers ask for), then the full ranges (for a client
+    with an older key or none). ``on_labels`` receives the :class:`LabelGlyphs` once the texts are
+    read (the style names them for the viewer)."""
 
     def run() -> None:
         try:
-            ranges = ranges_for(texts)
-            if ranges_out is not None:
-                ranges_out.extend(ranges)
-            n = cache.prewarm(ranges, fontstack)
-            log.info("glyphs: %d of %d label ranges rendered at start (the rest were on disk)", n, len(ranges))
+            labels = label_glyphs(texts)
+            if on_labels is not None:
+                on_labels(labels)
+            cache.prewarm(labels.ranges, fontstack, labels=labels)
+            n = cache.prewarm(labels.ranges, fontstack)
+            log.info("glyphs: %d of %d label ranges rendered at start (the rest were on disk)", n, len(labels.ranges))
         except Exception as exc:  # noqa: BLE001 - a warm-up failure only means renders on request
             log.warning("glyph pre-rendering stopped: %s", exc)
 
@@ -312,5 +352,6 @@ def prewarm(cache: GlyphCache, texts: Iterable[str], fontstack: str = FONTSTACK,
     return thread
 
 
-__all__ = ["FONTSTACK", "RENDERER_VERSION", "VERTICAL_FORMS", "GlyphCache", "GlyphRangeError", "font_key",
-           "font_path", "glyph_range", "parse_range", "prewarm", "ranges_for", "vertical_forms"]
+__all__ = ["FONTSTACK", "RENDERER_VERSION", "VERTICAL_FORMS", "GlyphCache", "GlyphRangeError", "LabelGlyphs",
+           "font_key", "font_path", "glyph_range", "label_glyphs", "parse_range", "prewarm", "ranges_for",
+           "vertical_forms"]

@@ -2,20 +2,38 @@
 
 Ranges come from the disk cache under ``TWIN_HOME/glyphs`` (tiles/glyphs.py), and the ranges
 the town's labels use are rendered there in the background when the server starts.
+
+With ``?labels=<key>`` (the style's ``glyphs`` URL carries the current key) a range holds only
+the characters the town's labels draw (tiles.glyphs.LabelGlyphs): MapLibre parses every range on
+the page's main thread, and the full ranges of the sample town are ~5.4 MB for ~300 characters.
+The set is read again when a labelled layer changes (its tile version moves), which gives a new
+key; a range asked for with a key that is not the current one is the full range, a superset of
+whatever set that key named. ``/fonts/labels.json`` says the current key, so a page open for
+days can switch to it (``map.setGlyphs``) when the labels change.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
+from gis_api.deps import BaseUrlDep
 from gis_api.negotiation import choose_encoding, etag_matches, header_values
-from tiles.glyphs import GlyphCache, GlyphRangeError, font_key, parse_range, prewarm
+from tiles.glyphs import (
+    FONTSTACK,
+    GlyphCache,
+    GlyphRangeError,
+    LabelGlyphs,
+    label_glyphs,
+    parse_range,
+    prewarm,
+)
 from twin.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -44,27 +62,54 @@ def glyph_cache(app: FastAPI) -> GlyphCache:
                      "description": "The range's glyphs; cacheable for a year (immutable)."},
                304: {"description": "The browser's copy is current (If-None-Match)."}},
 )
-async def glyphs(fontstack: str, glyph_range_: str, request: Request) -> Response:
+async def glyphs(
+    fontstack: str, glyph_range_: str, request: Request,
+    labels: Annotated[str | None, Query(
+        description="Key of the town's label characters (the style's glyphs URL names the current one): "
+                    "the range holds only those characters. Another key gets the full range.")] = None,
+) -> Response:
     """Every font stack is answered from the one CJK font the server has (a style may name
     several fonts; MapLibre asks for them joined by commas)."""
     try:
         start, end = parse_range(glyph_range_)
     except GlyphRangeError as exc:
         raise InvalidParameter(str(exc)) from None
+    if labels is not None and not (0 < len(labels) <= 64 and labels.isascii() and labels.isalnum()):
+        raise InvalidParameter("labels must be the key of a label set (letters and digits), as the style names it")
+    current = getattr(request.app.state, "label_glyphs", None)
+    subset = current if labels is not None and current is not None and labels == current.key else None
     # gzip bytes compressed once and kept on disk (the gzip middleware leaves a response with a
     # Content-Encoding alone); each coding is its own body, so its own ETag
     gz = choose_encoding(header_values(request.headers, "accept-encoding"), ("gzip", "identity")) == "gzip"
-    etag = f'"{font_key()}-gzip"' if gz else f'"{font_key()}"'
+    cache = glyph_cache(request.app)
+    # the disk path names the font key, the stack and (for a subset) the label key: one body each
+    tag = cache.path(start, end, fontstack, subset).relative_to(cache.directory).parent.as_posix().replace("/", "-")
+    etag = f'"{tag}-gzip"' if gz else f'"{tag}"'
     headers = {"Cache-Control": CACHE_CONTROL, "ETag": etag, "Vary": "Accept-Encoding"}
     if etag_matches(header_values(request.headers, "if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    cache = glyph_cache(request.app)
     if gz:
-        body = await run_in_threadpool(cache.get_gzip, start, end, fontstack)
+        body = await run_in_threadpool(cache.get_gzip, start, end, fontstack, subset)
         headers["Content-Encoding"] = "gzip"
     else:
-        body = await run_in_threadpool(cache.get, start, end, fontstack)
+        body = await run_in_threadpool(cache.get, start, end, fontstack, subset)
     return Response(body, media_type="application/x-protobuf", headers=headers)
+
+
+@router.get("/fonts/labels.json", summary="The current key of the town's label characters and the glyphs URL naming it")
+async def labels_key(request: Request, base: BaseUrlDep) -> JSONResponse:
+    """A page open for a long time asks for this now and then: when the key differs from the one
+    its style named (a label with a new character was added), it switches to ``glyphs``."""
+    labels = await run_in_threadpool(current_label_glyphs, request.app)
+    return JSONResponse({"key": labels.key if labels else None, "glyphs": glyphs_url(base, labels),
+                         "ranges": [f"{a}-{b}" for a, b in labels.ranges] if labels else []},
+                        headers={"Cache-Control": "no-cache"})
+
+
+def glyphs_url(base: str, labels: LabelGlyphs | None) -> str:
+    """The style's ``glyphs`` template: the label subsets when the label set is known."""
+    url = f"{base}/fonts/{{fontstack}}/{{range}}.pbf"
+    return f"{url}?labels={labels.key}" if labels is not None else url
 
 
 def _label_fields() -> list[tuple[str, str, bool, tuple[str, Any] | None]]:
@@ -116,12 +161,55 @@ def label_texts(store: SpatialStore) -> Iterator[str]:
 
 def label_ranges(app: FastAPI) -> list[tuple[int, int]]:
     """The glyph ranges of the town's labels, once the start-up warm-up has read them (else [])."""
-    return list(getattr(app.state, "glyph_ranges", ()))
+    labels = getattr(app.state, "label_glyphs", None)
+    return list(labels.ranges) if labels is not None else []
+
+
+def _label_versions(app: FastAPI) -> tuple[int, ...]:
+    """The tile versions of the labelled layers: they move on every edit of those layers."""
+    from gis_api.routers.tiles import tile_service
+
+    versions = tile_service(app).versions.get()
+    return tuple(versions.get(layer, 0) for layer in sorted({f[0] for f in _label_fields()}))
+
+
+_refresh_lock = threading.Lock()
+
+
+def current_label_glyphs(app: FastAPI) -> LabelGlyphs | None:
+    """The label characters of the town as they are now (blocking: run it in a thread). None
+    until the start-up warm-up has read them once; read again when a labelled layer changed
+    since (a new key; its subsets are rendered on request, a dozen glyphs each)."""
+    if getattr(app.state, "label_glyphs", None) is None:
+        return None
+    with _refresh_lock:
+        versions = _label_versions_or_none(app)
+        if versions is not None and versions != app.state.label_versions:
+            app.state.label_glyphs = label_glyphs(label_texts(app.state.store))
+            app.state.label_versions = versions
+            log.info("label characters changed: glyph key %s", app.state.label_glyphs.key)
+        return app.state.label_glyphs
 
 
 def _start_prewarm(app: FastAPI) -> None:
-    app.state.glyph_ranges = []
-    app.state.glyph_prewarm = prewarm(glyph_cache(app), label_texts(app.state.store), ranges_out=app.state.glyph_ranges)
+    app.state.label_glyphs = None
+    # read before the texts: an edit while they are read makes the set stale, never missed
+    versions = _label_versions_or_none(app)
+
+    def known(labels: LabelGlyphs) -> None:
+        app.state.label_versions = versions
+        app.state.label_glyphs = labels
+
+    app.state.glyph_prewarm = prewarm(glyph_cache(app), label_texts(app.state.store), FONTSTACK, on_labels=known)
+
+
+def _label_versions_or_none(app: FastAPI) -> tuple[int, ...] | None:
+    """The labelled layers' versions, or None when they cannot be read (the set is then kept)."""
+    try:
+        return _label_versions(app)
+    except Exception as exc:  # noqa: BLE001 - a store without the change log: the set read at start stays
+        log.info("label versions not known: %s", exc)
+        return None
 
 
 def register(app: FastAPI) -> None:

@@ -159,13 +159,41 @@ async def style_endpoint(request: Request, base: BaseUrlDep, store: StoreDep) ->
     center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else None
     ortho = await run_in_threadpool(_ortho_extent, request.app.state.settings)
     style = twin_style(base, center=center, zoom=14, bounds=box, ortho=ortho)
-    from gis_api.routers.fonts import label_ranges
+    from gis_api.routers.fonts import current_label_glyphs, glyphs_url
 
-    ranges = label_ranges(request.app)
-    if ranges:  # the glyph ranges the town's labels use: a client may fetch them with the tiles
-        style["metadata"]["twin:glyph-ranges"] = [f"{a}-{b}" for a, b in ranges]
-    return JSONResponse(restrict_style(style, set(readable_layers(request, LAYERS))),
+    labels = await run_in_threadpool(current_label_glyphs, request.app)
+    if labels is not None:
+        # glyph ranges holding only the labels' characters (a key names the set), and the list
+        # of those ranges: a client may fetch them with the tiles
+        style["glyphs"] = glyphs_url(base, labels)
+        style["metadata"]["twin:glyph-ranges"] = [f"{a}-{b}" for a, b in labels.ranges]
+    return JSONResponse(inline_tilejson(restrict_style(style, set(readable_layers(request, LAYERS))), extents),
                         headers={"Vary": "Authorization"})
+
+
+#: the TileJSON fields MapLibre reads from a source's ``url`` (the rest is for other clients)
+SOURCE_FIELDS = ("tiles", "bounds", "minzoom", "maxzoom", "attribution", "scheme")
+
+
+def inline_tilejson(style: dict, extents: dict) -> dict:
+    """Each twin vector source with its TileJSON fields (``tiles``, ``bounds``, zooms) in place of
+    its ``url``, as a MapLibre user writes a source by hand: a client makes the map from the
+    style alone, without one more round trip per source before its first tile request. The
+    TileJSON stays at ``/tiles/{layers}/tilejson.json``, named in ``metadata["twin:tilejson"]``."""
+    sources: dict = {}
+    links: dict = {}
+    for name, src in style["sources"].items():
+        url = src.get("url", "")
+        if src.get("type") == "vector" and "/tiles/" in url and url.endswith("/tilejson.json"):
+            head, _, tail = url.partition("/tiles/")
+            ids = tail.partition("/")[0].split(",")
+            tj = tilejson([LAYERS[i] for i in ids], f"{head}/tiles/{','.join(ids)}/{{z}}/{{x}}/{{y}}.mvt",
+                          {i: extents.get(i) for i in ids})
+            src = {"type": "vector", **{k: tj[k] for k in SOURCE_FIELDS if k in tj},
+                   **{k: v for k, v in src.items() if k not in ("type", "url")}}
+            links[name] = url
+        sources[name] = src
+    return {**style, "sources": sources, "metadata": {**style.get("metadata", {}), "twin:tilejson": links}}
 
 
 def restrict_style(style: dict, allowed: set[str]) -> dict:

@@ -330,23 +330,6 @@
     }
   }
 
-  /** Fetch each source's TileJSON now, while maplibre-gl.js is still downloading, and put it in the
-   *  style: one round trip fewer before the first tiles (on a mobile network, ~0.6 s). A source whose
-   *  TileJSON does not come is left to MapLibre to fetch (and report). */
-  async function inlineTileJSON(style) {
-    await Promise.all(Object.values(style.sources || {}).map(async (src) => {
-      if (!src.url || !sameOrigin(src.url)) return;
-      try {
-        const tj = await json(src.url);
-        if (!Array.isArray(tj.tiles)) return;
-        delete src.url;
-        for (const k of ["tiles", "bounds", "minzoom", "maxzoom", "attribution", "scheme"]) {
-          if (tj[k] !== undefined && src[k] === undefined) src[k] = tj[k];
-        }
-      } catch (err) { /* MapLibre fetches it itself */ }
-    }));
-  }
-
   async function start() {
     translateStatic();
     wireLogin();
@@ -361,7 +344,7 @@
     resolveReady(performance.now());
     const maplibreLoaded = loadMaplibre();
     const style = await json(base + "/styles/twin.json");
-    await Promise.all([inlineTileJSON(style), maplibreLoaded]);
+    await maplibreLoaded;  // the style carries its sources' TileJSON fields: no round trip more
     // the orthophoto is off at first on a phone (the heaviest tiles, paid for on mobile data); a tap shows it
     const rasterIds = style.layers.filter((l) => l.type === "raster").map((l) => l.id);
     for (const l of style.layers) if (l.type === "raster") l.layout = { ...(l.layout || {}), visibility: "none" };

@@ -115,25 +115,6 @@
     return { center: [0, 0], zoom: 1 };
   }
 
-  /** Fetch each vector source's TileJSON as soon as the style is there and put it in the style
-   *  (as field.js does): MapLibre asks for tiles without that round trip. A TileJSON that does
-   *  not come is left to MapLibre to fetch (and report). */
-  async function inlineTileJSON(style) {
-    await Promise.all(Object.values(style.sources || {}).map(async (src) => {
-      if (!src.url || !sameOrigin(src.url)) return;
-      try {
-        const r = await api(src.url);
-        if (!r.ok) return;
-        const tj = await r.json();
-        if (!Array.isArray(tj.tiles)) return;
-        delete src.url;
-        for (const k of ["tiles", "bounds", "minzoom", "maxzoom", "attribution", "scheme"]) {
-          if (tj[k] !== undefined && src[k] === undefined) src[k] = tj[k];
-        }
-      } catch (err) { /* MapLibre fetches it itself */ }
-    }));
-  }
-
   // index.html loads this script before maplibre-gl.js, so the style is asked for while the
   // library downloads; the map is made once the document's scripts have run
   const scriptsRun = document.readyState === "loading"
@@ -154,7 +135,8 @@
     wireLogin();
     const style = await (await styleRequest).json();
     prefetchGlyphs(style);
-    await inlineTileJSON(style);
+    // the style's vector sources carry their TileJSON fields (tiles, bounds, zooms): the map is
+    // made now and asks for tiles at once, with no TileJSON round trip
     const hasHash = /^#\d/.test(window.location.hash);
     const view = hasHash ? {} : initialView(style);
     const map = new maplibregl.Map({
@@ -215,6 +197,45 @@
       setStatus(I.t("status.loaded"));
     });
     map.once("idle", () => resolveReady(true));
+    watchLabelGlyphs(map);
+  }
+
+  /** The style's glyph ranges hold only the characters the town's labels drew when it was made
+   *  (?labels=<key>). A label added later with a new character gets a new key on the server, and a
+   *  range MapLibre has loaded is never asked for again: a page open for days asks for the current
+   *  key when tiles come in (after a move, or when MapLibre reloads expired tiles), at most once a
+   *  minute, and switches to it — MapLibre then lays its labels out again with the new glyphs. */
+  const LABEL_CHECK_MS = 60000;
+  function watchLabelGlyphs(map) {
+    let last = Date.now();
+    let timer = null;
+    async function check() {
+      timer = null;
+      last = Date.now();
+      if (!/[?&]labels=/.test(map.getGlyphs() || "")) return;
+      try {
+        const now = await (await api(base + "/fonts/labels.json")).json();
+        if (now.glyphs && now.glyphs !== map.getGlyphs()) switchGlyphs(now.glyphs);
+      } catch (err) { /* checked again with the next tiles */ }
+    }
+    function switchGlyphs(url) {
+      map.setGlyphs(url);
+      // MapLibre 5.6 applies a new glyph URL only with another change of the style (setGlyphs does
+      // not mark the style changed): a label layer's layout set and set back makes its tiles laid
+      // out again, asking for the glyphs from the new URL
+      for (const l of map.getStyle().layers) {
+        if (l.type !== "symbol") continue;
+        const w = map.getLayoutProperty(l.id, "text-max-width");
+        map.setLayoutProperty(l.id, "text-max-width", (typeof w === "number" ? w : 10) + 1);
+        map.setLayoutProperty(l.id, "text-max-width", w);
+      }
+    }
+    map.on("data", (e) => {
+      if (e.dataType !== "source" || !e.tile || timer) return;
+      timer = setTimeout(check, Math.max(0, last + LABEL_CHECK_MS - Date.now()));
+    });
+    // tests: the next tile that comes in checks at once
+    window.twinViewer.checkLabelGlyphsSoon = () => { last = 0; if (timer) { clearTimeout(timer); timer = null; } };
   }
 
   // twin layer id (the vector tile source-layer, or the raster source) -> style layer ids drawing it

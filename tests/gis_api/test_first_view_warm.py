@@ -41,10 +41,9 @@ def test_the_first_view_is_rendered_at_start_and_served_without_a_render(town_st
         urls = []
         for src in style["sources"].values():
             if src["type"] == "vector":
-                tj = client.get(src["url"]).json()
-                tiles = first_view_tiles(bounds, [(1600, 1080)], minzoom=tj["minzoom"], maxzoom=tj["maxzoom"],
-                                         source_bounds=tj["bounds"])
-                template = tj["tiles"][0]
+                tiles = first_view_tiles(bounds, [(1600, 1080)], minzoom=src["minzoom"], maxzoom=src["maxzoom"],
+                                         source_bounds=src["bounds"])
+                template = src["tiles"][0]
             else:
                 tiles = first_view_tiles(bounds, [(1600, 1080)], tile_size=src["tileSize"], round_zoom=True,
                                          minzoom=src["minzoom"], maxzoom=src["maxzoom"], source_bounds=src["bounds"])

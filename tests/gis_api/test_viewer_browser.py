@@ -181,6 +181,12 @@ def test_bare_url_frames_the_whole_town_in_chinese_with_nothing_failing(browser,
             assert town_settings.anonymous_role != "operator" or "值班员" in who, who
         labels = v.eval("window.twinMap.queryRenderedFeatures({layers: ['grids-label']}).length")
         assert labels > 0, "no grid name label rendered"
+        # the glyph ranges fetched hold only the labels' characters (the full ranges were ~5.4 MB
+        # of SDF bitmaps, parsed on the page's main thread)
+        glyphs = v.eval("performance.getEntriesByType('resource').filter(r => r.name.includes('/fonts/'))"
+                        ".map(r => [r.name, r.decodedBodySize])")
+        assert glyphs and all("labels=" in url for url, _ in glyphs), glyphs
+        assert sum(size for _, size in glyphs) < 500_000, glyphs
         # the canvas is not blank
         png = v.page.locator("#map canvas").screenshot()
         assert len(set(png[1000:20000])) > 50

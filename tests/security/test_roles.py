@@ -109,7 +109,8 @@ def test_tiles_tilejson_and_style_carry_only_readable_layers(public_client, town
     assert [v["id"] for v in tj["vector_layers"]] == ["roads"]
     style = c.get("/styles/twin.json").json()
     assert not any(lyr.get("source-layer") in ("pipelines", "pipe_nodes") for lyr in style["layers"])
-    assert all("pipelines" not in (s.get("url") or "") for s in style["sources"].values())
+    assert all("pipelines" not in str(s.get("tiles")) for s in style["sources"].values())
+    assert all("pipelines" not in url for url in style["metadata"]["twin:tilejson"].values())
     style_op = c.get("/styles/twin.json", headers=tok["operator"]).json()
     assert any(lyr.get("source-layer") == "pipelines" for lyr in style_op["layers"])
     ogc = c.get(f"/collections/pipelines/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}")

@@ -10,6 +10,7 @@ from tiles.glyphs import (
     GlyphCache,
     GlyphRangeError,
     glyph_range,
+    label_glyphs,
     parse_range,
     ranges_for,
     vertical_forms,
@@ -206,3 +207,73 @@ def test_glyph_ranges_go_gzipped_from_disk_each_coding_with_its_etag(town_client
     hit = town_client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": gz.headers["etag"]})
     miss = town_client.get(path, headers={"Accept-Encoding": "identity", "If-None-Match": gz.headers["etag"]})
     assert hit.status_code == 304 and miss.status_code == 200 and miss.content == plain.content
+
+
+def test_a_label_subset_holds_exactly_the_label_characters_of_its_range():
+    """A range rendered for a label set holds each of its characters in that range, drawn as in
+    the full range, and nothing else; another set of characters is another key."""
+    labels = label_glyphs(["和平村", "幸福村-3组", "Main St"])
+    start = ord("和") & ~0xFF
+    assert (start, start + 255) in labels.ranges and (0, 255) in labels.ranges
+    subset = _glyphs(glyph_range(start, start + 255, codes=labels.in_range(start, start + 255)))
+    assert set(subset) == {ord(c) for c in "和平村幸福组" if ord(c) & ~0xFF == start}
+    full = _glyphs(glyph_range(start, start + 255))
+    assert len(full) > 200 and all(full[c] == g for c, g in subset.items())
+    latin = _glyphs(glyph_range(0, 255, codes=labels.in_range(0, 255)))
+    assert set(latin) == {ord(c) for c in "-3Main St"}
+    assert label_glyphs(["和平村"]).key != label_glyphs(["和平村", "龘"]).key
+    assert label_glyphs(["村平和"]).key == label_glyphs(["和平", "村"]).key  # the set, not the order
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+def test_style_names_label_subsets_and_a_label_added_later_gets_a_new_key(empty_store, tmp_path):
+    """The style's glyph URL names the current label set; its ranges hold the labels' characters.
+    A village added later with a character no label had before changes the key, and the new
+    key's range holds it; the old key gets the full range (a page that still holds it loses no
+    glyph), and /fonts/labels.json says the new glyph URL for pages open since before."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from shapely.geometry import MultiPolygon, box
+
+    from gis_api.app import create_app
+    from twin.settings import TwinSettings
+
+    def village(code: str, name: str, x: float) -> dict:
+        return {"code": code, "name": name, "level": "village", "parent_code": None,
+                "geom": MultiPolygon([box(x, 30.0, x + 0.01, 30.01)])}
+
+    empty_store.write_features("grids", [village("V1", "和平村", 120.0)])
+    settings = TwinSettings(home=tmp_path, database_url=empty_store.engine.url.render_as_string(hide_password=False))
+    with TestClient(create_app(settings, store=empty_store)) as client:
+        client.app.state.glyph_prewarm.join(timeout=300)
+        style = client.get("/styles/twin.json").json()
+        glyphs = style["glyphs"]
+        assert "?labels=" in glyphs
+        key = glyphs.rsplit("=", 1)[1]
+        he = ord("和") & ~0xFF
+        url = glyphs.replace("http://testserver", "").replace("{fontstack}", "Twin Sans")
+        sub = client.get(url.replace("{range}", f"{he}-{he + 255}"))
+        assert sub.status_code == 200 and ord("和") in _glyphs(sub.content)
+        assert set(_glyphs(sub.content)) <= {ord(c) for c in "和平村0123456789 -.()"}
+        assert sub.headers["cache-control"].endswith("immutable")
+        # a range no label uses is empty in the subset, and the full range without a key
+        long_ = ord("龘") & ~0xFF
+        assert _glyphs(client.get(url.replace("{range}", f"{long_}-{long_ + 255}")).content) == {}
+        assert ord("龘") in _glyphs(client.get(f"/fonts/Twin Sans/{long_}-{long_ + 255}.pbf").content)
+        assert client.get("/fonts/labels.json").json()["key"] == key
+
+        empty_store.write_features("grids", [village("V2", "龘村", 120.02)])
+        deadline = time.monotonic() + 10  # the tile versions are re-read at most every second
+        while (now := client.get("/fonts/labels.json").json())["key"] == key:
+            assert time.monotonic() < deadline, "the label key did not change after a new village"
+            time.sleep(0.2)
+        assert now["glyphs"] == client.get("/styles/twin.json").json()["glyphs"] != glyphs
+        new_url = now["glyphs"].replace("http://testserver", "").replace("{fontstack}", "Twin Sans")
+        added = _glyphs(client.get(new_url.replace("{range}", f"{long_}-{long_ + 255}")).content)
+        assert ord("龘") in added and len(added) < 5
+        stale = _glyphs(client.get(url.replace("{range}", f"{long_}-{long_ + 255}")).content)
+        assert ord("龘") in stale and len(stale) > 150  # the old key: the full range (196 in the font)
+        # a key that is no key at all is a 400 with a JSON error
+        bad = client.get("/fonts/Twin Sans/0-255.pbf", params={"labels": "../x"})
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_parameter"

@@ -180,7 +180,7 @@ def test_the_server_warms_its_style_sources_and_reports_metrics(warm_store, clie
         assert warmer.idle() and warmer.rendered > 0
         t = tile_at(*P, 15)
         style = client.get("/styles/twin.json").json()
-        live_url = style["sources"]["twin-live"]["url"].removeprefix("http://testserver")
+        live_url = style["sources"]["twin-live"]["tiles"][0].removeprefix("http://testserver")
         layers = live_url.split("/")[2]
         r = client.get(f"/tiles/{layers}/{t.z}/{t.x}/{t.y}.mvt", headers={"accept-encoding": "br"})
         assert r.status_code == 200
