@@ -106,9 +106,6 @@ class Pacer:
         # the frames this tick wakes share one encoding per change; what earlier ticks encoded goes (it only
         # kept thousands of live objects for the garbage collector's full passes to scan: twin/gc_pauses.py)
         self._encoded = {}
-        for sub in subs:
-            if sub._event is not None:
-                sub._event.set()
         wall, cpu = time.perf_counter(), time.process_time()
         if self._mark is not None:
             # the worker is busy when its threads together (ingest, hub, frames: they share one GIL)
@@ -123,7 +120,16 @@ class Pacer:
         self._mark = (wall, cpu)
         self._due = wall + self.interval
         FRAME_INTERVAL.observe(self.interval)
-        self.loop.call_later(self.interval, self._tick)
+        self.loop.call_later(self.interval, self._tick)  # before the sends: they are not the next tick's lateness
+        for sub in subs:
+            push = sub.push
+            if push is not None:  # a synchronous consumer (layers.push): frames go out in this tick
+                try:
+                    push()
+                except Exception:  # one broken stream must not stop the others'
+                    log.exception("live push failed")
+            elif sub._event is not None:  # a consumer task: it takes its frame in its own turn
+                sub._event.set()
 
     def frame(self, changes: Sequence[Change]) -> bytes:
         """``{"type": "changes", "changes": [...]}`` as JSON bytes, each change serialised once for all
@@ -190,6 +196,9 @@ class Subscription:
         self._event = asyncio.Event() if loop is not None else None
         self._signalled = False
         self.pacer = pacer
+        #: a synchronous consumer (``layers.push.Pusher.push``) the pacer calls on its tick instead of
+        #: waking a task waiting in :meth:`next_batch`
+        self.push: Callable[[], None] | None = None
         self.closed = False
 
     # -- producer side -------------------------------------------------------------------

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import re
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -23,6 +24,7 @@ from gis_api.responses import JSONResponse
 from gis_api.security import authorize, stream_layers
 from layers.history import aggregate, history
 from layers.hub import BBox, Subscription
+from layers.push import Pusher
 from layers.readings import ReadingRejected
 from layers.registry import LIVE_LAYERS
 from layers.service import REJECTED, LiveService
@@ -252,22 +254,12 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
         return
     await run_in_threadpool(live.ensure_started)
     sub = live.hub.subscribe(names, box, asyncio.get_running_loop())
-    send_lock = asyncio.Lock()
+    # frames go out from the pacer's tick (layers.push: no task per client and tick); snapshots and errors
+    # through pusher.send, in order with them
+    pusher = Pusher(sub, ws.send_text, partial(frame, sub))
 
-    async def send(msg: dict[str, Any]) -> None:
-        async with send_lock:
-            await ws.send_text(orjson.dumps(msg).decode())
-
-    async def snapshot(names: list[str] | None, box: BBox | None) -> None:
-        await send({"type": "snapshot", "layers": names, "bbox": box, "changes": live.snapshot(names, box)})
-
-    async def pump() -> None:
-        while True:
-            batch = await sub.next_batch()  # paced: what arrives between two ticks shares one frame
-            if batch:
-                text = frame(sub, batch).decode()
-                async with send_lock:
-                    await ws.send_text(text)
+    def text(msg: dict[str, Any]) -> str:
+        return orjson.dumps(msg).decode()
 
     async def listen() -> None:
         while True:
@@ -286,18 +278,25 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
                 new_box = parse_live_bbox(msg.get("bbox"))
             except (orjson.JSONDecodeError, TwinError) as exc:
                 code = getattr(exc, "code", "invalid_parameter")
-                await send({"type": "error", "code": code if isinstance(code, str) else "invalid_parameter",
-                            "message": getattr(exc, "message", "message is not JSON")})
+                err = {"type": "error", "code": code if isinstance(code, str) else "invalid_parameter",
+                       "message": getattr(exc, "message", "message is not JSON")}
+                await pusher.send(lambda err=err: text(err))
                 continue
-            async with send_lock:
-                sub.reset(new_names, new_box)
-                body = {"type": "snapshot", "layers": new_names, "bbox": new_box,
-                        "changes": live.snapshot(new_names, new_box)}
-                await ws.send_text(orjson.dumps(body).decode())
+
+            def moved(new_names: list[str] | None = new_names, new_box: BBox | None = new_box) -> str:
+                sub.reset(new_names, new_box)  # no frame goes out between this and the snapshot
+                return text({"type": "snapshot", "layers": new_names, "bbox": new_box,
+                             "changes": live.snapshot(new_names, new_box)})
+
+            await pusher.send(moved)
+
+    async def ended() -> None:
+        raise await pusher.failed  # a frame's send failed: the client is gone
 
     try:
-        await snapshot(names, box)
-        tasks = [asyncio.create_task(pump()), asyncio.create_task(listen())]
+        await pusher.send(lambda: text({"type": "snapshot", "layers": names, "bbox": box,
+                                        "changes": live.snapshot(names, box)}))
+        tasks = [asyncio.create_task(listen()), asyncio.create_task(ended())]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
@@ -308,6 +307,7 @@ async def live_ws(ws: WebSocket, layers: str | None = None, bbox: str | None = N
     except WebSocketDisconnect:
         pass
     finally:
+        pusher.close()
         live.hub.unsubscribe(sub)
 
 
