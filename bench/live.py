@@ -545,6 +545,8 @@ def main() -> int:
     ap.add_argument("--ws-deflate", action="store_true",
                     help="WebSocket clients negotiate permessage-deflate (as browsers do); off by default, as MQTT")
     ap.add_argument("--mqtt", default=os.environ.get("TWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    ap.add_argument("--db-name", default="twin_bench_live",
+                    help="the database the bench drops and recreates (a helper's runs use their own)")
     ap.add_argument("--postgres", default=os.environ.get("TWIN_TEST_POSTGRES_URL",
                                                          "postgresql://postgres@127.0.0.1:5432/postgres"))
     ap.add_argument("--rounds", type=int, default=1,
@@ -586,7 +588,7 @@ def run(args: argparse.Namespace, broker_proc: subprocess.Popen | None) -> int:
 
     from twin.store import SpatialStore
 
-    db = fresh_db(args.postgres, "twin_bench_live")
+    db = fresh_db(args.postgres, args.db_name)
     store = SpatialStore.from_url(db)
     store.migrate()
     rng = np.random.default_rng(7)
