@@ -84,6 +84,7 @@ class Pusher:
                 if waiting is None:  # a bare yield (asyncio.sleep(0))
                     await asyncio.sleep(0)
                 else:
+                    waiting._asyncio_future_blocking = False  # as a task does with what a coroutine yields
                     try:
                         await waiting
                     except asyncio.CancelledError:
