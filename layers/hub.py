@@ -21,7 +21,9 @@ bounded. Publishing never waits for a subscriber.
 pacer, not by every publish: the first change after a quiet spell goes out at once, then the
 pacer ticks every ``frame_s`` (25 ms) while changes keep coming and wakes, in one pass, every
 subscriber with something queued — one cross-thread call and one timer per loop and tick, not
-per subscriber and batch. Under load the tick lengthens by itself (up to ``frame_max_s``,
+per subscriber and batch. A subscription with a synchronous consumer (``Subscription.push``, the
+WebSocket's :class:`layers.push.Pusher`) has its frame built and sent in the tick itself, with no
+task to wake; others (SSE) have their task woken. Under load the tick lengthens by itself (up to ``frame_max_s``,
 50 ms): when the worker's threads used more than 90 % of a core since the last tick (they share
 one GIL), or the tick itself ran late (the event loop is behind), the next one is half as long
 again, so frames grow and their count falls instead of the worker falling behind; it shrinks
