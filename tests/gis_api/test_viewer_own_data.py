@@ -3,8 +3,6 @@ Chromium: no failed request, the loaded extent is framed, the layer list shows o
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,29 +14,19 @@ from twin.loader import load_preset
 pytestmark = pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
 
 
-def test_only_osm_buildings_and_roads_no_failed_request(empty_store, tmp_path: Path):
-    import uvicorn
+def test_only_osm_buildings_and_roads_no_failed_request(empty_store, tmp_path: Path, serve_app):
     from playwright.sync_api import sync_playwright
 
     from gis_api.app import create_app
-    from tests.conftest import _free_port
     from twin.settings import TwinSettings
 
     load_preset(empty_store, make_pbf(tmp_path), "osm", layers=["buildings", "roads"])
     home = tmp_path / "home"  # no rasters in it: the style must not name dem/ortho
     settings = TwinSettings(home=home, database_url=empty_store.engine.url.render_as_string(hide_password=False))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=empty_store), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
+    with serve_app(create_app(settings, store=empty_store)) as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            v = Visit(browser, f"http://127.0.0.1:{port}/")
+            v = Visit(browser, f"{url}/")
             try:
                 assert v.problems == [], v.problems
                 assert v.eval("window.twinViewer.errors") == []
@@ -54,23 +42,18 @@ def test_only_osm_buildings_and_roads_no_failed_request(empty_store, tmp_path: P
             finally:
                 v.close()
                 browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
-def test_a_page_open_before_a_new_village_switches_to_the_new_label_glyphs(empty_store, tmp_path: Path):
+def test_a_page_open_before_a_new_village_switches_to_the_new_label_glyphs(empty_store, tmp_path: Path, serve_app):
     """The style's glyph ranges hold only the characters the labels had when the page loaded. A
     village added later with a character no label had gets a new key on the server; the open page,
     when tiles come in (here: after a zoom out), asks for it and switches (map.setGlyphs), and the
     range of the new character — loaded before, as a subset without it — is fetched again with the
     new key (MapLibre lays the labels out again)."""
-    import uvicorn
     from playwright.sync_api import sync_playwright
     from shapely.geometry import MultiPolygon, box
 
     from gis_api.app import create_app
-    from tests.conftest import _free_port
     from twin.settings import TwinSettings
 
     def village(code: str, name: str, x0: float, x1: float) -> dict:
@@ -81,18 +64,11 @@ def test_a_page_open_before_a_new_village_switches_to_the_new_label_glyphs(empty
     settings = TwinSettings(home=tmp_path / "home", tile_max_age_s=0,
                             database_url=empty_store.engine.url.render_as_string(hide_password=False))
     app = create_app(settings, store=empty_store)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
+    with serve_app(app) as url:
         app.state.glyph_prewarm.join(timeout=120)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            v = Visit(browser, f"http://127.0.0.1:{port}/")
+            v = Visit(browser, f"{url}/")
             try:
                 before = v.eval("window.twinMap.getGlyphs()")
                 assert "?labels=" in before, before
@@ -113,6 +89,3 @@ def test_a_page_open_before_a_new_village_switches_to_the_new_label_glyphs(empty
             finally:
                 v.close()
                 browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

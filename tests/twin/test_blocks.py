@@ -161,21 +161,22 @@ def test_an_attribute_edit_reuses_the_outlines_and_a_shape_edit_merges_again(blo
         maint.run_once()
         maint.memo.clear()
         svc.versions.get()  # the feed's first read: later edits reach the maintainer
-        with store.engine.begin() as conn:  # one taller, by SQL as another program would
-            conn.execute(text("UPDATE buildings SET height_m = 45 WHERE id = 1"))
-        time.sleep(0.1)  # past the version TTL
-        svc.versions.get()
-        merges.clear()
-        assert maint.run_once() > 0
+
+        def sql_edit_then_refresh(sql: str) -> int:
+            """``sql`` by another connection, as another program would; the feed learns of it and the
+            maintainer runs once (``merges`` then holds the zooms it merged)."""
+            with store.engine.begin() as conn:
+                conn.execute(text(sql))
+            time.sleep(0.1)  # past the version TTL
+            svc.versions.get()
+            merges.clear()
+            return maint.run_once()
+
+        assert sql_edit_then_refresh("UPDATE buildings SET height_m = 45 WHERE id = 1") > 0  # one taller
         assert merges == [], "an attribute edit (change_log.shape = 0) recounts the block, never merges the cell"
         assert maint.recounted_blocks == len(BLOCK_ZOOMS)
         first = blocks()
-        with store.engine.begin() as conn:
-            conn.execute(text("UPDATE buildings SET height_m = 99 WHERE id = 2"))
-        time.sleep(0.1)  # past the version TTL
-        svc.versions.get()
-        merges.clear()
-        assert maint.run_once() > 0
+        assert sql_edit_then_refresh("UPDATE buildings SET height_m = 99 WHERE id = 2") > 0
         assert merges == [], "a height edit reuses the cell's outlines"
         after_height = blocks()
         assert [b[4] for b in after_height] == [b[4] for b in first]
